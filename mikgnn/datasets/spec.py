@@ -1,0 +1,68 @@
+"""What a dataset is on disk: its raw files, their formats, and how labels are derived."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mikgnn.datasets.delimited import TextFormat
+from mikgnn.datasets.download import RemoteFile
+from mikgnn.datasets.errors import MissingFilesError
+
+
+@dataclass(frozen=True)
+class RawFile:
+    """A raw file of a dataset: its name in the dataset folder and its layout.
+
+    ``parquet`` files are read with pyarrow; ``fmt`` then only names the columns and kinds.
+    """
+
+    name: str
+    fmt: TextFormat
+    parquet: bool = False
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """A dataset: where its files are, how to read them, and how labels are made (SPEC §2).
+
+    - ``threshold``: a row is positive when its ``rating`` >= threshold; None: every row is.
+    - ``labelled``: rows carry a 0/1 ``label`` as shipped; no negatives are sampled.
+    - ``item_map``: None means item ids are entity ids (already indexed, or matched by text).
+    - ``indexed_kg``: KG ids are already 0-based entity / relation indices.
+    """
+
+    name: str
+    folder: Path
+    ratings: RawFile
+    kg: RawFile
+    item_map: RawFile | None = None
+    threshold: float | None = None
+    labelled: bool = False
+    indexed_kg: bool = False
+    remotes: tuple[RemoteFile, ...] = field(default_factory=tuple)
+    notes: str = ""
+
+    @property
+    def files(self) -> list[RawFile]:
+        return [f for f in (self.ratings, self.kg, self.item_map) if f is not None]
+
+    def path(self, raw: RawFile) -> Path:
+        return self.folder / raw.name
+
+    def remote(self, name: str) -> RemoteFile | None:
+        return next((r for r in self.remotes if r.name == name), None)
+
+    def check_present(self) -> None:
+        """Raise a MissingFilesError naming every absent file and where to get it."""
+        missing = [f.name for f in self.files if not self.path(f).is_file()]
+        if not missing:
+            return
+        sources = []
+        for name in missing:
+            remote = self.remote(name)
+            sources.append((name, remote.url if remote else "your own data (see README)"))
+        hint = "Put the files there, or pass --download to fetch the downloadable ones."
+        if self.notes:
+            hint += "\n" + self.notes
+        raise MissingFilesError(self.name, self.folder, sources, hint)

@@ -1,0 +1,34 @@
+"""Connecting to Ray: an existing cluster when one is named, else a local one sized to be safe.
+
+On a small machine Ray Data reads, Train workers and Tune trial drivers compete for CPUs; a
+read that waits for a whole free CPU can then wait forever. A local cluster therefore
+advertises more logical CPUs than cores (at least 4), and the trial drivers ask for a
+fraction of one (see ``resources.py``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import ray
+
+MIN_LOCAL_LOGICAL_CPUS = 4
+
+
+def local_logical_cpus() -> int:
+    return max(os.cpu_count() or 1, MIN_LOCAL_LOGICAL_CPUS)
+
+
+def connect(address: str | None = None, quiet: bool = True) -> None:
+    """Join ``address`` (or $RAY_ADDRESS) when given, else start a local Ray."""
+    if quiet:
+        logging.getLogger("ray.data").setLevel(logging.WARNING)
+    if ray.is_initialized():
+        return
+    address = address or os.environ.get("RAY_ADDRESS")
+    if address:
+        ray.init(address=address, log_to_driver=not quiet)
+        return
+    ray.init(num_cpus=local_logical_cpus(), include_dashboard=False, log_to_driver=not quiet,
+             configure_logging=True, logging_level="WARNING")
