@@ -104,7 +104,15 @@ def prepare(spec: DatasetSpec, output: Path, seed: int, chunk_bytes: int = 32 <<
     return manifest
 
 
+def _configure_ray_data() -> None:
+    """Set before any dataset is created: datasets capture the context when built."""
+    ctx = ray.data.DataContext.get_current()
+    ctx.execution_options.preserve_order = True  # the split depends on row order
+    ctx.raise_original_map_exception = True  # our DatasetError, not a UserCodeException
+
+
 def _build(spec: DatasetSpec, tmp: Path, seed: int, chunk_bytes: int, print_) -> dict:
+    _configure_ray_data()
     items, item_entities = (load_item_map(spec) if spec.item_map else (None, None))
     rated = _run(_read_ratings(spec, items, chunk_bytes))
     print_(f"parsed {rated.num_rows:,} rated rows")
@@ -206,9 +214,6 @@ def _user_block_bounds(user: np.ndarray, target_rows: int) -> list[int]:
 
 def _run(ds) -> pa.Table:
     """Execute a Ray Data dataset in order and gather it, surfacing our own input errors."""
-    ctx = ray.data.DataContext.get_current()
-    ctx.execution_options.preserve_order = True
-    ctx.raise_original_map_exception = True  # our DatasetError, not a UserCodeException
     try:
         tables = ray.get(ds.to_arrow_refs())
     except Exception as exc:  # Ray wraps task errors; find the DatasetError inside
