@@ -1,0 +1,50 @@
+"""Seconds of one training epoch, of the all-users x all-items score grid, and of a test evaluation.
+
+    python benchmarks/eval_speed.py --dataset music       (needs processed/music-seed0)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from mikgnn.config import table1  # noqa: E402
+from mikgnn.experiment import build  # noqa: E402
+from mikgnn.processed import load_processed  # noqa: E402
+from mikgnn.training import evaluate, shuffled_batches, train_epoch  # noqa: E402
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--dataset", default="music")
+    p.add_argument("--processed", type=Path)
+    p.add_argument("--repeats", type=int, default=3)
+    args = p.parse_args()
+    data = load_processed(args.processed or Path("processed") / f"{args.dataset}-seed0")
+    t = table1(args.dataset)
+    exp = build(data, t.model, t.train)
+    g = torch.Generator().manual_seed(0)
+    train = exp.splits["train"]
+    users, items = torch.arange(data.n_users), torch.arange(data.n_items)
+    timings = {"epoch_s": [], "grid_s": [], "test_eval_s": []}
+    for _ in range(args.repeats):
+        timings["epoch_s"].append(train_epoch(exp.model, exp.optimizer,
+                                              shuffled_batches(train, t.train.batch_size, g), t.train)["seconds"])
+        start = time.perf_counter()
+        exp.model.score_grid(users, items)
+        timings["grid_s"].append(time.perf_counter() - start)
+        start = time.perf_counter()
+        evaluate(exp.model, "test", exp.splits["test"], train, data.n_items, t.train)
+        timings["test_eval_s"].append(time.perf_counter() - start)
+    print(json.dumps({k: round(min(v), 3) for k, v in timings.items()} | {"threads": torch.get_num_threads()}))
+
+
+if __name__ == "__main__":
+    main()

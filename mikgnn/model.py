@@ -1,0 +1,254 @@
+"""MI-KGNN: "Multi-Interaction Knowledge Graph Neural Network" (the paper in shared/paper).
+
+One propagation model; the paper's variants (Tables 5-7) and the KGCN baselines are
+configurations of it (``mikgnn.config``). Symbols: B batch, U users, I items, n neighbours
+per entity, h hops, d embedding dim, m nodes at a hop, f children per node (n, or 1 at the
+deeper hops of FMK r).
+
+For a central node c with neighbours (r_j, e_j) and user u (SPEC §3):
+    m_j   = φ(r_j ⊙ e_j), φ = softmax over features             Eq. (17), (19); identity: Eq. (25)
+    α^u_j = softmax_j(u · m_j), α^c_j = softmax_j(c · m_j)       Eq. (18), (20)
+    w_j   = θ α^u_j + (1 − θ) α^c_j                              Eq. (21), (22)
+    c_N   = Σ_j w_j e_j   (or its mean over the n neighbours)     Eq. (15)
+    c'    = σ(W1 (c + c_N) + W2 (c ⊙ c_N) + b)                  Eq. (16); ReLU, tanh last
+    ŷ     = σ(u · v^u)                                           Eq. (23)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from mikgnn.config import ModelConfig
+from mikgnn.graph import receptive_field, receptive_field_adjusted
+
+GRID_BYTES = 256 << 20  # working memory for one chunk of the users x items score grid
+
+
+class Aggregator(nn.Module):
+    """One iteration's aggregation: Eq. (16) or KGCN's sum / concat / neighbor."""
+
+    def __init__(self, dim: int, kind: str, last: bool):
+        super().__init__()
+        self.kind, self.last = kind, last
+        self.w1 = nn.Linear(2 * dim if kind == "concat" else dim, dim)  # W1 and b
+        self.w2 = nn.Linear(dim, dim, bias=False) if kind == "interaction" else None
+        nn.init.xavier_uniform_(self.w1.weight)
+        nn.init.zeros_(self.w1.bias)
+        if self.w2 is not None:
+            nn.init.xavier_uniform_(self.w2.weight)
+
+    def forward(self, center: torch.Tensor, c_n: torch.Tensor) -> torch.Tensor:
+        if self.kind == "interaction":
+            x = self.w1(center + c_n) + self.w2(center * c_n)  # Eq. (16)  [..., d]
+        elif self.kind == "sum":
+            x = self.w1(center + c_n)  # [..., d]
+        elif self.kind == "concat":
+            center, c_n = torch.broadcast_tensors(center, c_n)
+            x = self.w1(torch.cat([center, c_n], dim=-1))  # [..., d]
+        else:
+            x = self.w1(c_n).expand(torch.broadcast_shapes(center.shape, c_n.shape))  # [..., d]
+        return self.activate(x)
+
+    def activate(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(x) if self.last else F.relu(x)
+
+    def linear_parts(self, center: torch.Tensor, neighbours: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The pre-activation is linear in the neighbour weights w_j:
+        x = base + Σ_j w_j · part_j, with base [I, d] and part [I, n, d] free of the user.
+        For Eq. (16): base = W1 c + b, part_j = W1 e_j + W2 (c ⊙ e_j)."""
+        d = center.shape[-1]
+        if self.kind == "concat":
+            w_center, w_neigh = self.w1.weight[:, :d], self.w1.weight[:, d:]
+            return center @ w_center.T + self.w1.bias, neighbours @ w_neigh.T
+        if self.kind == "neighbor":
+            return self.w1.bias.expand_as(center), self.w1(neighbours) - self.w1.bias
+        base = self.w1(center)  # [I, d]
+        part = neighbours @ self.w1.weight.T  # [I, n, d]
+        if self.kind == "interaction":
+            part = part + self.w2(center.unsqueeze(1) * neighbours)  # [I, n, d]
+        return base, part
+
+
+@dataclass
+class Propagation:
+    """What one forward pass computed, for the loss, L2 and diagnostics."""
+
+    user: torch.Tensor  # [B, d]
+    item: torch.Tensor  # [B, d]  v^u
+    entities: list[torch.Tensor]  # hop k: [B, m_k]
+    first_weights: list[torch.Tensor]  # attention of iteration 1 at hop k: [B, m_k, f_k]
+    hop0_weights: torch.Tensor  # final attention over the item's neighbours: [B, 1, f_0]
+    embedded: list[torch.Tensor]  # looked-up rows, for batch-only L2
+
+
+class MIKGNN(nn.Module):
+    def __init__(self, *, n_users: int, n_entities: int, n_relations: int,
+                 adj_entity: torch.Tensor, adj_relation: torch.Tensor, config: ModelConfig):
+        super().__init__()
+        self.config = config
+        d, h = config.dim, config.hops
+        self.register_buffer("adj_entity", adj_entity, persistent=False)  # [E, n]
+        self.register_buffer("adj_relation", adj_relation, persistent=False)  # [E, n]
+        self.user = nn.Embedding(n_users, d)
+        self.entity = nn.Embedding(n_entities, d)
+        self.relation = nn.Embedding(n_relations, d)
+        for table in (self.user, self.entity, self.relation):
+            nn.init.xavier_uniform_(table.weight)
+        kind = config.aggregator
+        self.layers = nn.ModuleList(Aggregator(d, kind, last=i == h - 1) for i in range(h))
+        self.scale = 1.0 / d if config.logits == "mean" else 1.0
+
+    # attention --------------------------------------------------------------------------
+    def attention(self, user: torch.Tensor, center: torch.Tensor, neighbours: torch.Tensor,
+                  relations: torch.Tensor) -> torch.Tensor:
+        """Weights over each node's f children: user [B, d], center [B, m, d],
+        neighbours/relations [B, m, f, d] -> [B, m, f]."""
+        cfg = self.config
+        f = neighbours.shape[-2]
+        if cfg.attention == "uniform":
+            return neighbours.new_full(neighbours.shape[:-1], 1.0 / f)  # w/o att.  [B, m, f]
+        u = user[:, None, None, :]  # [B, 1, 1, d]
+        if cfg.attention == "relation":
+            return torch.softmax((u * relations).sum(-1) * self.scale, dim=-1)  # KGCN  [B, m, f]
+        message = relations * neighbours  # r_j ⊙ e_j  [B, m, f, d]
+        if not cfg.pruned:
+            message = torch.softmax(message, dim=-1)  # φ, Eq. (17), (19)  [B, m, f, d]
+        a_user = torch.softmax((u * message).sum(-1) * self.scale, dim=-1)  # Eq. (18)  [B, m, f]
+        a_center = torch.softmax((center.unsqueeze(-2) * message).sum(-1) * self.scale, dim=-1)  # Eq. (20)
+        return cfg.theta * a_user + (1.0 - cfg.theta) * a_center  # Eq. (21)  [B, m, f]
+
+    def _aggregate(self, i: int, user: torch.Tensor, center: torch.Tensor, children: torch.Tensor,
+                   relations: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        batch, m, d = center.shape
+        neighbours = children.view(batch, m, -1, d)  # [B, m, f, d]
+        rel = relations.view(batch, m, -1, d)  # [B, m, f, d]
+        weights = self.attention(user, center, neighbours, rel)  # [B, m, f]
+        c_n = (weights.unsqueeze(-1) * neighbours).sum(-2)  # Eq. (15)  [B, m, d]
+        if self.config.neighbour_vector == "mean":
+            c_n = c_n / neighbours.shape[-2]
+        return self.layers[i](center, c_n), weights  # [B, m, d], [B, m, f]
+
+    # forward ----------------------------------------------------------------------------
+    def propagate(self, users: torch.Tensor, items: torch.Tensor) -> Propagation:
+        cfg, h = self.config, self.config.hops
+        field = receptive_field_adjusted if cfg.adjusted_field else receptive_field
+        entities, relations = field(items, self.adj_entity, self.adj_relation, h)
+        user = self.user(users)  # [B, d]
+        vectors = [self.entity(e) for e in entities]  # hop k: [B, m_k, d]
+        rel_vectors = [self.relation(r) for r in relations]  # hop k+1: [B, m_(k+1), d]
+        embedded = [user, *vectors, *rel_vectors]
+        first_weights: list[torch.Tensor] = []
+        hop0 = None
+        for i in range(h):
+            if cfg.layer_by_layer:  # FMK l: iteration i updates hop h-1-i only
+                k = h - 1 - i
+                vectors[k], w = self._aggregate(i, user, vectors[k], vectors[k + 1], rel_vectors[k])
+                first_weights.insert(0, w)
+                hop0 = w
+                continue
+            updated = []
+            for k in range(h - i):  # full scheme: hop k aggregates from hop k+1
+                v, w = self._aggregate(i, user, vectors[k], vectors[k + 1], rel_vectors[k])
+                updated.append(v)
+                if i == 0:
+                    first_weights.append(w)
+                if k == 0:
+                    hop0 = w
+            vectors = updated
+        return Propagation(user, vectors[0].squeeze(1), entities, first_weights, hop0, embedded)
+
+    def score(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        """Logits of (user, item) pairs: u · v^u, Eq. (23)  [B]."""
+        p = self.propagate(users, items)
+        return (p.user * p.item).sum(-1)
+
+    @torch.no_grad()
+    def score_grid(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        """Logits of every user against every item [U, I], in chunks of users."""
+        cfg = self.config
+        one_hop = cfg.hops == 1
+        if one_hop:  # per user: a few [I, n] attention maps and [I, d] vectors
+            per_user = 4 * items.numel() * (3 * cfg.n_neighbours + 2 * cfg.dim)
+        else:  # per user: the whole receptive field of every item, messages included
+            field = sum(cfg.n_neighbours**k for k in range(cfg.hops + 1))
+            per_user = 4 * items.numel() * cfg.dim * cfg.n_neighbours * field * 3
+        chunk = max(1, GRID_BYTES // per_user)
+        parts = []
+        for start in range(0, users.numel(), chunk):
+            u = users[start : start + chunk]
+            if one_hop:
+                parts.append(self._grid_one_hop(u, items))
+            else:
+                uu = u.repeat_interleave(items.numel())
+                ii = items.repeat(u.numel())
+                parts.append(self.score(uu, ii).view(u.numel(), items.numel()))
+        return torch.cat(parts)
+
+    def _grid_one_hop(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        """h = 1 for a users x items grid; the user-independent parts are computed once per item."""
+        cfg = self.config
+        user = self.user(users)  # [U, d]
+        center = self.entity(items)  # [I, d]
+        neighbours = self.entity(self.adj_entity[items])  # [I, n, d]
+        relations = self.relation(self.adj_relation[items])  # [I, n, d]
+        n = neighbours.shape[1]
+        if cfg.attention == "uniform":
+            weights = neighbours.new_full((1, items.numel(), n), 1.0 / n)  # [1, I, n]
+        elif cfg.attention == "relation":
+            weights = _softmax_last(_user_logits(user, relations) * self.scale)  # [U, I, n]
+        else:
+            message = relations * neighbours  # [I, n, d]
+            if not cfg.pruned:
+                message = torch.softmax(message, dim=-1)
+            a_center = torch.softmax((center.unsqueeze(1) * message).sum(-1) * self.scale, -1)  # [I, n]
+            a_user = _softmax_last(_user_logits(user, message) * self.scale)  # [U, I, n]
+            weights = torch.lerp(a_center.unsqueeze(0), a_user, cfg.theta)  # Eq. (21)  [U, I, n]
+        base, part = self.layers[0].linear_parts(center, neighbours)  # [I, d], [I, n, d]
+        if cfg.neighbour_vector == "mean":
+            part = part / n
+        if weights.shape[0] == 1:
+            x = (base + torch.einsum("in,ind->id", weights[0], part)).unsqueeze(0)  # Eq. (15-16)  [1, I, d]
+        else:
+            x = torch.bmm(weights.transpose(0, 1), part).transpose(0, 1) + base  # Eq. (15-16)  [U, I, d]
+        item = self.layers[0].activate(x).expand(user.shape[0], -1, -1)  # [U, I, d]
+        return torch.bmm(item, user.unsqueeze(-1)).squeeze(-1)  # Eq. (23)  [U, I]
+
+
+def _user_logits(user: torch.Tensor, per_item: torch.Tensor) -> torch.Tensor:
+    """u · x_ij for every user and every (item, neighbour): [U, d] x [I, n, d] -> [U, I, n]."""
+    items, n, d = per_item.shape
+    return (user @ per_item.reshape(items * n, d).T).view(-1, items, n)
+
+
+def _softmax_last(x: torch.Tensor) -> torch.Tensor:
+    """Softmax over a short last dim, in place; faster than torch.softmax there on CPU."""
+    x = (x - x.amax(-1, keepdim=True)).exp_()
+    return x.div_(x.sum(-1, keepdim=True))
+
+
+class MF(nn.Module):
+    """Matrix factorisation baseline: ŷ = σ(u · v)."""
+
+    def __init__(self, *, n_users: int, n_items: int, dim: int):
+        super().__init__()
+        self.user = nn.Embedding(n_users, dim)
+        self.entity = nn.Embedding(n_items, dim)
+        nn.init.xavier_uniform_(self.user.weight)
+        nn.init.xavier_uniform_(self.entity.weight)
+        self.layers = nn.ModuleList()
+
+    def propagate(self, users: torch.Tensor, items: torch.Tensor) -> Propagation:
+        user, item = self.user(users), self.entity(items)  # [B, d], [B, d]
+        empty = user.new_zeros(users.shape[0], 1, 1)
+        return Propagation(user, item, [items.view(-1, 1)], [], empty, [user, item])
+
+    def score(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        return (self.user(users) * self.entity(items)).sum(-1)  # [B]
+
+    @torch.no_grad()
+    def score_grid(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        return self.user(users) @ self.entity(items).T  # [U, I]

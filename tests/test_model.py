@@ -1,0 +1,160 @@
+"""The model on small random graphs: shapes of every variant, the equivalences that must hold,
+gradients, and that a small dataset is learned."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+from mikgnn.config import MODELS, VARIANTS, ModelConfig, TrainConfig, apply_variant, for_model
+from mikgnn.experiment import build, build_model, fit
+from mikgnn.processed import ProcessedDataset
+from mikgnn.training import l2_penalty
+
+
+def tiny_data(seed=0, n_users=40, n_items=30, n_attr=6, per_user=6) -> ProcessedDataset:
+    """Users like the items of one attribute (genre); the KG links items to attributes."""
+    rng = np.random.default_rng(seed)
+    genre = rng.integers(0, n_attr, n_items)
+    head = np.concatenate([np.arange(n_items), rng.integers(0, n_items, 20)])
+    tail = np.concatenate([n_items + genre, n_items + rng.integers(0, n_attr, 20)])
+    relation = np.concatenate([np.zeros(n_items, np.int64), np.ones(20, np.int64)])
+    keys = np.unique(np.stack([head, relation, tail], 1), axis=0)
+    users, items, labels = [], [], []
+    for u in range(n_users):
+        liked = np.flatnonzero(genre == u % n_attr)
+        other = np.flatnonzero(genre != u % n_attr)
+        pos = rng.choice(liked, size=min(per_user, liked.size), replace=False)
+        neg = rng.choice(other, size=pos.size, replace=False)
+        users += [u] * (2 * pos.size)
+        items += list(pos) + list(neg)
+        labels += [1] * pos.size + [0] * pos.size
+    users, items, labels = map(np.array, (users, items, labels))
+    split = rng.permutation(users.size)
+    cut1, cut2 = int(0.6 * users.size), int(0.8 * users.size)
+    parts = {"train": split[:cut1], "valid": split[cut1:cut2], "test": split[cut2:]}
+    splits = {k: {"user": users[v], "item": items[v], "label": labels[v]} for k, v in parts.items()}
+    manifest = dict(n_users=n_users, n_items=n_items, n_entities=n_items + n_attr, n_relations=2)
+    kg = {"head": keys[:, 0], "relation": keys[:, 1], "tail": keys[:, 2]}
+    return ProcessedDataset(splits=splits, kg=kg, manifest=manifest)
+
+
+CONFIGS = [apply_variant(ModelConfig(dim=8, n_neighbours=4, hops=h), v) for v in VARIANTS for h in (1, 2)]
+CONFIGS += [for_model(ModelConfig(dim=8, n_neighbours=4, hops=h), "kgcn", a)
+            for a in ("sum", "concat", "neighbor") for h in (1, 2)]
+CONFIGS += [replace(ModelConfig(dim=8, n_neighbours=3, hops=2), logits="dot", neighbour_vector="sum"),
+            for_model(ModelConfig(dim=8), "mf")]
+
+
+def _id(cfg: ModelConfig) -> str:
+    flags = "".join(k for k, on in (("r", cfg.adjusted_field), ("a", cfg.pruned), ("l", cfg.layer_by_layer)) if on)
+    return f"{cfg.model}-{cfg.attention}-{cfg.aggregator}-h{cfg.hops}-t{cfg.theta}-{flags}"
+
+
+@pytest.mark.parametrize("cfg", CONFIGS, ids=[_id(c) for c in CONFIGS])
+def test_shapes_and_grid_agree_with_pairs(cfg):
+    data = tiny_data()
+    model = build_model(data, cfg, seed=0)
+    users, items = torch.tensor([0, 1, 2, 3, 4]), torch.tensor([5, 6, 7, 8, 9])
+    p = model.propagate(users, items)
+    assert p.user.shape == p.item.shape == (5, cfg.dim)
+    assert model.score(users, items).shape == (5,)
+    grid = model.score_grid(torch.arange(7), torch.arange(data.n_items))
+    assert grid.shape == (7, data.n_items)
+    pairs = model.score(torch.arange(7).repeat_interleave(data.n_items), torch.arange(data.n_items).repeat(7))
+    torch.testing.assert_close(grid, pairs.view(7, -1), rtol=1e-5, atol=1e-6)
+    if cfg.model != "mf":
+        field = [1] + ([cfg.n_neighbours] * cfg.hops if cfg.adjusted_field else
+                       [cfg.n_neighbours**k for k in range(1, cfg.hops + 1)])
+        assert [e.shape[1] for e in p.entities] == field
+        torch.testing.assert_close(p.hop0_weights.sum(-1), torch.ones(5, 1))
+
+
+def _attention_inputs(seed=0, b=3, m=2, f=4, d=8):
+    g = torch.Generator().manual_seed(seed)
+    return (torch.randn(b, d, generator=g), torch.randn(b, m, d, generator=g),
+            torch.randn(b, m, f, d, generator=g), torch.randn(b, m, f, d, generator=g))
+
+
+def _model(**kw):
+    return build_model(tiny_data(), ModelConfig(dim=8, n_neighbours=4, **kw), seed=0)
+
+
+def test_theta_one_ignores_the_neighbourhood_attention():
+    user, center, nb, rel = _attention_inputs()
+    model = _model(theta=1.0)
+    torch.testing.assert_close(model.attention(user, center, nb, rel), model.attention(user, 5 * center, nb, rel))
+    assert not torch.allclose(model.attention(user, center, nb, rel), model.attention(-user, center, nb, rel))
+
+
+def test_theta_zero_ignores_the_user():
+    user, center, nb, rel = _attention_inputs()
+    model = _model(theta=0.0)
+    torch.testing.assert_close(model.attention(user, center, nb, rel), model.attention(-3 * user, center, nb, rel))
+    assert not torch.allclose(model.attention(user, center, nb, rel), model.attention(user, -center, nb, rel))
+
+
+def test_dual_attention_is_the_theta_mix():
+    user, center, nb, rel = _attention_inputs()
+    a1, a0 = _model(theta=1.0).attention(user, center, nb, rel), _model(theta=0.0).attention(user, center, nb, rel)
+    torch.testing.assert_close(_model(theta=-0.35).attention(user, center, nb, rel), -0.35 * a1 + 1.35 * a0)
+
+
+def test_without_attention_weights_are_uniform():
+    user, center, nb, rel = _attention_inputs()
+    torch.testing.assert_close(_model(attention="uniform").attention(user, center, nb, rel),
+                               torch.full((3, 2, 4), 0.25))
+
+
+@pytest.mark.parametrize("flag", ["adjusted_field", "layer_by_layer"])
+def test_fmk_r_and_l_coincide_with_the_full_scheme_at_one_hop(flag):
+    data = tiny_data()
+    base = ModelConfig(dim=8, n_neighbours=4, hops=1)
+    full, fast = build_model(data, base, 0), build_model(data, replace(base, **{flag: True}), 0)
+    users, items = torch.arange(10), torch.arange(10, 20)
+    torch.testing.assert_close(full.score(users, items), fast.score(users, items))
+    deep = ModelConfig(dim=8, n_neighbours=4, hops=2)
+    assert not torch.allclose(build_model(data, deep, 0).score(users, items),
+                              build_model(data, replace(deep, **{flag: True}), 0).score(users, items))
+
+
+@pytest.mark.parametrize("model_name", MODELS)
+def test_gradient_reaches_every_parameter(model_name):
+    data = tiny_data()
+    cfg = for_model(ModelConfig(dim=8, n_neighbours=4, hops=2), model_name)
+    exp = build(data, cfg, TrainConfig(ls_weight=0.5 if model_name == "kgcn-ls" else 0.0))
+    train = exp.splits["train"]
+    p = exp.model.propagate(train.user, train.item)
+    loss = torch.nn.functional.binary_cross_entropy_with_logits((p.user * p.item).sum(-1), train.label.float())
+    (loss + 1e-3 * l2_penalty(exp.model, p, TrainConfig())).backward()
+    for name, param in exp.model.named_parameters():
+        assert param.grad is not None and param.grad.abs().sum() > 0, name
+
+
+@pytest.mark.parametrize("model_name", ["mikgnn", "kgcn-ls"])
+def test_a_small_dataset_is_learned(model_name):
+    data = tiny_data()
+    cfg = for_model(ModelConfig(dim=8, n_neighbours=4, hops=1), model_name)
+    train_cfg = TrainConfig(lr=2e-2, batch_size=32, l2=1e-6, epochs=25, patience=25, protocol="full",
+                            ls_weight=0.1 if model_name == "kgcn-ls" else 0.0)
+    result = fit(build(data, cfg, train_cfg), train_cfg)
+    assert result["test/auc"] > 0.7  # chance is 0.5
+    assert result["valid/auc"] > 0.7
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    (dict(theta=1.5), "theta must lie in"), (dict(theta=-1.01), "theta must lie in"),
+    (dict(n_neighbours=0), "n .* must be >= 1"), (dict(hops=0), "h .* must be >= 1"),
+    (dict(attention="nope"), "unknown attention"), (dict(model="gcn"), "unknown model"),
+])
+def test_bad_configuration(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        ModelConfig(**kwargs)
+
+
+def test_unknown_variant():
+    with pytest.raises(ValueError, match="unknown variant 'w-z'"):
+        apply_variant(ModelConfig(), "w-z")
