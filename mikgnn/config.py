@@ -34,6 +34,8 @@ class ModelConfig:
     layer_by_layer: bool = False
     logits: str = "mean"
     neighbour_vector: str = "mean"
+    init_std: float | None = None  # None: Xavier-uniform tables; else normal(0, init_std)
+    logit_scale: float = 1.0  # multiplies the attention logits (a fixed inverse temperature)
 
     def __post_init__(self) -> None:
         _one_of("model", self.model, MODELS)
@@ -47,6 +49,10 @@ class ModelConfig:
             raise ValueError(f"n (neighbours per entity) must be >= 1, got {self.n_neighbours}")
         if self.hops < 1:
             raise ValueError(f"h (hops) must be >= 1, got {self.hops}")
+        if self.init_std is not None and self.init_std <= 0:
+            raise ValueError(f"init_std must be > 0, got {self.init_std}")
+        if self.logit_scale <= 0:
+            raise ValueError(f"logit_scale must be > 0, got {self.logit_scale}")
         if self.dim < 1:
             raise ValueError(f"d (embedding dim) must be >= 1, got {self.dim}")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
@@ -50,32 +50,58 @@ def build(data: ProcessedDataset, model_cfg: ModelConfig, train_cfg: TrainConfig
     return Experiment(model, optimizer, splits, data.n_items, ls_table)
 
 
+@dataclass
+class FitState:
+    """Early stopping on valid/<select_metric>: everything a resumed run needs to continue."""
+
+    epoch: int = 0
+    best: float = -float("inf")
+    best_epoch: int = 0
+    waited: int = 0
+    best_state: dict | None = None
+    history: list[dict] = field(default_factory=list)
+
+    def update(self, metrics: dict[str, float], key: str, model: nn.Module, patience: int) -> bool:
+        """Record an epoch; True when training should stop."""
+        self.epoch = int(metrics["epoch"])
+        self.history.append(metrics)
+        if metrics[key] > self.best:
+            self.best, self.best_epoch, self.waited = metrics[key], self.epoch, 0
+            self.best_state = copy.deepcopy(model.state_dict())
+        else:
+            self.waited += 1
+        return self.waited >= patience
+
+
+def run_epoch(exp: Experiment, cfg: TrainConfig, epoch: int, batches,
+              after_backward: Callable[[nn.Module], None] | None = None) -> dict[str, float]:
+    """Train one epoch and validate: the metrics of that epoch."""
+    stats = train_epoch(exp.model, exp.optimizer, batches, cfg, exp.ls_table, after_backward)
+    metrics = {"epoch": epoch, "train/loss": stats["loss"], "train/seconds": stats["seconds"]}
+    metrics.update(evaluate(exp.model, "valid", exp.splits["valid"], exp.splits["train"], exp.n_items, cfg))
+    metrics.update(attention_diagnostics(exp.model, exp.splits["valid"]))
+    return metrics
+
+
+def finish(exp: Experiment, state: FitState, cfg: TrainConfig) -> dict:
+    """Test the best epoch's weights; the result of the whole fit."""
+    exp.model.load_state_dict(state.best_state)
+    test = evaluate(exp.model, "test", exp.splits["test"], exp.splits["train"], exp.n_items, cfg)
+    valid = {k: v for k, v in state.history[state.best_epoch - 1].items() if k.startswith("valid/")}
+    return {"best_epoch": state.best_epoch, **valid, **test, "history": state.history,
+            "epoch_seconds": [h["train/seconds"] for h in state.history]}
+
+
 def fit(exp: Experiment, cfg: TrainConfig,
         on_epoch: Callable[[int, dict[str, float]], None] | None = None) -> dict:
     """Train with early stopping on valid/<select_metric>; test the best epoch's weights."""
     generator = torch.Generator().manual_seed(cfg.seed)
-    train = exp.splits["train"]
-    key = f"valid/{cfg.select_metric}"
-    best, best_epoch, best_state, waited = -float("inf"), 0, None, 0
-    history = []
+    state = FitState()
     for epoch in range(1, cfg.epochs + 1):
-        stats = train_epoch(exp.model, exp.optimizer, shuffled_batches(train, cfg.batch_size, generator),
-                            cfg, exp.ls_table)
-        metrics = {"epoch": epoch, "train/loss": stats["loss"], "train/seconds": stats["seconds"]}
-        metrics.update(evaluate(exp.model, "valid", exp.splits["valid"], train, exp.n_items, cfg))
-        metrics.update(attention_diagnostics(exp.model, exp.splits["valid"]))
-        history.append(metrics)
+        batches = shuffled_batches(exp.splits["train"], cfg.batch_size, generator)
+        metrics = run_epoch(exp, cfg, epoch, batches)
         if on_epoch is not None:
             on_epoch(epoch, metrics)
-        if metrics[key] > best:
-            best, best_epoch, waited = metrics[key], epoch, 0
-            best_state = copy.deepcopy(exp.model.state_dict())
-        else:
-            waited += 1
-            if waited >= cfg.patience:
-                break
-    exp.model.load_state_dict(best_state)
-    test = evaluate(exp.model, "test", exp.splits["test"], train, exp.n_items, cfg)
-    valid = {k: v for k, v in history[best_epoch - 1].items() if k.startswith("valid/")}
-    return {"best_epoch": best_epoch, **valid, **test, "history": history,
-            "epoch_seconds": [h["train/seconds"] for h in history]}
+        if state.update(metrics, f"valid/{cfg.select_metric}", exp.model, cfg.patience):
+            break
+    return finish(exp, state, cfg)

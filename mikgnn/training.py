@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -36,6 +36,9 @@ class Rows:
     def __len__(self) -> int:
         return self.user.numel()
 
+    def to(self, device: torch.device | str) -> Rows:
+        return Rows(self.user.to(device), self.item.to(device), self.label.to(device))
+
 
 def shuffled_batches(rows: Rows, batch_size: int, generator: torch.Generator) -> Iterator[Rows]:
     order = torch.randperm(len(rows), generator=generator)
@@ -63,8 +66,13 @@ def l2_penalty(model: nn.Module, p: Propagation, cfg: TrainConfig) -> torch.Tens
 
 
 def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, batches, cfg: TrainConfig,
-                ls_table: InteractionTable | None = None) -> dict[str, float]:
-    """One pass over ``batches`` (an iterable of Rows); returns mean loss and seconds."""
+                ls_table: InteractionTable | None = None,
+                after_backward: Callable[[nn.Module], None] | None = None) -> dict[str, float]:
+    """One pass over ``batches`` (an iterable of Rows); returns mean loss and seconds.
+
+    ``after_backward`` runs between backward and the optimizer step: the data-parallel
+    driver averages the gradients of its workers there.
+    """
     model.train()
     start, total, count = time.perf_counter(), 0.0, 0
     for batch in batches:
@@ -77,6 +85,8 @@ def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, batches, cfg
             loss = loss + cfg.ls_weight * label_smoothness_loss(p, batch.user, batch.label, ls_table)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        if after_backward is not None:
+            after_backward(model)
         optimizer.step()
         total += float(loss.detach()) * len(batch)
         count += len(batch)
@@ -86,9 +96,14 @@ def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, batches, cfg
 @torch.no_grad()
 def predict(model: nn.Module, rows: Rows) -> np.ndarray:
     model.eval()
-    out = [model.score(rows.user[s : s + SCORE_BATCH], rows.item[s : s + SCORE_BATCH])
+    device = _device(model)
+    out = [model.score(rows.user[s : s + SCORE_BATCH].to(device), rows.item[s : s + SCORE_BATCH].to(device)).cpu()
            for s in range(0, len(rows), SCORE_BATCH)]
     return torch.cat(out).numpy()
+
+
+def _device(model: nn.Module) -> torch.device:
+    return next(model.parameters()).device
 
 
 @torch.no_grad()
@@ -107,9 +122,10 @@ def evaluate(model: nn.Module, split: str, rows: Rows, train: Rows, n_items: int
     if topk:
         users = ranking_users(rows.user.numpy(), labels, cfg.protocol, cfg.eval_users, cfg.seed)
         positive = labels == 1
-        all_items = torch.arange(n_items)
+        device = _device(model)
+        all_items = torch.arange(n_items, device=device)
         out.update(topk_metrics(
-            lambda u: model.score_grid(u, all_items), users,
+            lambda u: model.score_grid(u.to(device), all_items).cpu(), users,
             train.user.numpy(), train.item.numpy(),
             rows.user.numpy()[positive], rows.item.numpy()[positive], n_items, cfg.ks,
         ))
@@ -125,12 +141,13 @@ def attention_diagnostics(model: nn.Module, rows: Rows, sample: int = 4096) -> d
         return {}
     with torch.no_grad():
         model.eval()
-        p = model.propagate(rows.user[:sample], rows.item[:sample])
+        device = _device(model)
+        p = model.propagate(rows.user[:sample].to(device), rows.item[:sample].to(device))
         w = p.hop0_weights.squeeze(1)  # [B, f]
         f = w.shape[-1]
         entropy = -(w.clamp_min(1e-12).log() * w).sum(-1) / math.log(f) if f > 1 else torch.ones(1)
         return {
             "attention_entropy": float(entropy.mean()),
             "attention_spread": float((w.max(-1).values - w.min(-1).values).mean()),
-            "relation_norm": float(model.relation.weight.norm(dim=-1).mean()),
+            "relation_norm": float(model.relation.weight.norm(dim=-1).mean().cpu()),
         }

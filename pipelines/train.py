@@ -63,6 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--aggregator", choices=AGGREGATORS, help="override the aggregator")
     g.add_argument("--logits", choices=LOGITS, help="attention logits: dot product or mean over features")
     g.add_argument("--neighbour-vector", choices=NEIGHBOUR_VECTORS, help="weighted sum or mean of neighbours")
+    g.add_argument("--init-std", type=float, help="normal(0, std) embedding init instead of Xavier")
+    g.add_argument("--logit-scale", type=float, help="multiplies the attention logits (inverse temperature)")
     t = p.add_argument_group("training")
     t.add_argument("--lr", type=float)
     t.add_argument("--l2", type=float, help="λ")
@@ -75,6 +77,16 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--protocol", choices=PROTOCOLS, help="top-K users: full (every test user) or sampled")
     t.add_argument("--eval-users", type=int, help="users sampled by --protocol sampled (KGCN: 100)")
     t.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
+    r = p.add_argument_group("Ray Train (data-parallel; leave out --workers for one process)")
+    r.add_argument("--workers", type=int, help="number of TorchTrainer workers (gloo on CPU, NCCL on GPU)")
+    r.add_argument("--gpus-per-worker", type=float, default=0.0)
+    r.add_argument("--cpus-per-worker", type=float, default=1.0)
+    r.add_argument("--storage-path", type=Path, default=Path("ray_results"),
+                   help="Ray Train checkpoints and results (a shared path or URI on a multi-node cluster)")
+    r.add_argument("--max-failures", type=int, default=3, help="worker-group restarts from the last checkpoint")
+    r.add_argument("--run-name", help="Ray Train run name; an existing run of that name under --storage-path "
+                   "resumes from its last checkpoint (default: a new, time-stamped name)")
+    r.add_argument("--address", help="Ray cluster address (default: $RAY_ADDRESS, else a local Ray)")
     return p
 
 
@@ -85,7 +97,8 @@ def configs_from_args(args: argparse.Namespace):
         model = apply_variant(model, args.variant)
     overrides = {k: v for k, v in dict(dim=args.dim, n_neighbours=args.n_neighbours, hops=args.hops,
                                         theta=args.theta, aggregator=args.aggregator, logits=args.logits,
-                                        neighbour_vector=args.neighbour_vector).items() if v is not None}
+                                        neighbour_vector=args.neighbour_vector, init_std=args.init_std,
+                                        logit_scale=args.logit_scale).items() if v is not None}
     model = replace(model, **overrides)
     ls = args.ls_weight if args.ls_weight is not None else (
         table1_ls_weight(Path(args.dataset).name) if args.model == "kgcn-ls" else 0.0)
@@ -95,6 +108,24 @@ def configs_from_args(args: argparse.Namespace):
     train = replace(defaults.train, seed=args.seed, ls_weight=ls, l2_relations=not args.no_relation_l2,
                     **train_over)
     return model, train
+
+
+def _fit_on_ray(args, processed: Path, model_cfg, train_cfg, name: str) -> dict:
+    from mikgnn.distributed.cluster import connect
+    from mikgnn.distributed.trainer import make_trainer
+
+    connect(args.address)
+    run_name = args.run_name or f"{name}-{args.model}-seed{args.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
+    trainer = make_trainer(processed, model_cfg, train_cfg, workers=args.workers,
+                           gpus_per_worker=args.gpus_per_worker, cpus_per_worker=args.cpus_per_worker,
+                           storage_path=args.storage_path,
+                           name=run_name,
+                           max_failures=args.max_failures)
+    result = trainer.fit()
+    metrics = dict(result.metrics)
+    metrics["workers"] = args.workers
+    metrics["checkpoint"] = result.checkpoint.path if result.checkpoint else None
+    return metrics
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -118,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     output = args.output or Path("runs") / f"{name}-{args.model}-seed{args.seed}"
-    exp = build(data, model_cfg, train_cfg)
+    exp = None if args.workers else build(data, model_cfg, train_cfg)
 
     def report(epoch: int, m: dict) -> None:
         print(f"epoch {epoch:3d}  loss {m['train/loss']:.4f}  {m['train/seconds']:.2f}s  "
@@ -126,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
               f"att.entropy {m.get('attention_entropy', float('nan')):.4f}", flush=True)
 
     start = time.perf_counter()
-    result = fit(exp, train_cfg, report)
+    result = _fit_on_ray(args, processed, model_cfg, train_cfg, name) if args.workers else fit(exp, train_cfg, report)
     protocol = {"ctr": "AUC and F1@0.5 over every row of the split",
                 "topk": ("full ranking: every user with a positive row in the split, candidates = all items "
                          "without a training row") if train_cfg.protocol == "full" else

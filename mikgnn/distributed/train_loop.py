@@ -1,0 +1,141 @@
+"""The Ray Train worker: the same run_epoch / finish as the single-process fit, data-parallel.
+
+Each worker reads its shard of the train split through Ray Data once, keeps it as tensors and
+reshuffles it locally every epoch; gradients are averaged across workers after every backward
+pass. Rank 0 alone validates, decides early stopping, checkpoints, tests and logs. Every
+epoch ends with a checkpoint, so a restarted worker group resumes after the last finished
+epoch.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import ray.train
+import ray.train.torch
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from mikgnn.config import ModelConfig, TrainConfig
+from mikgnn.experiment import FitState, build, finish, run_epoch
+from mikgnn.processed import load_processed
+from mikgnn.training import Rows, shuffled_batches, train_epoch
+
+STATE_FILE = "state.pt"
+
+
+def configs(config: dict) -> tuple[ModelConfig, TrainConfig]:
+    train = dict(config["train"])
+    train["ks"] = tuple(train["ks"])
+    return ModelConfig(**config["model"]), TrainConfig(**train)
+
+
+def average_gradients(model: nn.Module) -> None:
+    """All-reduce every gradient as one flat buffer and divide by the number of workers."""
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    flat = torch.cat([g.reshape(-1) for g in grads])
+    dist.all_reduce(flat)
+    flat /= dist.get_world_size()
+    offset = 0
+    for g in grads:
+        g.copy_(flat[offset : offset + g.numel()].view_as(g))
+        offset += g.numel()
+
+
+def _shard_rows(world: int) -> Rows:
+    """This worker's shard as tensors, cut to the smallest shard so every worker steps alike."""
+    shard = ray.train.get_dataset_shard("train")  # Ray Data
+    parts = list(shard.iter_batches(batch_size=1 << 18, batch_format="numpy"))
+    columns = {c: np.concatenate([p[c] for p in parts]) if parts else np.zeros(0, np.int64)
+               for c in ("user", "item", "label")}
+    rows = Rows.from_numpy(columns)
+    size = torch.tensor([len(rows)])
+    if world > 1:
+        dist.all_reduce(size, op=dist.ReduceOp.MIN)
+    n = int(size)
+    return Rows(rows.user[:n], rows.item[:n], rows.label[:n])
+
+
+def _save(exp, state: FitState, generator: torch.Generator, folder: str) -> None:
+    torch.save({"model": exp.model.state_dict(), "optimizer": exp.optimizer.state_dict(),
+                "state": asdict(state), "generator": generator.get_state()}, Path(folder) / STATE_FILE)
+
+
+def _restore(exp, generator: torch.Generator) -> FitState:
+    checkpoint = ray.train.get_checkpoint()  # Ray Train: the last reported checkpoint, if any
+    if checkpoint is None:
+        return FitState()
+    with checkpoint.as_directory() as folder:
+        saved = torch.load(Path(folder) / STATE_FILE, weights_only=False)
+    exp.model.load_state_dict(saved["model"])
+    exp.optimizer.load_state_dict(saved["optimizer"])
+    generator.set_state(saved["generator"])
+    return FitState(**saved["state"])
+
+
+def _maybe_crash(config: dict, epoch: int, rank: int) -> None:
+    """Fault injection for the resume test: the process of rank 1 dies once at an epoch."""
+    crash = config.get("crash_once")
+    if crash and rank == min(1, crash["world"] - 1) and epoch == crash["epoch"]:
+        marker = Path(crash["marker"])
+        if not marker.exists():
+            marker.write_text(str(os.getpid()))
+            os._exit(1)
+
+
+def train_loop_per_worker(config: dict) -> None:
+    context = ray.train.get_context()  # Ray Train
+    rank, world = context.get_world_rank(), context.get_world_size()
+    device = ray.train.torch.get_device()  # Ray Train
+    torch.set_num_threads(max(1, int(config.get("threads_per_worker", 1))))
+    model_cfg, train_cfg = configs(config)
+    exp = build(load_processed(config["processed"]), model_cfg, train_cfg)
+    exp.model.to(device)
+    if exp.ls_table is not None:
+        exp.ls_table.to(device)
+    shard = _shard_rows(world)
+    generator = torch.Generator().manual_seed(train_cfg.seed + rank)
+    state = _restore(exp, generator)
+    logger = config.get("epoch_logger")
+    per_worker_batch = max(1, train_cfg.batch_size // world)
+    sync = average_gradients if world > 1 else None
+    stop = state.waited >= train_cfg.patience
+    for epoch in range(state.epoch + 1, train_cfg.epochs + 1):
+        if stop:
+            break
+        _maybe_crash(config, epoch, rank)
+        batches = (b.to(device) for b in shuffled_batches(shard, per_worker_batch, generator))
+        if rank == 0:
+            metrics = run_epoch(exp, train_cfg, epoch, batches, sync)
+            stop = state.update(metrics, f"valid/{train_cfg.select_metric}", exp.model, train_cfg.patience)
+        else:
+            train_epoch(exp.model, exp.optimizer, batches, train_cfg, exp.ls_table, sync)
+        flag = torch.tensor([int(stop)])
+        if world > 1:
+            dist.broadcast(flag, src=0)
+        stop = bool(flag.item())
+        with tempfile.TemporaryDirectory() as folder:
+            if rank == 0:
+                _save(exp, state, generator, folder)
+                report = dict(metrics, best_epoch=state.best_epoch)
+                ray.train.report(report, checkpoint=ray.train.Checkpoint.from_directory(folder))
+            else:
+                ray.train.report({})
+        if rank == 0 and logger is not None:
+            logger.log_epochs(state.history)
+    if rank == 0:
+        result = finish(exp, state, train_cfg)  # the model now holds the best epoch's weights
+        final = {k: v for k, v in result.items() if k != "history"}
+        final.update(epoch=state.epoch, done=True)
+        if logger is not None:
+            logger.log_result(final)
+        with tempfile.TemporaryDirectory() as folder:  # V2: Result.metrics are the last checkpoint's
+            _save(exp, state, generator, folder)
+            ray.train.report(final, checkpoint=ray.train.Checkpoint.from_directory(folder))
+    else:
+        ray.train.report({})
