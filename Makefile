@@ -1,5 +1,5 @@
 # The two commands a fresh machine needs (see README):
-#   make run    installs everything, then runs the main job on the default dataset
+#   make run    installs everything, then runs the main job (the Tune search) on the default dataset
 #   make test   installs everything, then runs the linter and the whole test suite
 PY := .venv/bin/python
 DATASET ?= music
@@ -12,12 +12,13 @@ install:
 	./scripts/install.sh
 
 run: install
-	$(PY) pipelines/prepare.py --dataset $(DATASET)
+	$(PY) pipelines/tune.py --dataset $(DATASET)
 
 lint: install
 	$(PY) -m ruff check --output-format concise .
 
 test: lint
+	./scripts/install_test_deps.sh
 	$(PY) -m pytest -q -p no:cacheprovider
 
 bench-prepare: install

@@ -101,3 +101,18 @@ def load_processed(folder: str | os.PathLike) -> ProcessedDataset:
 def _read_columns(folder: Path) -> dict[str, np.ndarray]:
     table = pq.read_table(sorted(str(p) for p in folder.glob("part-*.parquet")))
     return {name: table.column(name).to_numpy() for name in table.column_names}
+
+
+def save_processed(data: ProcessedDataset, folder: str | os.PathLike) -> Path:
+    """Write a dataset built in memory as a processed folder (atomically)."""
+    final = Path(folder)
+    tmp = staging_dir(final)
+    try:
+        for name, columns in data.splits.items():
+            write_table_shards(tmp / name, pa.table({c: np.asarray(v) for c, v in columns.items()}))
+        write_table_shards(tmp / "kg", pa.table({c: np.asarray(v) for c, v in data.kg.items()}))
+        (tmp / MANIFEST).write_text(json.dumps(data.manifest, indent=2) + "\n")
+        publish(tmp, final)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return final

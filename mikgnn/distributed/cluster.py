@@ -30,5 +30,7 @@ def connect(address: str | None = None, quiet: bool = True) -> None:
     if address:
         ray.init(address=address, log_to_driver=not quiet)
         return
-    ray.init(num_cpus=local_logical_cpus(), include_dashboard=False, log_to_driver=not quiet,
-             configure_logging=True, logging_level="WARNING")
+    # The dashboard's processes are what remove the placement groups of Train runs that Tune
+    # stopped; without them the next trial waits forever for the leaked CPUs. Bound to loopback.
+    ray.init(num_cpus=local_logical_cpus(), include_dashboard=True, dashboard_host="127.0.0.1",
+             log_to_driver=not quiet, configure_logging=True, logging_level="WARNING")

@@ -94,7 +94,8 @@ def train_loop_per_worker(config: dict) -> None:
     device = ray.train.torch.get_device()  # Ray Train
     torch.set_num_threads(max(1, int(config.get("threads_per_worker", 1))))
     model_cfg, train_cfg = configs(config)
-    exp = build(load_processed(config["processed"]), model_cfg, train_cfg)
+    data = load_processed(config["processed"])
+    exp = build(data, model_cfg, train_cfg)
     exp.model.to(device)
     if exp.ls_table is not None:
         exp.ls_table.to(device)
@@ -132,10 +133,11 @@ def train_loop_per_worker(config: dict) -> None:
         result = finish(exp, state, train_cfg)  # the model now holds the best epoch's weights
         final = {k: v for k, v in result.items() if k != "history"}
         final.update(epoch=state.epoch, done=True)
-        if logger is not None:
-            logger.log_result(final)
         with tempfile.TemporaryDirectory() as folder:  # V2: Result.metrics are the last checkpoint's
             _save(exp, state, generator, folder)
+            if logger is not None:
+                logger.log_result(final, checkpoint_dir=folder, manifest=data.manifest)
+                logger.end("FINISHED")  # Tune may stop the trial right after this last report
             ray.train.report(final, checkpoint=ray.train.Checkpoint.from_directory(folder))
     else:
         ray.train.report({})

@@ -1,0 +1,169 @@
+"""MLflow: one run per Tune trial, plus one run for the search itself.
+
+Metric names keep the library's keys with '@' spelled '_at_' (MLflow refuses '@'):
+'valid/recall_at_20'. Epoch metrics are logged with step = epoch and only once per epoch,
+so a trial resumed from a checkpoint never logs an epoch twice. The default store is
+sqlite in the working folder (MLflow 3 refuses the old file store).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import tempfile
+import time
+from pathlib import Path
+
+from mlflow.entities import Metric, Param, RunTag
+from mlflow.tracking import MlflowClient
+
+TRIAL_TAG = "mikgnn.trial_id"
+KIND_TAG = "mikgnn.kind"
+PARENT_TAG = "mlflow.parentRunId"
+
+
+def default_tracking_uri() -> str:
+    return f"sqlite:///{Path('mlflow.db').resolve()}"
+
+
+def metric_key(key: str) -> str:
+    return key.replace("@", "_at_")
+
+
+def experiment_id(client: MlflowClient, name: str) -> str:
+    found = client.get_experiment_by_name(name)
+    if found is not None:
+        return found.experiment_id
+    return client.create_experiment(name, artifact_location=Path("mlruns").resolve().as_uri())
+
+
+def _metrics(values: dict, step: int) -> list[Metric]:
+    now = int(time.time() * 1000)
+    return [Metric(metric_key(k), float(v), now, step) for k, v in values.items()
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)]
+
+
+class TrialTracker:
+    """A picklable handle on one trial's MLflow run; rank 0 of the Train workers logs through it."""
+
+    def __init__(self, tracking_uri: str, run_id: str):
+        self.tracking_uri, self.run_id = tracking_uri, run_id
+        self._logged: set[int] | None = None
+
+    def __getstate__(self) -> dict:
+        return {"tracking_uri": self.tracking_uri, "run_id": self.run_id}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(state["tracking_uri"], state["run_id"])
+
+    @property
+    def client(self) -> MlflowClient:
+        return MlflowClient(self.tracking_uri)
+
+    @classmethod
+    def open(cls, tracking_uri: str, experiment: str, trial_id: str, run_name: str, params: dict,
+             parent_run_id: str | None = None) -> TrialTracker:
+        """The trial's run: created once, re-opened (not duplicated) when a trial is restored."""
+        client = MlflowClient(tracking_uri)
+        exp = experiment_id(client, experiment)
+        found = client.search_runs([exp], filter_string=f"tags.`{TRIAL_TAG}` = '{trial_id}'")
+        if found:
+            run_id = found[0].info.run_id
+            client.update_run(run_id, status="RUNNING")
+            return cls(tracking_uri, run_id)
+        tags = {TRIAL_TAG: trial_id, KIND_TAG: "trial"} | ({PARENT_TAG: parent_run_id} if parent_run_id else {})
+        run = client.create_run(exp, run_name=run_name, tags=tags)
+        client.log_batch(run.info.run_id, params=[Param(k, str(v)) for k, v in params.items()])
+        return cls(tracking_uri, run.info.run_id)
+
+    def log_epochs(self, history: list[dict]) -> None:
+        """Log the epochs of ``history`` that this run does not hold yet."""
+        client = self.client
+        if self._logged is None:
+            self._logged = {m.step for m in client.get_metric_history(self.run_id, "valid/auc")}
+        for metrics in history:
+            epoch = int(metrics["epoch"])
+            if epoch in self._logged:
+                continue
+            client.log_batch(self.run_id, metrics=_metrics({k: v for k, v in metrics.items() if k != "epoch"}, epoch))
+            self._logged.add(epoch)
+
+    def log_result(self, final: dict, checkpoint_dir: str | None = None, manifest: dict | None = None) -> None:
+        """Test metrics of the best epoch, the Recall@K plot, the best checkpoint and the manifest."""
+        client = self.client
+        best = {f"best/{k}" if k.startswith("valid/") else k: v for k, v in final.items()
+                if k.startswith(("test/", "valid/")) or k == "best_epoch"}
+        client.log_batch(self.run_id, metrics=_metrics(best, int(final.get("best_epoch", 0))))
+        with tempfile.TemporaryDirectory() as tmp:
+            plot = Path(tmp) / "recall_at_k.png"
+            _recall_plot(final, plot)
+            client.log_artifact(self.run_id, str(plot))
+            if manifest is not None:
+                path = Path(tmp) / "manifest.json"
+                path.write_text(json.dumps(manifest, indent=2))
+                client.log_artifact(self.run_id, str(path))
+        if checkpoint_dir is not None:
+            client.log_artifacts(self.run_id, checkpoint_dir, artifact_path="best_checkpoint")
+
+    def end(self, status: str) -> None:
+        """Set a terminal status, unless the run already has one (a finished run stays FINISHED)."""
+        client = self.client
+        if client.get_run(self.run_id).info.status == "RUNNING":
+            client.set_terminated(self.run_id, status=status)
+
+
+def close_if_running(tracking_uri: str, experiment: str, trial_id: str, status: str) -> None:
+    """Give a trial's run a terminal status unless it has one (a stopped or crashed trial)."""
+    client = MlflowClient(tracking_uri)
+    found = client.get_experiment_by_name(experiment)
+    if found is None:
+        return
+    for run in client.search_runs([found.experiment_id], filter_string=f"tags.`{TRIAL_TAG}` = '{trial_id}'"):
+        if run.info.status == "RUNNING":
+            client.set_terminated(run.info.run_id, status=status)
+
+
+def open_search_run(tracking_uri: str, experiment: str, name: str, command: str, space: dict) -> str:
+    client = MlflowClient(tracking_uri)
+    exp = experiment_id(client, experiment)
+    found = client.search_runs([exp], filter_string=f"tags.`{KIND_TAG}` = 'search' and tags.`mikgnn.search` = '{name}'")
+    if found:
+        client.update_run(found[0].info.run_id, status="RUNNING")
+        return found[0].info.run_id
+    run = client.create_run(exp, run_name=f"search {name}", tags={KIND_TAG: "search", "mikgnn.search": name,
+                                                                  "command": command})
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "search_space.json"
+        path.write_text(json.dumps(space, indent=2))
+        client.log_artifact(run.info.run_id, str(path))
+    return run.info.run_id
+
+
+def close_search_run(tracking_uri: str, run_id: str, best: dict, status: str = "FINISHED") -> None:
+    client = MlflowClient(tracking_uri)
+    params = {f"best.{k}": v for k, v in best.get("params", {}).items()}
+    client.log_batch(run_id, params=[Param(k, str(v)) for k, v in params.items()],
+                     metrics=_metrics({f"best/{k}": v for k, v in best.get("metrics", {}).items()}, 0),
+                     tags=[RunTag("best_trial", str(best.get("trial_id", "")))])
+    client.set_terminated(run_id, status=status)
+
+
+def _recall_plot(final: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    for split in ("valid", "test"):
+        points = sorted((int(k.split("@")[1]), v) for k, v in final.items() if k.startswith(f"{split}/recall@"))
+        if points:
+            ax.plot(*zip(*points), marker="o", label=split)
+    ax.set_xscale("log")
+    ax.set_xlabel("K")
+    ax.set_ylabel("Recall@K")
+    ax.set_title(f"Recall@K at the best epoch ({final.get('best_epoch')})")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

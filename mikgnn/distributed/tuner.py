@@ -1,0 +1,182 @@
+"""Ray Tune over θ, n, h, λ and lr: each trial runs a TorchTrainer and is one MLflow run.
+
+Resources (SPEC-free, measured here): Ray Data reads, Train workers and trial drivers share
+the CPUs. A trial driver asks for a fraction of a CPU, one logical CPU stays free for Ray
+Data, and the number of concurrent trials is derived from what the cluster reports, so a
+default run cannot wait forever for a CPU.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import ray
+from ray import tune
+from ray.tune.integration.ray_train import TuneReportCallback
+from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+
+from mikgnn.config import ModelConfig, TrainConfig
+from mikgnn.distributed.tracking import (
+    TrialTracker,
+    close_if_running,
+    close_search_run,
+    open_search_run,
+)
+from mikgnn.distributed.trainer import make_trainer
+from mikgnn.search_space import SearchSpace, apply_params
+
+TRIAL_DRIVER_CPU = 0.25
+DATA_CPUS = 1.0
+MAX_FIELD = 64  # default cap on n^h, the entities at the deepest hop of an item's receptive field
+METRIC = "valid/recall@20"
+
+
+@dataclass(frozen=True)
+class TuneJob:
+    processed: Path
+    space: SearchSpace
+    model: ModelConfig
+    train: TrainConfig
+    experiment: str
+    tracking_uri: str
+    storage_path: Path
+    name: str
+    command: str
+    num_samples: int = 8
+    search: str = "optuna"
+    scheduler: str = "asha"
+    max_concurrent: int | None = None
+    workers_per_trial: int = 1
+    gpus_per_worker: float = 0.0
+    cpus_per_worker: float = 1.0
+    max_field: int = MAX_FIELD
+
+
+def plan_concurrency(cluster: dict, workers: int, cpus_per_worker: float, gpus_per_worker: float) -> int:
+    """How many trials can run at once without starving Ray Data; raises when not even one can."""
+    per_trial = workers * cpus_per_worker + TRIAL_DRIVER_CPU
+    cpus = float(cluster.get("CPU", 0))
+    by_cpu = math.floor((cpus - DATA_CPUS) / per_trial + 1e-9)
+    if by_cpu < 1:
+        raise ValueError(f"a trial needs {per_trial:g} CPUs plus {DATA_CPUS:g} kept free for Ray Data, "
+                         f"but the cluster has {cpus:g}: lower --workers-per-trial or add CPUs")
+    if gpus_per_worker:
+        gpus = float(cluster.get("GPU", 0))
+        by_gpu = math.floor(gpus / (workers * gpus_per_worker) + 1e-9)
+        if by_gpu < 1:
+            raise ValueError(f"a trial needs {workers * gpus_per_worker:g} GPUs, the cluster has {gpus:g}")
+        return min(by_cpu, by_gpu)
+    return by_cpu
+
+
+def tune_domains(space: SearchSpace) -> dict:
+    out = {}
+    for d in space.dimensions:
+        if d.kind == "choice":
+            out[d.name] = tune.choice(list(d.values))
+        elif d.kind == "loguniform":
+            out[d.name] = tune.loguniform(d.low, d.high)
+        else:
+            out[d.name] = tune.uniform(d.low, d.high)
+    return out
+
+
+def trial_params(params: dict, model: ModelConfig, train: TrainConfig) -> dict:
+    """MLflow params: the five searched ones at the top level, then the rest of the configuration."""
+    top = {"theta": model.theta, "n": model.n_neighbours, "h": model.hops, "lambda": train.l2, "lr": train.lr}
+    rest = {f"model.{k}": v for k, v in asdict(model).items()} | {f"train.{k}": v for k, v in asdict(train).items()}
+    return top | rest
+
+
+def run_trial(params: dict, job: TuneJob, search_run_id: str) -> None:
+    """One Tune trial: a TorchTrainer reporting to Tune, logged to its own MLflow run."""
+    context = tune.get_context()
+    trial_id = context.get_trial_id()
+    model, train = apply_params(job.model, job.train, params)
+    tracker = TrialTracker.open(job.tracking_uri, job.experiment, trial_id, context.get_trial_name(),
+                                trial_params(params, model, train), parent_run_id=search_run_id)
+    if model.n_neighbours ** model.hops > job.max_field and not model.adjusted_field:
+        reason = f"n^h = {model.n_neighbours ** model.hops} > --max-field {job.max_field}"
+        tracker.client.set_tag(tracker.run_id, "skipped", reason)
+        tracker.end("FINISHED")
+        tune.report({METRIC: 0.0, "skipped": True})
+        return
+    trainer = make_trainer(job.processed, model, train, workers=job.workers_per_trial,
+                           gpus_per_worker=job.gpus_per_worker, cpus_per_worker=job.cpus_per_worker,
+                           storage_path=job.storage_path / job.name / "train", name=trial_id,
+                           callbacks=[TuneReportCallback()], extra_config={"epoch_logger": tracker})
+    try:
+        trainer.fit()
+    except BaseException:
+        tracker.end("FAILED")  # a finished run keeps FINISHED
+        raise
+
+
+class MlflowStatusCallback(tune.Callback):
+    """A trial stopped by the scheduler or crashed ends KILLED / FAILED, never RUNNING."""
+
+    def __init__(self, tracking_uri: str, experiment: str):
+        self.tracking_uri, self.experiment = tracking_uri, experiment
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        close_if_running(self.tracking_uri, self.experiment, trial.trial_id, "KILLED")
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        close_if_running(self.tracking_uri, self.experiment, trial.trial_id, "FAILED")
+
+
+def run_search(job: TuneJob, resume: bool = False):
+    """Run (or resume) the search; returns Tune's ResultGrid."""
+    concurrency = plan_concurrency(ray.cluster_resources(), job.workers_per_trial, job.cpus_per_worker,
+                                   job.gpus_per_worker)
+    if job.max_concurrent is not None:
+        concurrency = min(concurrency, job.max_concurrent)
+    search_run_id = open_search_run(job.tracking_uri, job.experiment, job.name, job.command, job.space.as_dict())
+    trainable = tune.with_resources(tune.with_parameters(run_trial, job=job, search_run_id=search_run_id),
+                                    {"CPU": TRIAL_DRIVER_CPU})
+    path = (job.storage_path / job.name).resolve()
+    if resume and tune.Tuner.can_restore(str(path)):
+        tuner = tune.Tuner.restore(str(path), trainable=trainable, resume_unfinished=True, resume_errored=True)
+    else:
+        tuner = tune.Tuner(
+            trainable,
+            param_space=tune_domains(job.space),
+            tune_config=tune.TuneConfig(metric=METRIC, mode="max", num_samples=job.num_samples,
+                                        search_alg=_search_alg(job), scheduler=_scheduler(job),
+                                        max_concurrent_trials=concurrency),
+            run_config=tune.RunConfig(name=job.name, storage_path=str(job.storage_path.resolve()),
+                                      callbacks=[MlflowStatusCallback(job.tracking_uri, job.experiment)]),
+        )
+    try:
+        results = tuner.fit()
+    except BaseException:
+        close_search_run(job.tracking_uri, search_run_id, {}, status="KILLED")
+        raise
+    best = results.get_best_result(metric=METRIC, mode="max", filter_nan_and_inf=True)
+    summary = {"trial_id": best.metrics.get("trial_id"), "params": best.config,
+               "metrics": {k: v for k, v in best.metrics.items()
+                           if k.startswith(("valid/", "test/")) and isinstance(v, (int, float))}}
+    close_search_run(job.tracking_uri, search_run_id, summary)
+    return results, summary
+
+
+def _search_alg(job: TuneJob):
+    if job.search == "random":
+        return None
+    if job.search != "optuna":
+        raise ValueError(f"unknown --search {job.search!r}: choose optuna or random")
+    from ray.tune.search.optuna import OptunaSearch
+
+    return OptunaSearch(metric=METRIC, mode="max", seed=job.train.seed)
+
+
+def _scheduler(job: TuneJob):
+    if job.scheduler == "fifo":
+        return FIFOScheduler()
+    if job.scheduler != "asha":
+        raise ValueError(f"unknown --scheduler {job.scheduler!r}: choose asha or fifo")
+    return ASHAScheduler(time_attr="training_iteration", max_t=job.train.epochs + 1,
+                         grace_period=min(3, job.train.epochs), reduction_factor=2)
+

@@ -1,0 +1,153 @@
+"""The main job end to end: pipelines/tune.py on music with a real local Ray, MLflow in sqlite,
+an MLflow server on 127.0.0.1 queried over REST and rendered by headless Chromium, and an
+interrupted search resumed."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+pytestmark = [pytest.mark.ray, pytest.mark.slow]
+REPO = Path(__file__).resolve().parents[1]
+SPACE = """theta:  {type: uniform, low: -1.0, high: 1.0}
+n:      {type: choice, values: [2, 4]}
+h:      {type: choice, values: [1]}
+lambda: {type: loguniform, low: 1.0e-7, high: 1.0e-4}
+lr:     {type: loguniform, low: 1.0e-3, high: 1.0e-2}
+"""
+
+
+def _args(work: Path, shared_data: Path, name: str, samples: int, *extra: str) -> list[str]:
+    (work / "space.yaml").write_text(SPACE)
+    return ["--dataset", "music", "--data-root", str(shared_data), "--processed", str(work / "processed"),
+            "--space", str(work / "space.yaml"), "--num-samples", str(samples), "--epochs", "3",
+            "--eval-users", "200", "--tracking-uri", f"sqlite:///{work / 'mlflow.db'}",
+            "--storage-path", str(work / "ray_results"), "--name", name, *extra]
+
+
+def _trial_runs(uri: str, experiment: str = "music") -> list:
+    client = MlflowClient(uri)
+    exp = client.get_experiment_by_name(experiment)
+    return client.search_runs([exp.experiment_id], filter_string="tags.`mikgnn.kind` = 'trial'")
+
+
+def _tune(args: list[str], timeout: int = 600) -> subprocess.CompletedProcess:
+    """pipelines/tune.py as a user runs it; a hang fails the test instead of stalling CI."""
+    return subprocess.run([sys.executable, str(REPO / "pipelines" / "tune.py"), *args],
+                          capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def search(shared_data, ray_local, tmp_path_factory):
+    work = tmp_path_factory.mktemp("tune")
+    address = ray_local.get_runtime_context().gcs_address
+    done = _tune(_args(work, shared_data, "t1", 3, "--address", address))
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "best configuration:" in done.stdout and "test/auc" in done.stdout
+    return work
+
+
+def test_stopped_trials_leave_no_placement_group(search, ray_local):
+    held = [pg for pg in ray_local.util.placement_group_table().values() if pg["state"] == "CREATED"]
+    assert held == []  # a leaked group would starve the next trial's Ray Data read forever
+
+
+def test_one_mlflow_run_per_trial(search):
+    uri = f"sqlite:///{search / 'mlflow.db'}"
+    runs = _trial_runs(uri)
+    trial_dirs = [p for p in (search / "ray_results" / "t1").iterdir() if p.name.startswith("run_trial")]
+    assert len(runs) == len(trial_dirs) == 3
+    assert len({r.data.tags["mikgnn.trial_id"] for r in runs}) == 3
+    client = MlflowClient(uri)
+    for run in runs:
+        assert {"theta", "n", "h", "lambda", "lr", "model.dim", "train.batch_size"} <= set(run.data.params)
+        assert run.info.status in ("FINISHED", "KILLED")
+        steps = [m.step for m in client.get_metric_history(run.info.run_id, "valid/recall_at_20")]
+        assert steps == sorted(set(steps)) and steps[0] == 1
+        if run.info.status == "FINISHED":
+            assert "test/auc" in run.data.metrics and "test/recall_at_20" in run.data.metrics
+            artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+            assert {"recall_at_k.png", "manifest.json", "best_checkpoint"} <= artifacts
+    searches = client.search_runs([runs[0].info.experiment_id], filter_string="tags.`mikgnn.kind` = 'search'")
+    assert len(searches) == 1 and searches[0].info.status == "FINISHED"
+    assert searches[0].data.tags["best_trial"] in {r.data.tags["mikgnn.trial_id"] for r in runs}
+    assert "tune.py" in searches[0].data.tags["command"]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_mlflow_server_rest_and_browser(search, tmp_path):
+    port = _free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", f"sqlite:///{search / 'mlflow.db'}",
+         "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(120):
+            try:
+                urllib.request.urlopen(f"{base}/health", timeout=2)
+                break
+            except OSError:
+                time.sleep(0.5)
+        experiment = json.load(urllib.request.urlopen(
+            f"{base}/api/2.0/mlflow/experiments/get-by-name?experiment_name=music"))["experiment"]
+        request = urllib.request.Request(f"{base}/api/2.0/mlflow/runs/search", method="POST",
+                                         data=json.dumps({"experiment_ids": [experiment["experiment_id"]]}).encode(),
+                                         headers={"Content-Type": "application/json"})
+        runs = json.load(urllib.request.urlopen(request))["runs"]
+        names = {r["info"]["run_name"] for r in runs}
+        assert len(runs) == 4 and any(n.startswith("run_trial") for n in names)  # 3 trials + the search
+        chromium = shutil.which("chromium")
+        if chromium is None:
+            pytest.skip("Debian's chromium is not installed (scripts/install_test_deps.sh installs it)")
+        dom = subprocess.run(
+            [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=30000", "--dump-dom",
+             f"{base}/#/experiments/{experiment['experiment_id']}/runs"],
+            capture_output=True, text=True, timeout=120).stdout
+        assert any(name in dom for name in names if name.startswith("run_trial")), dom[-2000:]
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
+
+
+def test_interrupted_search_resumes_with_each_trial_once(shared_data, ray_local, tmp_path):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    address = ray_local.get_runtime_context().gcs_address
+    cmd = [sys.executable, str(REPO / "pipelines" / "tune.py"),
+           *_args(tmp_path, shared_data, "t2", 4, "--max-concurrent", "1", "--address", address)]
+    first = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while time.time() < deadline and first.poll() is None:
+        if (tmp_path / "mlflow.db").exists():
+            done = [r for r in _trial_runs(uri) if r.info.status != "RUNNING"]
+            if done:
+                break
+        time.sleep(2)
+    assert first.poll() is None, "the search ended before it could be interrupted"
+    first.send_signal(signal.SIGINT)
+    first.wait(timeout=120)
+    assert len(_trial_runs(uri)) < 4
+    second = _tune([*cmd[2:], "--resume"])
+    assert second.returncode == 0, second.stderr[-3000:]
+    runs = _trial_runs(uri)
+    ids = [r.data.tags["mikgnn.trial_id"] for r in runs]
+    assert len(ids) == len(set(ids)) == 4
+    assert all(r.info.status != "RUNNING" for r in runs)
