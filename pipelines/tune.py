@@ -108,7 +108,10 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print("best configuration:", json.dumps(best["params"]))
+    if not best["complete"]:
+        print(f"search interrupted; continue it with: python pipelines/tune.py --dataset {args.dataset} "
+              f"--resume --name {job.name}")
+    print("best configuration" + ("" if best["complete"] else " so far") + ":", json.dumps(best["params"]))
     print(json.dumps({k: round(v, 4) for k, v in sorted(best["metrics"].items())
                       if k.startswith(("valid/", "test/")) and "@" in k or k.endswith("auc")}, indent=1))
     print(f"MLflow: experiment '{job.experiment}' at {job.tracking_uri}; search '{job.name}'")

@@ -82,6 +82,7 @@ def test_one_mlflow_run_per_trial(search):
     searches = client.search_runs([runs[0].info.experiment_id], filter_string="tags.`mikgnn.kind` = 'search'")
     assert len(searches) == 1 and searches[0].info.status == "FINISHED"
     assert searches[0].data.tags["best_trial"] in {r.data.tags["mikgnn.trial_id"] for r in runs}
+    assert {"best.theta", "best.n", "best.h", "best.lambda", "best.lr"} <= set(searches[0].data.tags)
     assert "tune.py" in searches[0].data.tags["command"]
 
 
@@ -136,11 +137,13 @@ def test_interrupted_search_resumes_with_each_trial_once(shared_data, ray_local,
     first = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 300
     while time.time() < deadline and first.poll() is None:
-        if (tmp_path / "mlflow.db").exists():
-            done = [r for r in _trial_runs(uri) if r.info.status != "RUNNING"]
-            if done:
-                break
         time.sleep(2)
+        try:
+            done = [r for r in _trial_runs(uri) if r.info.status != "RUNNING"]
+        except Exception:  # the store is still being created by the search
+            continue
+        if done:
+            break
     assert first.poll() is None, "the search ended before it could be interrupted"
     first.send_signal(signal.SIGINT)
     first.wait(timeout=120)
@@ -151,3 +154,5 @@ def test_interrupted_search_resumes_with_each_trial_once(shared_data, ray_local,
     ids = [r.data.tags["mikgnn.trial_id"] for r in runs]
     assert len(ids) == len(set(ids)) == 4
     assert all(r.info.status != "RUNNING" for r in runs)
+    search_run = MlflowClient(uri).search_runs([runs[0].info.experiment_id], "tags.`mikgnn.kind` = 'search'")
+    assert len(search_run) == 1 and search_run[0].info.status == "FINISHED"

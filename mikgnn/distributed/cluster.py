@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+from pathlib import Path
 
 import ray
 
@@ -28,6 +29,9 @@ def connect(address: str | None = None, quiet: bool = True) -> None:
         return
     address = address or os.environ.get("RAY_ADDRESS")
     if address:
+        # A cluster started by ray.init()/ray start uses token auth; its token is in ~/.ray.
+        if "RAY_AUTH_MODE" not in os.environ and (Path.home() / ".ray" / "auth_token").is_file():
+            os.environ["RAY_AUTH_MODE"] = "token"
         ray.init(address=address, log_to_driver=not quiet)
         return
     # The dashboard's processes are what remove the placement groups of Train runs that Tune

@@ -19,7 +19,7 @@ from mlflow.tracking import MlflowClient
 
 TRIAL_TAG = "mikgnn.trial_id"
 KIND_TAG = "mikgnn.kind"
-PARENT_TAG = "mlflow.parentRunId"
+SEARCH_TAG = "mikgnn.search"
 
 
 def default_tracking_uri() -> str:
@@ -62,8 +62,11 @@ class TrialTracker:
 
     @classmethod
     def open(cls, tracking_uri: str, experiment: str, trial_id: str, run_name: str, params: dict,
-             parent_run_id: str | None = None) -> TrialTracker:
-        """The trial's run: created once, re-opened (not duplicated) when a trial is restored."""
+             search: str | None = None) -> TrialTracker:
+        """The trial's run: created once, re-opened (not duplicated) when a trial is restored.
+
+        Trial runs are top-level (not nested under the search's run, which the UI collapses),
+        so the runs table and the compare views show them at once; ``search`` tags them."""
         client = MlflowClient(tracking_uri)
         exp = experiment_id(client, experiment)
         found = client.search_runs([exp], filter_string=f"tags.`{TRIAL_TAG}` = '{trial_id}'")
@@ -71,7 +74,7 @@ class TrialTracker:
             run_id = found[0].info.run_id
             client.update_run(run_id, status="RUNNING")
             return cls(tracking_uri, run_id)
-        tags = {TRIAL_TAG: trial_id, KIND_TAG: "trial"} | ({PARENT_TAG: parent_run_id} if parent_run_id else {})
+        tags = {TRIAL_TAG: trial_id, KIND_TAG: "trial"} | ({SEARCH_TAG: search} if search else {})
         run = client.create_run(exp, run_name=run_name, tags=tags)
         client.log_batch(run.info.run_id, params=[Param(k, str(v)) for k, v in params.items()])
         return cls(tracking_uri, run.info.run_id)
@@ -126,11 +129,11 @@ def close_if_running(tracking_uri: str, experiment: str, trial_id: str, status: 
 def open_search_run(tracking_uri: str, experiment: str, name: str, command: str, space: dict) -> str:
     client = MlflowClient(tracking_uri)
     exp = experiment_id(client, experiment)
-    found = client.search_runs([exp], filter_string=f"tags.`{KIND_TAG}` = 'search' and tags.`mikgnn.search` = '{name}'")
+    found = client.search_runs([exp], filter_string=f"tags.`{KIND_TAG}` = 'search' and tags.`{SEARCH_TAG}` = '{name}'")
     if found:
         client.update_run(found[0].info.run_id, status="RUNNING")
         return found[0].info.run_id
-    run = client.create_run(exp, run_name=f"search {name}", tags={KIND_TAG: "search", "mikgnn.search": name,
+    run = client.create_run(exp, run_name=f"search {name}", tags={KIND_TAG: "search", SEARCH_TAG: name,
                                                                   "command": command})
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "search_space.json"
@@ -140,11 +143,12 @@ def open_search_run(tracking_uri: str, experiment: str, name: str, command: str,
 
 
 def close_search_run(tracking_uri: str, run_id: str, best: dict, status: str = "FINISHED") -> None:
+    """Record the best trial so far (as tags, which a resumed search may update) and the status."""
     client = MlflowClient(tracking_uri)
-    params = {f"best.{k}": v for k, v in best.get("params", {}).items()}
-    client.log_batch(run_id, params=[Param(k, str(v)) for k, v in params.items()],
-                     metrics=_metrics({f"best/{k}": v for k, v in best.get("metrics", {}).items()}, 0),
-                     tags=[RunTag("best_trial", str(best.get("trial_id", "")))])
+    tags = [RunTag("best_trial", str(best.get("trial_id", "")))]
+    tags += [RunTag(f"best.{k}", str(v)) for k, v in best.get("params", {}).items()]
+    client.log_batch(run_id, tags=tags,
+                     metrics=_metrics({f"best/{k}": v for k, v in best.get("metrics", {}).items()}, 0))
     client.set_terminated(run_id, status=status)
 
 

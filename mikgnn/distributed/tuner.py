@@ -90,13 +90,13 @@ def trial_params(params: dict, model: ModelConfig, train: TrainConfig) -> dict:
     return top | rest
 
 
-def run_trial(params: dict, job: TuneJob, search_run_id: str) -> None:
+def run_trial(params: dict, job: TuneJob) -> None:
     """One Tune trial: a TorchTrainer reporting to Tune, logged to its own MLflow run."""
     context = tune.get_context()
     trial_id = context.get_trial_id()
     model, train = apply_params(job.model, job.train, params)
     tracker = TrialTracker.open(job.tracking_uri, job.experiment, trial_id, context.get_trial_name(),
-                                trial_params(params, model, train), parent_run_id=search_run_id)
+                                trial_params(params, model, train), search=job.name)
     if model.n_neighbours ** model.hops > job.max_field and not model.adjusted_field:
         reason = f"n^h = {model.n_neighbours ** model.hops} > --max-field {job.max_field}"
         tracker.client.set_tag(tracker.run_id, "skipped", reason)
@@ -134,7 +134,7 @@ def run_search(job: TuneJob, resume: bool = False):
     if job.max_concurrent is not None:
         concurrency = min(concurrency, job.max_concurrent)
     search_run_id = open_search_run(job.tracking_uri, job.experiment, job.name, job.command, job.space.as_dict())
-    trainable = tune.with_resources(tune.with_parameters(run_trial, job=job, search_run_id=search_run_id),
+    trainable = tune.with_resources(tune.with_parameters(run_trial, job=job),
                                     {"CPU": TRIAL_DRIVER_CPU})
     path = (job.storage_path / job.name).resolve()
     if resume and tune.Tuner.can_restore(str(path)):
@@ -154,11 +154,12 @@ def run_search(job: TuneJob, resume: bool = False):
     except BaseException:
         close_search_run(job.tracking_uri, search_run_id, {}, status="KILLED")
         raise
+    complete = results.num_terminated + results.num_errors >= job.num_samples
     best = results.get_best_result(metric=METRIC, mode="max", filter_nan_and_inf=True)
-    summary = {"trial_id": best.metrics.get("trial_id"), "params": best.config,
+    summary = {"trial_id": best.metrics.get("trial_id"), "params": best.config, "complete": complete,
                "metrics": {k: v for k, v in best.metrics.items()
                            if k.startswith(("valid/", "test/")) and isinstance(v, (int, float))}}
-    close_search_run(job.tracking_uri, search_run_id, summary)
+    close_search_run(job.tracking_uri, search_run_id, summary, status="FINISHED" if complete else "KILLED")
     return results, summary
 
 

@@ -1,0 +1,55 @@
+"""Wall time of a music search and each trial's overhead (run wall time minus its own training
+and validation time), read back from the search's MLflow runs.
+
+    python benchmarks/tune_search.py                    # 8 trials, the defaults of pipelines/tune.py
+    python benchmarks/tune_search.py --num-samples 4 -- --epochs 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from mlflow.tracking import MlflowClient
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--dataset", default="music")
+    p.add_argument("--num-samples", type=int, default=8)
+    p.add_argument("extra", nargs="*", help="more pipelines/tune.py options, after --")
+    args = p.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="mikgnn-tune-bench-"))
+    uri = f"sqlite:///{work / 'mlflow.db'}"
+    cmd = [sys.executable, str(REPO / "pipelines" / "tune.py"), "--dataset", args.dataset,
+           "--num-samples", str(args.num_samples), "--tracking-uri", uri, "--storage-path", str(work / "ray"),
+           "--name", "bench", *args.extra]
+    start = time.perf_counter()
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+    wall = time.perf_counter() - start
+    client = MlflowClient(uri)
+    exp = client.get_experiment_by_name(args.dataset)
+    trials = client.search_runs([exp.experiment_id], filter_string="tags.`mikgnn.kind` = 'trial'")
+    overheads, epochs = [], 0
+    for run in trials:
+        own = sum(m.value for key in ("train/seconds", "valid/seconds")
+                  for m in client.get_metric_history(run.info.run_id, key))
+        epochs += len(client.get_metric_history(run.info.run_id, "train/seconds"))
+        overheads.append((run.info.end_time - run.info.start_time) / 1000 - own)
+    print(json.dumps({"command": " ".join(cmd[1:]), "wall_s": round(wall, 1), "trials": len(trials),
+                      "epochs_trained": epochs, "statuses": sorted(r.info.status for r in trials),
+                      "overhead_s_median": round(statistics.median(overheads), 1),
+                      "overhead_s_min": round(min(overheads), 1), "overhead_s_max": round(max(overheads), 1)},
+                     indent=1))
+
+
+if __name__ == "__main__":
+    main()
