@@ -41,7 +41,7 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as storage:
             result = make_trainer(processed, t.model, train, workers=w, storage_path=Path(storage),
                                   name=f"scaling-{w}").fit()
-            seconds = [s for s in result.metrics_dataframe["train/seconds"].dropna()][1:]  # first epoch warms up
+            seconds = result.metrics["epoch_seconds"][1:]  # the first epoch warms up
         out[w] = {"epoch_train_s": round(statistics.median(seconds), 3),
                   "rows_per_s": round(rows / statistics.median(seconds))}
     base = out[args.workers[0]]["rows_per_s"]
