@@ -193,47 +193,53 @@ class MIKGNN(nn.Module):
             parts.append(self.score(uu, ii).view(u.numel(), items.numel()))
         return torch.cat(parts)
 
-    def _item_side(self, items: torch.Tensor) -> dict[str, torch.Tensor]:
+    def _item_side(self, items: torch.Tensor) -> _ItemSide:
         """h = 1: everything that does not depend on the user, computed once per evaluation."""
         cfg = self.config
         center = self.entity(items)  # [I, d]
         neighbours = self.entity(self.adj_entity[items])  # [I, n, d]
         relations = self.relation(self.adj_relation[items])  # [I, n, d]
-        n = neighbours.shape[1]
-        side = {}
+        n, d = neighbours.shape[1], center.shape[1]
+        keys, a_center = None, None
         if cfg.attention == "relation":
-            side["keys"] = relations  # KGCN: logits u · r_j
+            keys = relations  # KGCN: logits u · r_j
         elif cfg.attention == "dual":
-            message = relations * neighbours  # [I, n, d]
+            keys = relations * neighbours  # [I, n, d]
             if not cfg.pruned:
-                message = torch.softmax(message, dim=-1)
-            side["keys"] = message
-            side["a_center"] = torch.softmax((center.unsqueeze(1) * message).sum(-1) * self.scale, -1)  # [I, n]
+                keys = torch.softmax(keys, dim=-1)  # φ, Eq. (17), (19)
+            a_center = torch.softmax((center.unsqueeze(1) * keys).sum(-1) * self.scale, -1)  # Eq. (20)  [I, n]
         base, part = self.layers[0].linear_parts(center, neighbours)  # [I, d], [I, n, d]
         if cfg.neighbour_vector == "mean":
             part = part / n
-        side.update(base=base, part=part, n=torch.tensor(n))
-        if "keys" in side:
-            side["keys_t"] = side.pop("keys").reshape(-1, center.shape[1]).T.contiguous()  # [d, I n]
-        return side
+        keys_t = keys.reshape(-1, d).T.contiguous() if keys is not None else None  # [d, I n]
+        return _ItemSide(base, part, keys_t, a_center)
 
-    def _grid_one_hop(self, users: torch.Tensor, side: dict[str, torch.Tensor]) -> torch.Tensor:
+    def _grid_one_hop(self, users: torch.Tensor, side: _ItemSide) -> torch.Tensor:
         """h = 1 for a users x items grid, from the per-item tensors of ``_item_side``."""
         cfg = self.config
         user = self.user(users)  # [U, d]
-        base, part = side["base"], side["part"]  # [I, d], [I, n, d]
-        items, n = base.shape[0], int(side["n"])
+        items, n, _ = side.part.shape
         if cfg.attention == "uniform":
-            x = base + part.sum(1) / n  # [I, d]  w/o att.
+            x = side.base + side.part.sum(1) / n  # w/o att.  [I, d]
             x = x.unsqueeze(0).expand(user.shape[0], -1, -1)  # [U, I, d]
         else:
-            logits = (user @ side["keys_t"]).view(-1, items, n) * self.scale  # Eq. (18)  [U, I, n]
+            logits = (user @ side.keys_t).view(-1, items, n) * self.scale  # Eq. (18)  [U, I, n]
             weights = _softmax_last(logits)  # [U, I, n]
             if cfg.attention == "dual":
-                weights = torch.lerp(side["a_center"].unsqueeze(0), weights, cfg.theta)  # Eq. (21)
-            x = torch.bmm(weights.transpose(0, 1), part).transpose(0, 1) + base  # Eq. (15-16)  [U, I, d]
+                weights = torch.lerp(side.a_center.unsqueeze(0), weights, cfg.theta)  # Eq. (21)
+            x = torch.bmm(weights.transpose(0, 1), side.part).transpose(0, 1) + side.base  # Eq. (15-16)  [U, I, d]
         item = self.layers[0].activate(x)  # [U, I, d]
         return torch.bmm(item, user.unsqueeze(-1)).squeeze(-1)  # Eq. (23)  [U, I]
+
+
+@dataclass
+class _ItemSide:
+    """The user-independent tensors of a one-hop score grid."""
+
+    base: torch.Tensor  # W1 c + b  [I, d]
+    part: torch.Tensor  # per-neighbour pre-activation terms  [I, n, d]
+    keys_t: torch.Tensor | None  # what users attend over, transposed  [d, I n]
+    a_center: torch.Tensor | None  # neighbourhood attention α^c  [I, n]
 
 
 def _user_logits(user: torch.Tensor, per_item: torch.Tensor) -> torch.Tensor:
