@@ -5,23 +5,22 @@
                                          layer treats it as undirected)
     <dir>/manifest.json
 
-A folder appears atomically: it is written aside and renamed into place, so a crash
-leaves either the previous folder or none, never a half-written one.
+The folder may be local or a URI (``mikgnn.storage``). It appears atomically: a crash leaves
+either the previous folder or none, never a half-written one.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from mikgnn.preprocess.split import SPLITS
+from mikgnn.storage import Location, atomic_folder, resolve
 
 FORMAT_VERSION = 1
 ROWS_PER_SHARD = 1_000_000
@@ -53,66 +52,50 @@ class ProcessedDataset:
         return int(self.manifest["n_relations"])
 
 
-def read_manifest(folder: Path) -> dict | None:
-    path = Path(folder) / MANIFEST
+def read_manifest(folder: str | os.PathLike | Location) -> dict | None:
+    path = resolve(folder) / MANIFEST
     if not path.is_file():
         return None
     return json.loads(path.read_text())
 
 
-def write_table_shards(folder: Path, table: pa.Table, rows_per_shard: int = ROWS_PER_SHARD) -> int:
-    folder.mkdir(parents=True, exist_ok=True)
+def write_manifest(folder: Location, manifest: dict) -> None:
+    """Written last: the manifest is what makes a folder a processed dataset."""
+    (folder / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+
+
+def write_table_shards(folder: Location, table: pa.Table, rows_per_shard: int = ROWS_PER_SHARD) -> int:
+    folder.mkdir()
     n_shards = max(1, -(-table.num_rows // rows_per_shard))
     for k in range(n_shards):
         part = table.slice(k * rows_per_shard, rows_per_shard)
-        pq.write_table(part, folder / f"part-{k:05d}.parquet")
+        pq.write_table(part, (folder / f"part-{k:05d}.parquet").path, filesystem=folder.fs)
     return n_shards
 
 
-def publish(tmp: Path, final: Path) -> None:
-    """Rename a completely written folder into place, replacing an older one."""
-    old = None
-    if final.exists():
-        old = final.with_name(f".{final.name}.old-{os.getpid()}")
-        os.replace(final, old)
-    os.replace(tmp, final)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-
-
-def staging_dir(final: Path) -> Path:
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    return tmp
-
-
-def load_processed(folder: str | os.PathLike) -> ProcessedDataset:
-    folder = Path(folder)
-    manifest = read_manifest(folder)
+def load_processed(folder: str | os.PathLike | Location) -> ProcessedDataset:
+    location = resolve(folder)
+    manifest = read_manifest(location)
     if manifest is None:
         raise FileNotFoundError(
-            f"{folder} is not a processed dataset (no {MANIFEST}); run pipelines/prepare.py first"
+            f"{location} is not a processed dataset (no {MANIFEST}); run pipelines/prepare.py first"
         )
-    splits = {name: _read_columns(folder / name) for name in SPLITS}
-    return ProcessedDataset(splits=splits, kg=_read_columns(folder / "kg"), manifest=manifest)
+    splits = {name: _read_columns(location / name) for name in SPLITS}
+    return ProcessedDataset(splits=splits, kg=_read_columns(location / "kg"), manifest=manifest)
 
 
-def _read_columns(folder: Path) -> dict[str, np.ndarray]:
-    table = pq.read_table(sorted(str(p) for p in folder.glob("part-*.parquet")))
+def _read_columns(folder: Location) -> dict[str, np.ndarray]:
+    parts = [f.path for f in folder.files("part-", ".parquet")]
+    table = pq.read_table(parts, filesystem=folder.fs)
     return {name: table.column(name).to_numpy() for name in table.column_names}
 
 
-def save_processed(data: ProcessedDataset, folder: str | os.PathLike) -> Path:
+def save_processed(data: ProcessedDataset, folder: str | os.PathLike | Location) -> Location:
     """Write a dataset built in memory as a processed folder (atomically)."""
-    final = Path(folder)
-    tmp = staging_dir(final)
-    try:
+    final = resolve(folder)
+    with atomic_folder(final, MANIFEST) as stage:
         for name, columns in data.splits.items():
-            write_table_shards(tmp / name, pa.table({c: np.asarray(v) for c, v in columns.items()}))
-        write_table_shards(tmp / "kg", pa.table({c: np.asarray(v) for c, v in data.kg.items()}))
-        (tmp / MANIFEST).write_text(json.dumps(data.manifest, indent=2) + "\n")
-        publish(tmp, final)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+            write_table_shards(stage / name, pa.table({c: np.asarray(v) for c, v in columns.items()}))
+        write_table_shards(stage / "kg", pa.table({c: np.asarray(v) for c, v in data.kg.items()}))
+        write_manifest(stage, data.manifest)
     return final

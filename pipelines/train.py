@@ -41,7 +41,8 @@ from mikgnn.config import (  # noqa: E402
 )
 from mikgnn.datasets import DatasetError, get_dataset  # noqa: E402
 from mikgnn.experiment import build, fit  # noqa: E402
-from mikgnn.processed import load_processed  # noqa: E402
+from mikgnn.processed import load_processed, read_manifest  # noqa: E402
+from mikgnn.storage import resolve  # noqa: E402
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -49,7 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", required=True, help="movie, music, restaurant, movie1m or a custom folder")
     p.add_argument("--model", default="mikgnn", choices=MODELS)
     p.add_argument("--data-root", help="raw datasets folder (default: $MIKGNN_DATA_ROOT, else ./data)")
-    p.add_argument("--processed", type=Path, help="processed dataset folder (default: processed/<dataset>-seed<seed>)")
+    p.add_argument("--processed", help="processed dataset, a folder or URI (default: processed/<dataset>-seed<seed>)")
     p.add_argument("--output", type=Path,
                    help="run folder for metrics.json (default: runs/<dataset>-<model>-seed<seed>)")
     p.add_argument("--seed", type=int, default=0, help="seed of the data split, neighbour tables and training")
@@ -81,8 +82,10 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--workers", type=int, help="number of TorchTrainer workers (gloo on CPU, NCCL on GPU)")
     r.add_argument("--gpus-per-worker", type=float, default=0.0)
     r.add_argument("--cpus-per-worker", type=float, default=1.0)
-    r.add_argument("--storage-path", type=Path, default=Path("ray_results"),
-                   help="Ray Train checkpoints and results (a shared path or URI on a multi-node cluster)")
+    r.add_argument("--storage-path", default="ray_results",
+                   help="Ray Train checkpoints and results, a folder or URI (s3://...); shared on a multi-node cluster")
+    r.add_argument("--placement-strategy", choices=("PACK", "SPREAD"), default="PACK",
+                   help="workers packed on few nodes (default) or spread over nodes")
     r.add_argument("--max-failures", type=int, default=3, help="worker-group restarts from the last checkpoint")
     r.add_argument("--run-name", help="Ray Train run name; an existing run of that name under --storage-path "
                    "resumes from its last checkpoint (default: a new, time-stamped name)")
@@ -110,17 +113,23 @@ def configs_from_args(args: argparse.Namespace):
     return model, train
 
 
-def _fit_on_ray(args, processed: Path, model_cfg, train_cfg, name: str) -> dict:
+def _join_cluster(args, processed) -> None:
+    """Connect to Ray; on a multi-node cluster, stop now if a node cannot see the storage."""
     from mikgnn.distributed.cluster import connect
-    from mikgnn.distributed.trainer import make_trainer
+    from mikgnn.distributed.shared_storage import check_shared
 
     connect(args.address)
+    check_shared({"--storage-path": resolve(args.storage_path), "--processed": processed})
+
+
+def _fit_on_ray(args, processed, model_cfg, train_cfg, name: str) -> dict:
+    from mikgnn.distributed.trainer import make_trainer
+
     run_name = args.run_name or f"{name}-{args.model}-seed{args.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
     trainer = make_trainer(processed, model_cfg, train_cfg, workers=args.workers,
                            gpus_per_worker=args.gpus_per_worker, cpus_per_worker=args.cpus_per_worker,
-                           storage_path=args.storage_path,
-                           name=run_name,
-                           max_failures=args.max_failures)
+                           storage_path=args.storage_path, name=run_name, max_failures=args.max_failures,
+                           placement_strategy=args.placement_strategy)
     result = trainer.fit()
     metrics = dict(result.metrics)
     metrics["workers"] = args.workers
@@ -138,14 +147,16 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     name = Path(args.dataset).name
-    processed = args.processed or Path("processed") / f"{name}-seed{args.seed}"
     try:
-        if not (processed / "manifest.json").is_file():
+        processed = resolve(args.processed or Path("processed") / f"{name}-seed{args.seed}")
+        if args.workers:
+            _join_cluster(args, processed)
+        if read_manifest(processed) is None:
             from mikgnn.distributed.prepare import prepare
 
             prepare(get_dataset(args.dataset, args.data_root), processed, args.seed)
         data = load_processed(processed)
-    except DatasetError as exc:
+    except (DatasetError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     output = args.output or Path("runs") / f"{name}-{args.model}-seed{args.seed}"

@@ -26,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from mikgnn.config import table1  # noqa: E402
 from mikgnn.datasets import DatasetError, get_dataset  # noqa: E402
 from mikgnn.search_space import SearchSpaceError, load_space  # noqa: E402
+from mikgnn.storage import Location, resolve  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -34,7 +35,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--dataset", required=True, help="movie, music, restaurant, movie1m or a custom folder")
     p.add_argument("--data-root", help="raw datasets folder (default: $MIKGNN_DATA_ROOT, else ./data)")
-    p.add_argument("--processed", type=Path, help="processed dataset (default: processed/<dataset>-seed<seed>)")
+    p.add_argument("--processed", help="processed dataset, a folder or URI such as s3://bucket/processed/movie "
+                   "(default: processed/<dataset>-seed<seed>); built once, by this driver, when absent")
     p.add_argument("--space", type=Path, help="search space YAML (default: tune_spaces/<dataset>.yaml)")
     p.add_argument("--num-samples", type=int, default=8, help="trials (default 8)")
     p.add_argument("--search", choices=("optuna", "random"), default="optuna", help="default: Optuna TPE")
@@ -43,6 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers-per-trial", type=int, default=1, help="Ray Train workers per trial")
     p.add_argument("--gpus-per-worker", type=float, default=0.0)
     p.add_argument("--cpus-per-worker", type=float, default=1.0)
+    p.add_argument("--placement-strategy", choices=("PACK", "SPREAD"), default="PACK",
+                   help="where a trial's workers go: packed on few nodes (default) or spread over nodes")
     p.add_argument("--epochs", type=int, default=20, help="max epochs per trial (early stopping and ASHA cut it)")
     p.add_argument("--eval-users", type=int, default=500,
                    help="users sampled (seeded) for each trial's top-K metrics; 0 = full ranking of every user")
@@ -51,8 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "larger fields make each epoch's top-K validation too slow on CPUs; raise it on GPUs)")
     p.add_argument("--tracking-uri", help="MLflow tracking URI (default: sqlite:///./mlflow.db)")
     p.add_argument("--experiment", help="MLflow experiment (default: the dataset name)")
-    p.add_argument("--storage-path", type=Path, default=Path("ray_results"),
-                   help="Tune/Train results and checkpoints; shared storage on a multi-node cluster")
+    p.add_argument("--storage-path", default="ray_results",
+                   help="Tune/Train results and checkpoints, a folder or URI (s3://bucket/results). On a "
+                   "multi-node cluster it must be shared: a local path that a node does not see is an error")
     p.add_argument("--name", help="search name (default: <dataset>-<time>)")
     p.add_argument("--resume", action="store_true", help="continue the search --name, else the latest one")
     p.add_argument("--seed", type=int, default=0)
@@ -60,11 +65,12 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _search_name(args, dataset: str) -> str:
+def _search_name(args, dataset: str, storage: Location) -> str:
     if args.name:
         return args.name
     if args.resume:
-        found = sorted(args.storage_path.glob(f"{dataset}-*"), key=lambda p: p.stat().st_mtime)
+        found = sorted((c for c in storage.children() if c.name.startswith(f"{dataset}-")),
+                       key=lambda c: c.mtime())
         if found:
             return found[-1].name
         raise SystemExit(f"error: --resume: no earlier search of {dataset} under {args.storage_path}")
@@ -82,14 +88,17 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     from mikgnn.distributed.cluster import connect
     from mikgnn.distributed.prepare import prepare
+    from mikgnn.distributed.shared_storage import check_shared
     from mikgnn.distributed.tracking import default_tracking_uri
     from mikgnn.distributed.tuner import TuneJob, run_search
 
-    processed = (args.processed or Path("processed") / f"{dataset}-seed{args.seed}").resolve()
     connect(args.address)
     try:
+        processed = resolve(args.processed or Path("processed") / f"{dataset}-seed{args.seed}")
+        storage = resolve(args.storage_path)
+        check_shared({"--storage-path": storage, "--processed": processed})
         prepare(spec, processed, args.seed, address=args.address)
-    except DatasetError as exc:
+    except (DatasetError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     defaults = table1(dataset)
@@ -98,10 +107,11 @@ def main(argv: list[str] | None = None) -> int:
         train=replace(defaults.train, epochs=args.epochs, seed=args.seed,
                       protocol="sampled" if args.eval_users else "full", eval_users=args.eval_users or 100),
         experiment=args.experiment or dataset, tracking_uri=args.tracking_uri or default_tracking_uri(),
-        storage_path=args.storage_path.resolve(), name=_search_name(args, dataset),
+        storage_path=storage, name=_search_name(args, dataset, storage),
         command=shlex.join([sys.executable, *sys.argv]), num_samples=args.num_samples, search=args.search,
         scheduler=args.scheduler, max_concurrent=args.max_concurrent, workers_per_trial=args.workers_per_trial,
         gpus_per_worker=args.gpus_per_worker, cpus_per_worker=args.cpus_per_worker, max_field=args.max_field,
+        placement_strategy=args.placement_strategy,
     )
     try:
         _, best = run_search(job, resume=args.resume)

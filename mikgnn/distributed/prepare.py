@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -32,13 +31,8 @@ from mikgnn.preprocess.interactions import IndexedRatings, index_users, rated_ro
 from mikgnn.preprocess.kg import index_kg
 from mikgnn.preprocess.negatives import sample_negatives
 from mikgnn.preprocess.split import SPLITS, split_assignment
-from mikgnn.processed import (
-    FORMAT_VERSION,
-    publish,
-    read_manifest,
-    staging_dir,
-    write_table_shards,
-)
+from mikgnn.processed import FORMAT_VERSION, MANIFEST, read_manifest, write_manifest, write_table_shards
+from mikgnn.storage import Location, atomic_folder, resolve
 
 ROWS_PER_LABEL_BLOCK = 2_000_000
 
@@ -77,13 +71,17 @@ def fingerprint(spec: DatasetSpec, checksums: dict[str, str], seed: int) -> str:
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
 
 
-def prepare(spec: DatasetSpec, output: Path, seed: int, chunk_bytes: int = 32 << 20,
+def prepare(spec: DatasetSpec, output: str | Path | Location, seed: int, chunk_bytes: int = 32 << 20,
             address: str | None = None) -> dict:
     """Build (or reuse) the processed dataset of ``spec`` in ``output``; return its manifest.
 
-    Ray is joined (``address``) or started only when there is something to build.
+    ``output`` is a local folder or a URI (``mikgnn.storage``). It is built once, by the driver
+    that calls this, wherever the cluster's nodes are: on a multi-node cluster give shared
+    storage, which every worker then reads. Ray is joined (``address``) or started only when
+    there is something to build.
     """
     spec.check_present()
+    output = resolve(output)
     checksums = raw_checksums(spec)
     print_ = _printer()
     fp = fingerprint(spec, checksums, seed)
@@ -92,14 +90,10 @@ def prepare(spec: DatasetSpec, output: Path, seed: int, chunk_bytes: int = 32 <<
         print_(f"reusing {output} (same raw files and seed)")
         return existing
     connect(address)
-    tmp = staging_dir(output)
-    try:
-        manifest = _build(spec, tmp, seed, chunk_bytes, print_)
+    with atomic_folder(output, MANIFEST) as stage:
+        manifest = _build(spec, stage, seed, chunk_bytes, print_)
         manifest.update(raw_sha256=checksums, fingerprint=fp)
-        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
-        publish(tmp, output)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        write_manifest(stage, manifest)
     print_(f"wrote {output}")
     return manifest
 
@@ -111,7 +105,7 @@ def _configure_ray_data() -> None:
     ctx.raise_original_map_exception = True  # our DatasetError, not a UserCodeException
 
 
-def _build(spec: DatasetSpec, tmp: Path, seed: int, chunk_bytes: int, print_) -> dict:
+def _build(spec: DatasetSpec, tmp: Location, seed: int, chunk_bytes: int, print_) -> dict:
     _configure_ray_data()
     items, item_entities = (load_item_map(spec) if spec.item_map else (None, None))
     rated = _run(_read_ratings(spec, items, chunk_bytes))

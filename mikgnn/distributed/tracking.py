@@ -20,6 +20,7 @@ from mlflow.tracking import MlflowClient
 TRIAL_TAG = "mikgnn.trial_id"
 KIND_TAG = "mikgnn.kind"
 SEARCH_TAG = "mikgnn.search"
+NODES_TAG = "mikgnn.worker_nodes"  # the Ray node ids of the trial's Train workers, rank order
 
 
 def default_tracking_uri() -> str:
@@ -96,7 +97,9 @@ class TrialTracker:
         client = self.client
         best = {f"best/{k}" if k.startswith("valid/") else k: v for k, v in final.items()
                 if k.startswith(("test/", "valid/")) or k == "best_epoch"}
-        client.log_batch(self.run_id, metrics=_metrics(best, int(final.get("best_epoch", 0))))
+        memory = {k: v for k, v in final.items() if k.endswith("/peak_rss_mib")}
+        tags = [RunTag(NODES_TAG, final["worker_nodes"])] if "worker_nodes" in final else []
+        client.log_batch(self.run_id, metrics=_metrics(best | memory, int(final.get("best_epoch", 0))), tags=tags)
         with tempfile.TemporaryDirectory() as tmp:
             plot = Path(tmp) / "recall_at_k.png"
             _recall_plot(final, plot)

@@ -10,11 +10,13 @@ epoch.
 from __future__ import annotations
 
 import os
+import resource
 import tempfile
 from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
+import ray
 import ray.train
 import ray.train.torch
 import torch
@@ -45,6 +47,19 @@ def average_gradients(model: nn.Module) -> None:
     for g in grads:
         g.copy_(flat[offset : offset + g.numel()].view_as(g))
         offset += g.numel()
+
+
+def worker_facts(world: int) -> dict:
+    """Where every worker ran and its peak resident memory so far, gathered on every rank."""
+    facts = {"node": ray.get_runtime_context().get_node_id(),
+             "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}  # Linux: KiB
+    gathered = [facts]
+    if world > 1:
+        gathered = [None] * world
+        dist.all_gather_object(gathered, facts)
+    out = {"worker_nodes": ",".join(f["node"] for f in gathered)}
+    out.update({f"worker{rank}/peak_rss_mib": f["peak_rss_mib"] for rank, f in enumerate(gathered)})
+    return out
 
 
 def _shard_rows(world: int) -> Rows:
@@ -129,10 +144,11 @@ def train_loop_per_worker(config: dict) -> None:
                 ray.train.report({})
         if rank == 0 and logger is not None:
             logger.log_epochs(state.history)
+    facts = worker_facts(world)
     if rank == 0:
         result = finish(exp, state, train_cfg)  # the model now holds the best epoch's weights
         final = {k: v for k, v in result.items() if k != "history"}
-        final.update(epoch=state.epoch, done=True)
+        final.update(epoch=state.epoch, done=True, **facts)
         with tempfile.TemporaryDirectory() as folder:  # V2: Result.metrics are the last checkpoint's
             _save(exp, state, generator, folder)
             if logger is not None:

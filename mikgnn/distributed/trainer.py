@@ -11,25 +11,28 @@ from ray.train.torch import TorchConfig, TorchTrainer
 
 from mikgnn.config import ModelConfig, TrainConfig
 from mikgnn.distributed.train_loop import train_loop_per_worker
+from mikgnn.storage import Location, resolve
 
 
-def make_trainer(processed: Path, model_cfg: ModelConfig, train_cfg: TrainConfig, *, workers: int = 1,
-                 gpus_per_worker: float = 0.0, cpus_per_worker: float = 1.0, storage_path: Path,
+def make_trainer(processed: str | Path | Location, model_cfg: ModelConfig, train_cfg: TrainConfig, *, workers: int = 1,
+                 gpus_per_worker: float = 0.0, cpus_per_worker: float = 1.0, storage_path: str | Path | Location,
                  name: str, max_failures: int = 3, callbacks: list | None = None,
-                 extra_config: dict | None = None) -> TorchTrainer:
+                 extra_config: dict | None = None, placement_strategy: str = "PACK") -> TorchTrainer:
+    """``processed`` and ``storage_path`` are local folders or URIs (``mikgnn.storage``)."""
     if workers < 1:
         raise ValueError(f"--workers must be >= 1, got {workers}")
     resources = {"CPU": cpus_per_worker} | ({"GPU": gpus_per_worker} if gpus_per_worker else {})
-    config = {"processed": str(Path(processed).resolve()), "model": asdict(model_cfg), "train": asdict(train_cfg),
+    processed, storage = resolve(processed), resolve(storage_path)
+    config = {"processed": processed.uri, "model": asdict(model_cfg), "train": asdict(train_cfg),
               "threads_per_worker": max(1, int(cpus_per_worker))} | (extra_config or {})
     return TorchTrainer(
         train_loop_per_worker,
         train_loop_config=config,
         torch_config=TorchConfig(backend="nccl" if gpus_per_worker else "gloo"),
         scaling_config=ScalingConfig(num_workers=workers, use_gpu=bool(gpus_per_worker),
-                                     resources_per_worker=resources),
-        run_config=RunConfig(name=name, storage_path=str(Path(storage_path).resolve()),
+                                     resources_per_worker=resources, placement_strategy=placement_strategy),
+        run_config=RunConfig(name=name, storage_path=storage.uri,
                              failure_config=FailureConfig(max_failures=max_failures),
                              checkpoint_config=CheckpointConfig(num_to_keep=2), callbacks=callbacks),
-        datasets={"train": ray.data.read_parquet(str(Path(processed).resolve() / "train"))},
+        datasets={"train": ray.data.read_parquet((processed / "train").path, filesystem=processed.fs)},
     )

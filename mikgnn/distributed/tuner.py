@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import ray
 from ray import tune
@@ -26,6 +25,7 @@ from mikgnn.distributed.tracking import (
 )
 from mikgnn.distributed.trainer import make_trainer
 from mikgnn.search_space import SearchSpace, apply_params
+from mikgnn.storage import Location
 
 TRIAL_DRIVER_CPU = 0.25
 DATA_CPUS = 1.0
@@ -35,13 +35,13 @@ METRIC = "valid/recall@20"
 
 @dataclass(frozen=True)
 class TuneJob:
-    processed: Path
+    processed: Location
     space: SearchSpace
     model: ModelConfig
     train: TrainConfig
     experiment: str
     tracking_uri: str
-    storage_path: Path
+    storage_path: Location
     name: str
     command: str
     num_samples: int = 8
@@ -52,6 +52,7 @@ class TuneJob:
     gpus_per_worker: float = 0.0
     cpus_per_worker: float = 1.0
     max_field: int = MAX_FIELD
+    placement_strategy: str = "PACK"
 
 
 def plan_concurrency(cluster: dict, workers: int, cpus_per_worker: float, gpus_per_worker: float) -> int:
@@ -106,7 +107,8 @@ def run_trial(params: dict, job: TuneJob) -> None:
     trainer = make_trainer(job.processed, model, train, workers=job.workers_per_trial,
                            gpus_per_worker=job.gpus_per_worker, cpus_per_worker=job.cpus_per_worker,
                            storage_path=job.storage_path / job.name / "train", name=trial_id,
-                           callbacks=[TuneReportCallback()], extra_config={"epoch_logger": tracker})
+                           callbacks=[TuneReportCallback()], extra_config={"epoch_logger": tracker},
+                           placement_strategy=job.placement_strategy)
     try:
         trainer.fit()
     except BaseException:
@@ -136,9 +138,9 @@ def run_search(job: TuneJob, resume: bool = False):
     search_run_id = open_search_run(job.tracking_uri, job.experiment, job.name, job.command, job.space.as_dict())
     trainable = tune.with_resources(tune.with_parameters(run_trial, job=job),
                                     {"CPU": TRIAL_DRIVER_CPU})
-    path = (job.storage_path / job.name).resolve()
-    if resume and tune.Tuner.can_restore(str(path)):
-        tuner = tune.Tuner.restore(str(path), trainable=trainable, resume_unfinished=True, resume_errored=True)
+    path = (job.storage_path / job.name).uri
+    if resume and tune.Tuner.can_restore(path):
+        tuner = tune.Tuner.restore(path, trainable=trainable, resume_unfinished=True, resume_errored=True)
     else:
         tuner = tune.Tuner(
             trainable,
@@ -146,7 +148,7 @@ def run_search(job: TuneJob, resume: bool = False):
             tune_config=tune.TuneConfig(metric=METRIC, mode="max", num_samples=job.num_samples,
                                         search_alg=_search_alg(job), scheduler=_scheduler(job),
                                         max_concurrent_trials=concurrency),
-            run_config=tune.RunConfig(name=job.name, storage_path=str(job.storage_path.resolve()),
+            run_config=tune.RunConfig(name=job.name, storage_path=job.storage_path.uri,
                                       callbacks=[MlflowStatusCallback(job.tracking_uri, job.experiment)]),
         )
     try:

@@ -1,0 +1,167 @@
+"""Where results and processed datasets live: a local folder or a URI, through pyarrow filesystems.
+
+    /data/processed/movie-seed0                  a local folder (relative paths are made absolute)
+    s3://bucket/mikgnn/processed/movie-seed0     S3 (credentials from the usual AWS chain)
+    s3://bucket/x?endpoint_override=host:9000&scheme=http    an S3-compatible store (MinIO, ...)
+    gs://bucket/x, hdfs://namenode/x, file:///x  whatever pyarrow.fs.FileSystem.from_uri knows
+
+A folder is written through ``atomic_folder``: readers never see a half-written one. On a
+local filesystem it is written aside and renamed into place. Object stores have no rename, so
+there the folder is written in place and its marker file (a processed dataset's manifest)
+is written last and removed first: without the marker, a folder does not exist for readers.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import pyarrow.fs as pafs
+
+
+class SharedStorageError(ValueError):
+    """A local path given where every node of a multi-node cluster must see the same files."""
+
+
+@dataclass(frozen=True)
+class Location:
+    """A file or folder: the filesystem, the path inside it, and the URI a user would write."""
+
+    fs: pafs.FileSystem
+    path: str
+    uri: str
+
+    @property
+    def is_local(self) -> bool:
+        return isinstance(self.fs, pafs.LocalFileSystem)
+
+    @property
+    def name(self) -> str:
+        return self.path.rstrip("/").rsplit("/", 1)[-1]
+
+    def __str__(self) -> str:
+        return self.uri
+
+    def __truediv__(self, part: str) -> Location:
+        path = f"{self.path.rstrip('/')}/{part}"
+        if self.is_local and "://" not in self.uri:
+            return Location(self.fs, path, path)
+        scheme, netloc, upath, query, _ = urlsplit(self.uri)
+        return Location(self.fs, path, urlunsplit((scheme, netloc, f"{upath.rstrip('/')}/{part}", query, "")))
+
+    def sibling(self, name: str) -> Location:
+        parent = self.path.rstrip("/").rsplit("/", 1)[0]
+        path = f"{parent}/{name}"
+        if self.is_local and "://" not in self.uri:
+            return Location(self.fs, path, path)
+        scheme, netloc, upath, query, _ = urlsplit(self.uri)
+        return Location(self.fs, path, urlunsplit((scheme, netloc, f"{upath.rstrip('/').rsplit('/', 1)[0]}/{name}",
+                                                   query, "")))
+
+    def info(self) -> pafs.FileInfo:
+        return self.fs.get_file_info(self.path)
+
+    def is_file(self) -> bool:
+        return self.info().type == pafs.FileType.File
+
+    def exists(self) -> bool:
+        return self.info().type != pafs.FileType.NotFound
+
+    def read_text(self) -> str:
+        with self.fs.open_input_stream(self.path) as f:
+            return f.read().decode()
+
+    def write_text(self, text: str) -> None:
+        self.fs.create_dir(self.path.rstrip("/").rsplit("/", 1)[0], recursive=True)
+        with self.fs.open_output_stream(self.path) as f:
+            f.write(text.encode())
+
+    def mkdir(self) -> None:
+        self.fs.create_dir(self.path, recursive=True)
+
+    def files(self, prefix: str = "", suffix: str = "") -> list[Location]:
+        """The files directly inside this folder whose names match, sorted by name."""
+        selector = pafs.FileSelector(self.path, allow_not_found=True)
+        names = sorted(i.base_name for i in self.fs.get_file_info(selector)
+                       if i.type == pafs.FileType.File and i.base_name.startswith(prefix)
+                       and i.base_name.endswith(suffix))
+        return [self / n for n in names]
+
+    def children(self) -> list[Location]:
+        """The folders directly inside this folder, sorted by name."""
+        selector = pafs.FileSelector(self.path, allow_not_found=True)
+        return [self / i.base_name for i in sorted(self.fs.get_file_info(selector), key=lambda i: i.base_name)
+                if i.type == pafs.FileType.Directory]
+
+    def mtime(self) -> float:
+        found = self.info().mtime
+        return found.timestamp() if found is not None else 0.0
+
+    def delete(self) -> None:
+        """Remove this file or folder; nothing happens when it does not exist."""
+        kind = self.info().type
+        if kind == pafs.FileType.Directory:
+            self.fs.delete_dir(self.path)
+        elif kind == pafs.FileType.File:
+            self.fs.delete_file(self.path)
+
+
+def is_uri(path: str | os.PathLike) -> bool:
+    return "://" in str(path)
+
+
+def resolve(path: str | os.PathLike | Location) -> Location:
+    """A Location for a local path (made absolute) or a URI pyarrow knows."""
+    if isinstance(path, Location):
+        return path
+    text = str(path)
+    if is_uri(text):
+        try:
+            fs, inner = pafs.FileSystem.from_uri(text)
+        except (ValueError, OSError) as exc:
+            raise ValueError(f"{text}: not a storage location pyarrow can open ({exc})") from None
+        return Location(fs, inner.rstrip("/") or inner, text.rstrip("/"))
+    local = str(Path(text).expanduser().resolve())
+    return Location(pafs.LocalFileSystem(), local, local)
+
+
+@contextmanager
+def atomic_folder(final: Location, marker: str) -> Iterator[Location]:
+    """Yield where to write the folder ``final``; it appears only if the block completes.
+
+    The caller writes ``marker`` (a file name inside the folder) last. On failure nothing new
+    is left behind; locally, the previous folder even survives a failed rebuild.
+    """
+    if final.is_local:
+        stage = final.sibling(f".{final.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+        stage.delete()
+        stage.mkdir()
+        try:
+            yield stage
+            _replace_local(stage, final)
+        finally:
+            stage.delete()
+        return
+    (final / marker).delete()  # first: from now on readers see no folder
+    final.delete()
+    final.mkdir()
+    try:
+        yield final
+    except BaseException:
+        final.delete()
+        raise
+
+
+def _replace_local(stage: Location, final: Location) -> None:
+    old = None
+    if final.exists():
+        old = final.sibling(f".{final.name}.old-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+        os.replace(final.path, old.path)
+    os.replace(stage.path, final.path)
+    if old is not None:
+        old.delete()
