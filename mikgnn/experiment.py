@@ -74,10 +74,11 @@ class FitState:
 
 
 def run_epoch(exp: Experiment, cfg: TrainConfig, epoch: int, batches,
-              after_backward: Callable[[nn.Module], None] | None = None) -> dict[str, float]:
+              after_backward: Callable[[nn.Module, dict[str, torch.Tensor]], None] | None = None,
+              ) -> dict[str, float]:
     """Train one epoch and validate: the metrics of that epoch."""
     stats = train_epoch(exp.model, exp.optimizer, batches, cfg, exp.ls_table, after_backward)
-    metrics = {"epoch": epoch, "train/loss": stats["loss"], "train/seconds": stats["seconds"]}
+    metrics = {"epoch": epoch, "train/loss": stats["loss"], "train/l2": stats["l2"], "train/seconds": stats["seconds"]}
     metrics.update(evaluate(exp.model, "valid", exp.splits["valid"], exp.splits["train"], exp.n_items, cfg))
     metrics.update(attention_diagnostics(exp.model, exp.splits["valid"]))
     return metrics

@@ -47,50 +47,88 @@ def shuffled_batches(rows: Rows, batch_size: int, generator: torch.Generator) ->
         yield Rows(rows.user[idx], rows.item[idx], rows.label[idx])
 
 
-def l2_penalty(model: nn.Module, p: Propagation, cfg: TrainConfig) -> torch.Tensor:
+def l2_penalty(model: nn.Module, p: Propagation | None, cfg: TrainConfig) -> torch.Tensor:
     """λ-free L2 term. full: half the squared norm of the whole tables and the aggregation
     weights (tf.nn.l2_loss, KGCN's code); batch: of the rows this batch used, plus weights;
     w1w2: the literal ‖W1 + W2‖² of Eq. (24), summed over iterations."""
     if cfg.l2_mode == "w1w2":
         terms = [(layer.w1.weight + layer.w2.weight if layer.w2 is not None else layer.w1.weight).pow(2).sum()
                  for layer in model.layers]
-        return torch.stack(terms).sum() if terms else p.user.new_zeros(())
-    weights = [w for layer in model.layers for w in layer.parameters()]
-    if cfg.l2_mode == "full":
-        tables = [model.user.weight, model.entity.weight]
-        if cfg.l2_relations and hasattr(model, "relation"):
-            tables.append(model.relation.weight)
-    else:
-        tables = list(p.embedded) if cfg.l2_relations else p.embedded[: len(p.entities) + 1]
-    return 0.5 * sum(t.pow(2).sum() for t in tables + weights)
+        return torch.stack(terms).sum() if terms else model.user.weight.new_zeros(())
+    tables = full_l2_tensors(model, cfg) if cfg.l2_mode == "full" else _batch_l2_tensors(model, p, cfg)
+    return 0.5 * sum(t.pow(2).sum() for t in tables)
+
+
+def full_l2_tensors(model: nn.Module, cfg: TrainConfig) -> list[torch.Tensor]:
+    """What the full-table L2 penalises: the user and entity tables (and relations), and every
+    aggregation weight."""
+    tables = [model.user.weight, model.entity.weight]
+    if cfg.l2_relations and hasattr(model, "relation"):
+        tables.append(model.relation.weight)
+    return tables + [w for layer in getattr(model, "layers", []) for w in layer.parameters()]
+
+
+def _batch_l2_tensors(model: nn.Module, p: Propagation, cfg: TrainConfig) -> list[torch.Tensor]:
+    weights = [w for layer in getattr(model, "layers", []) for w in layer.parameters()]
+    return (list(p.embedded) if cfg.l2_relations else p.embedded[: len(p.entities) + 1]) + weights
+
+
+@torch.no_grad()
+def add_full_l2_gradient(model: nn.Module, cfg: TrainConfig) -> None:
+    """grad += λ·w for every tensor of the full-table L2, the gradient of λ·½‖w‖².
+
+    Applied after the gradients of the data loss (averaged across workers, if any): it is the
+    same on every worker, so it needs no communication, and it touches each row once."""
+    for w in full_l2_tensors(model, cfg):
+        if w.grad is None:
+            w.grad = cfg.l2 * w.detach().clone()
+        else:
+            w.grad.add_(w.detach(), alpha=cfg.l2)
+
+
+def touched_rows(batch: Rows, p: Propagation) -> dict[str, torch.Tensor]:
+    """The embedding rows a step looked up, by parameter name: the only rows whose gradient
+    of the data loss can be non-zero."""
+    return {"user.weight": batch.user, "entity.weight": torch.cat([e.reshape(-1) for e in p.entities])}
 
 
 def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, batches, cfg: TrainConfig,
                 ls_table: InteractionTable | None = None,
-                after_backward: Callable[[nn.Module], None] | None = None) -> dict[str, float]:
-    """One pass over ``batches`` (an iterable of Rows); returns mean loss and seconds.
+                after_backward: Callable[[nn.Module, dict[str, torch.Tensor]], None] | None = None,
+                ) -> dict[str, float]:
+    """One pass over ``batches`` (an iterable of Rows); returns the mean loss, the L2 term at
+    the end of the epoch, and the seconds.
 
-    ``after_backward`` runs between backward and the optimizer step: the data-parallel
-    driver averages the gradients of its workers there.
+    ``after_backward(model, touched_rows)`` runs between backward and the optimizer step: the
+    data-parallel driver averages the gradients of its workers there. The full-table L2
+    gradient is added after it (``add_full_l2_gradient``); "loss" is the mean of the other
+    terms (the data loss, label smoothness, batch-only or W1+W2 L2) and "l2" is λ times the
+    L2 term, so loss + l2 is Eq. (24).
     """
     model.train()
+    decoupled_l2 = cfg.l2 > 0 and cfg.l2_mode == "full"
     start, total, count = time.perf_counter(), 0.0, 0
     for batch in batches:
         p = model.propagate(batch.user, batch.item)
         logits = (p.user * p.item).sum(-1)  # Eq. (23)  [B]
         loss = F.binary_cross_entropy_with_logits(logits, batch.label.float())  # Eq. (24)
-        if cfg.l2 > 0:
+        if cfg.l2 > 0 and not decoupled_l2:
             loss = loss + cfg.l2 * l2_penalty(model, p, cfg)
         if ls_table is not None and cfg.ls_weight > 0 and p.first_weights:
             loss = loss + cfg.ls_weight * label_smoothness_loss(p, batch.user, batch.label, ls_table)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if after_backward is not None:
-            after_backward(model)
+            after_backward(model, touched_rows(batch, p))
+        if decoupled_l2:
+            add_full_l2_gradient(model, cfg)
         optimizer.step()
         total += float(loss.detach()) * len(batch)
         count += len(batch)
-    return {"loss": total / max(count, 1), "seconds": time.perf_counter() - start}
+    seconds = time.perf_counter() - start
+    with torch.no_grad():
+        l2 = cfg.l2 * float(l2_penalty(model, None, cfg)) if decoupled_l2 else 0.0
+    return {"loss": total / max(count, 1), "l2": l2, "seconds": seconds}
 
 
 @torch.no_grad()

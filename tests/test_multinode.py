@@ -68,6 +68,8 @@ def cluster(tmp_path_factory):
     address = f"127.0.0.1:{port}"
     common = ["--num-cpus", "2", "--block", "--disable-usage-stats"]
     started = []
+    current = Path("/tmp/ray/ray_current_cluster")  # `ray start --head` records its address here
+    previous = current.read_text() if current.is_file() else None
 
     def start(cmd: list[str]) -> None:
         started.append(subprocess.Popen(cmd, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -110,6 +112,10 @@ def cluster(tmp_path_factory):
         for proc in started:  # nothing of the process groups we started survives
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
+        if previous is None:
+            current.unlink(missing_ok=True)
+        else:
+            current.write_text(previous)
 
 
 def _tune(address: str, work: Path, *extra: str) -> subprocess.CompletedProcess:

@@ -36,5 +36,6 @@ def connect(address: str | None = None, quiet: bool = True) -> None:
         return
     # The dashboard's processes are what remove the placement groups of Train runs that Tune
     # stopped; without them the next trial waits forever for the leaked CPUs. Bound to loopback.
-    ray.init(num_cpus=local_logical_cpus(), include_dashboard=True, dashboard_host="127.0.0.1",
+    # address="local": a new cluster, never one that `ray start` left on this machine.
+    ray.init(address="local", num_cpus=local_logical_cpus(), include_dashboard=True, dashboard_host="127.0.0.1",
              log_to_driver=not quiet, configure_logging=True, logging_level="WARNING")

@@ -1,10 +1,10 @@
 """The Ray Train worker: the same run_epoch / finish as the single-process fit, data-parallel.
 
 Each worker reads its shard of the train split through Ray Data once, keeps it as tensors and
-reshuffles it locally every epoch; gradients are averaged across workers after every backward
-pass. Rank 0 alone validates, decides early stopping, checkpoints, tests and logs. Every
-epoch ends with a checkpoint, so a restarted worker group resumes after the last finished
-epoch.
+reshuffles it locally every epoch. Gradients are averaged across workers after every backward
+pass, exchanging only the embedding rows the step used (``gradients.py``). Rank 0 alone
+validates, decides early stopping, checkpoints, tests and logs. Every epoch ends with a
+checkpoint, so a restarted worker group resumes after the last finished epoch.
 """
 
 from __future__ import annotations
@@ -21,9 +21,9 @@ import ray.train
 import ray.train.torch
 import torch
 import torch.distributed as dist
-from torch import nn
 
 from mikgnn.config import ModelConfig, TrainConfig
+from mikgnn.distributed.gradients import average_gradients
 from mikgnn.experiment import FitState, build, finish, run_epoch
 from mikgnn.processed import load_processed
 from mikgnn.training import Rows, shuffled_batches, train_epoch
@@ -35,18 +35,6 @@ def configs(config: dict) -> tuple[ModelConfig, TrainConfig]:
     train = dict(config["train"])
     train["ks"] = tuple(train["ks"])
     return ModelConfig(**config["model"]), TrainConfig(**train)
-
-
-def average_gradients(model: nn.Module) -> None:
-    """All-reduce every gradient as one flat buffer and divide by the number of workers."""
-    grads = [p.grad for p in model.parameters() if p.grad is not None]
-    flat = torch.cat([g.reshape(-1) for g in grads])
-    dist.all_reduce(flat)
-    flat /= dist.get_world_size()
-    offset = 0
-    for g in grads:
-        g.copy_(flat[offset : offset + g.numel()].view_as(g))
-        offset += g.numel()
 
 
 def worker_facts(world: int) -> dict:
