@@ -83,6 +83,29 @@ class TrainConfig:
 
 
 @dataclass(frozen=True)
+class ParallelConfig:
+    """How W data-parallel workers share the training (``mikgnn.distributed``).
+
+    sync_every = 1 (default): gradients are averaged after every step, so W workers take the
+    very steps of one process on a batch of ``batch_size`` split W ways. sync_every = K > 1:
+    local SGD, each worker steps on its own gradients and the parameters are averaged every K
+    steps and at the end of every epoch (Adam's moments stay per worker).
+    batch_per_worker: every worker steps on ``batch_size`` rows (a global batch of W × batch)
+    instead of ``batch_size / W``.
+    """
+
+    sync_every: int = 1
+    batch_per_worker: bool = False
+
+    def __post_init__(self) -> None:
+        if self.sync_every < 1:
+            raise ValueError(f"sync_every must be >= 1, got {self.sync_every}")
+
+    def worker_batch(self, batch_size: int, workers: int) -> int:
+        return batch_size if self.batch_per_worker else max(1, batch_size // workers)
+
+
+@dataclass(frozen=True)
 class Table1:
     model: ModelConfig
     train: TrainConfig = field(default_factory=TrainConfig)

@@ -14,7 +14,7 @@ from mikgnn.graph import sample_neighbours
 from mikgnn.label_smoothness import InteractionTable
 from mikgnn.model import MF, MIKGNN
 from mikgnn.processed import ProcessedDataset
-from mikgnn.training import Rows, attention_diagnostics, evaluate, shuffled_batches, train_epoch
+from mikgnn.training import Rows, StepHooks, attention_diagnostics, evaluate, shuffled_batches, train_epoch
 
 
 @dataclass
@@ -74,10 +74,9 @@ class FitState:
 
 
 def run_epoch(exp: Experiment, cfg: TrainConfig, epoch: int, batches,
-              after_backward: Callable[[nn.Module, dict[str, torch.Tensor]], None] | None = None,
-              ) -> dict[str, float]:
+              hooks: StepHooks | None = None) -> dict[str, float]:
     """Train one epoch and validate: the metrics of that epoch."""
-    stats = train_epoch(exp.model, exp.optimizer, batches, cfg, exp.ls_table, after_backward)
+    stats = train_epoch(exp.model, exp.optimizer, batches, cfg, exp.ls_table, hooks)
     metrics = {"epoch": epoch, "train/loss": stats["loss"], "train/l2": stats["l2"], "train/seconds": stats["seconds"]}
     metrics.update(evaluate(exp.model, "valid", exp.splits["valid"], exp.splits["train"], exp.n_items, cfg))
     metrics.update(attention_diagnostics(exp.model, exp.splits["valid"]))

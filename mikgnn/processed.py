@@ -73,15 +73,16 @@ def write_table_shards(folder: Location, table: pa.Table, rows_per_shard: int = 
     return n_shards
 
 
-def load_processed(folder: str | os.PathLike | Location) -> ProcessedDataset:
+def load_processed(folder: str | os.PathLike | Location, splits: tuple[str, ...] = SPLITS) -> ProcessedDataset:
+    """The dataset in memory: the KG and the labelled rows of ``splits`` (all three by default)."""
     location = resolve(folder)
     manifest = read_manifest(location)
     if manifest is None:
         raise FileNotFoundError(
             f"{location} is not a processed dataset (no {MANIFEST}); run pipelines/prepare.py first"
         )
-    splits = {name: _read_columns(location / name) for name in SPLITS}
-    return ProcessedDataset(splits=splits, kg=_read_columns(location / "kg"), manifest=manifest)
+    rows = {name: _read_columns(location / name) for name in splits}
+    return ProcessedDataset(splits=rows, kg=_read_columns(location / "kg"), manifest=manifest)
 
 
 def _read_columns(folder: Location) -> dict[str, np.ndarray]:

@@ -92,19 +92,30 @@ def touched_rows(batch: Rows, p: Propagation) -> dict[str, torch.Tensor]:
     return {"user.weight": batch.user, "entity.weight": torch.cat([e.reshape(-1) for e in p.entities])}
 
 
+@dataclass(frozen=True)
+class StepHooks:
+    """Where a data-parallel driver synchronises its workers (``mikgnn.distributed``).
+
+    after_backward(model, touched_rows): between backward and the optimizer step (gradient
+    averaging); after_step(model): after the optimizer step (periodic model averaging);
+    end_of_epoch(model): after the last step, before any validation.
+    """
+
+    after_backward: Callable[[nn.Module, dict[str, torch.Tensor]], None] | None = None
+    after_step: Callable[[nn.Module], None] | None = None
+    end_of_epoch: Callable[[nn.Module], None] | None = None
+
+
 def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, batches, cfg: TrainConfig,
-                ls_table: InteractionTable | None = None,
-                after_backward: Callable[[nn.Module, dict[str, torch.Tensor]], None] | None = None,
-                ) -> dict[str, float]:
+                ls_table: InteractionTable | None = None, hooks: StepHooks | None = None) -> dict[str, float]:
     """One pass over ``batches`` (an iterable of Rows); returns the mean loss, the L2 term at
     the end of the epoch, and the seconds.
 
-    ``after_backward(model, touched_rows)`` runs between backward and the optimizer step: the
-    data-parallel driver averages the gradients of its workers there. The full-table L2
-    gradient is added after it (``add_full_l2_gradient``); "loss" is the mean of the other
-    terms (the data loss, label smoothness, batch-only or W1+W2 L2) and "l2" is λ times the
-    L2 term, so loss + l2 is Eq. (24).
+    The full-table L2 gradient is added after ``hooks.after_backward`` (``add_full_l2_gradient``);
+    "loss" is the mean of the other terms (the data loss, label smoothness, batch-only or
+    W1+W2 L2) and "l2" is λ times the L2 term, so loss + l2 is Eq. (24).
     """
+    hooks = hooks or StepHooks()
     model.train()
     decoupled_l2 = cfg.l2 > 0 and cfg.l2_mode == "full"
     start, total, count = time.perf_counter(), 0.0, 0
@@ -118,13 +129,17 @@ def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, batches, cfg
             loss = loss + cfg.ls_weight * label_smoothness_loss(p, batch.user, batch.label, ls_table)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        if after_backward is not None:
-            after_backward(model, touched_rows(batch, p))
+        if hooks.after_backward is not None:
+            hooks.after_backward(model, touched_rows(batch, p))
         if decoupled_l2:
             add_full_l2_gradient(model, cfg)
         optimizer.step()
+        if hooks.after_step is not None:
+            hooks.after_step(model)
         total += float(loss.detach()) * len(batch)
         count += len(batch)
+    if hooks.end_of_epoch is not None:
+        hooks.end_of_epoch(model)
     seconds = time.perf_counter() - start
     with torch.no_grad():
         l2 = cfg.l2 * float(l2_penalty(model, None, cfg)) if decoupled_l2 else 0.0

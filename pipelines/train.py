@@ -33,6 +33,7 @@ from mikgnn.config import (  # noqa: E402
     NEIGHBOUR_VECTORS,
     PROTOCOLS,
     VARIANTS,
+    ParallelConfig,
     apply_variant,
     as_dict,
     for_model,
@@ -86,6 +87,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="Ray Train checkpoints and results, a folder or URI (s3://...); shared on a multi-node cluster")
     r.add_argument("--placement-strategy", choices=("PACK", "SPREAD"), default="PACK",
                    help="workers packed on few nodes (default) or spread over nodes")
+    r.add_argument("--sync-every", type=int, default=1,
+                   help="1: average gradients every step (the steps of one process); K > 1: local SGD, "
+                   "average the parameters every K steps and at each epoch's end (much less communication)")
+    r.add_argument("--batch-per-worker", action="store_true",
+                   help="each worker steps on --batch-size rows (global batch W x batch) instead of batch / W")
     r.add_argument("--max-failures", type=int, default=3, help="worker-group restarts from the last checkpoint")
     r.add_argument("--run-name", help="Ray Train run name; an existing run of that name under --storage-path "
                    "resumes from its last checkpoint (default: a new, time-stamped name)")
@@ -113,6 +119,10 @@ def configs_from_args(args: argparse.Namespace):
     return model, train
 
 
+def parallel_from_args(args) -> ParallelConfig:
+    return ParallelConfig(sync_every=args.sync_every, batch_per_worker=args.batch_per_worker)
+
+
 def _join_cluster(args, processed) -> None:
     """Connect to Ray; on a multi-node cluster, stop now if a node cannot see the storage."""
     from mikgnn.distributed.cluster import connect
@@ -129,7 +139,7 @@ def _fit_on_ray(args, processed, model_cfg, train_cfg, name: str) -> dict:
     trainer = make_trainer(processed, model_cfg, train_cfg, workers=args.workers,
                            gpus_per_worker=args.gpus_per_worker, cpus_per_worker=args.cpus_per_worker,
                            storage_path=args.storage_path, name=run_name, max_failures=args.max_failures,
-                           placement_strategy=args.placement_strategy)
+                           placement_strategy=args.placement_strategy, parallel=parallel_from_args(args))
     result = trainer.fit()
     metrics = dict(result.metrics)
     metrics["workers"] = args.workers
@@ -141,6 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         model_cfg, train_cfg = configs_from_args(args)
+        parallel = parallel_from_args(args)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -151,16 +162,16 @@ def main(argv: list[str] | None = None) -> int:
         processed = resolve(args.processed or Path("processed") / f"{name}-seed{args.seed}")
         if args.workers:
             _join_cluster(args, processed)
-        if read_manifest(processed) is None:
+        manifest = read_manifest(processed)
+        if manifest is None:
             from mikgnn.distributed.prepare import prepare
 
-            prepare(get_dataset(args.dataset, args.data_root), processed, args.seed)
-        data = load_processed(processed)
+            manifest = prepare(get_dataset(args.dataset, args.data_root), processed, args.seed)
+        exp = None if args.workers else build(load_processed(processed), model_cfg, train_cfg)  # Ray: workers load
     except (DatasetError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     output = args.output or Path("runs") / f"{name}-{args.model}-seed{args.seed}"
-    exp = None if args.workers else build(data, model_cfg, train_cfg)
 
     def report(epoch: int, m: dict) -> None:
         print(f"epoch {epoch:3d}  loss {m['train/loss']:.4f}  {m['train/seconds']:.2f}s  "
@@ -175,8 +186,9 @@ def main(argv: list[str] | None = None) -> int:
                         f"sampled: {train_cfg.eval_users} users (seed {train_cfg.seed}), KGCN protocol"}
     result.update(dataset=name, model=args.model, variant=args.variant, protocol=protocol,
                   wall_seconds=time.perf_counter() - start,
-                  config={"model": as_dict(model_cfg), "train": as_dict(train_cfg)},
-                  manifest={k: v for k, v in data.manifest.items() if k != "raw_sha256"})
+                  config={"model": as_dict(model_cfg), "train": as_dict(train_cfg)}
+                  | ({"parallel": as_dict(parallel), "workers": args.workers} if args.workers else {}),
+                  manifest={k: v for k, v in manifest.items() if k != "raw_sha256"})
     output.mkdir(parents=True, exist_ok=True)
     tmp = output / "metrics.json.tmp"
     tmp.write_text(json.dumps(result, indent=2) + "\n")

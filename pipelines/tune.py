@@ -23,7 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from mikgnn.config import table1  # noqa: E402
+from mikgnn.config import ParallelConfig, table1  # noqa: E402
 from mikgnn.datasets import DatasetError, get_dataset  # noqa: E402
 from mikgnn.search_space import SearchSpaceError, load_space  # noqa: E402
 from mikgnn.storage import Location, resolve  # noqa: E402
@@ -45,6 +45,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers-per-trial", type=int, default=1, help="Ray Train workers per trial")
     p.add_argument("--gpus-per-worker", type=float, default=0.0)
     p.add_argument("--cpus-per-worker", type=float, default=1.0)
+    p.add_argument("--sync-every", type=int, default=1,
+                   help="with several workers per trial: 1 averages gradients every step; K > 1 is local SGD, "
+                   "parameters averaged every K steps")
+    p.add_argument("--batch-per-worker", action="store_true",
+                   help="each worker steps on the full Table 1 batch (global batch = workers x batch)")
     p.add_argument("--placement-strategy", choices=("PACK", "SPREAD"), default="PACK",
                    help="where a trial's workers go: packed on few nodes (default) or spread over nodes")
     p.add_argument("--epochs", type=int, default=20, help="max epochs per trial (early stopping and ASHA cut it)")
@@ -81,9 +86,10 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     dataset = Path(args.dataset).name
     try:
+        ParallelConfig(sync_every=args.sync_every)
         space = load_space(args.space or REPO / "tune_spaces" / f"{dataset}.yaml")
         spec = get_dataset(args.dataset, args.data_root)
-    except (SearchSpaceError, DatasetError) as exc:
+    except (SearchSpaceError, DatasetError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     from mikgnn.distributed.cluster import connect
@@ -112,6 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         scheduler=args.scheduler, max_concurrent=args.max_concurrent, workers_per_trial=args.workers_per_trial,
         gpus_per_worker=args.gpus_per_worker, cpus_per_worker=args.cpus_per_worker, max_field=args.max_field,
         placement_strategy=args.placement_strategy,
+        parallel=ParallelConfig(sync_every=args.sync_every, batch_per_worker=args.batch_per_worker),
     )
     try:
         _, best = run_search(job, resume=args.resume)

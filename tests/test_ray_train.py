@@ -9,7 +9,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 from test_model import tiny_data
 
-from mikgnn.config import ModelConfig, TrainConfig
+from mikgnn.config import ModelConfig, ParallelConfig, TrainConfig
 from mikgnn.processed import save_processed
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
@@ -31,13 +31,20 @@ def _fit(processed, tmp_path, workers, **kw):
     return trainer.fit().metrics
 
 
-def test_two_workers_match_one(ray_local, processed, tmp_path):
-    one = _fit(processed, tmp_path, 1)
-    two = _fit(processed, tmp_path, 2)
-    for m in (one, two):
+@pytest.fixture(scope="module")
+def one_worker(ray_local, processed, tmp_path_factory):
+    return _fit(processed, tmp_path_factory.mktemp("one"), 1)
+
+
+@pytest.mark.parametrize("parallel", [ParallelConfig(), ParallelConfig(sync_every=4, batch_per_worker=True)],
+                         ids=["gradients-every-step", "local-sgd"])
+def test_two_workers_match_one(one_worker, processed, tmp_path, parallel):
+    two = _fit(processed, tmp_path, 2, parallel=parallel)
+    for m in (one_worker, two):
         assert m["done"] and m["test/auc"] > 0.8
-    assert abs(one["test/auc"] - two["test/auc"]) < 0.05
-    assert abs(one["valid/auc"] - two["valid/auc"]) < 0.05
+    assert abs(one_worker["test/auc"] - two["test/auc"]) < 0.05
+    assert abs(one_worker["valid/auc"] - two["valid/auc"]) < 0.05
+    assert len(two["worker_nodes"].split(",")) == 2 and two["worker1/peak_rss_mib"] > 0
 
 
 def test_worker_crash_resumes_from_checkpoint(ray_local, processed, tmp_path):

@@ -4,7 +4,8 @@ A step of a KG recommender touches a few hundred rows of tables with thousands t
 rows; a dense all-reduce would ship every row on every step. For each embedding table whose
 rows used by the step (``touched``) are fewer than its rows, a worker sends the ids and the
 gradients of the distinct rows it used, and every worker adds up what the others sent. The
-other parameters (small tables, the aggregation weights) are all-reduced densely.
+other parameters (small tables, the aggregation weights) travel densely: in the same gather
+when they are smaller than the rows, else in an all-reduce.
 
 The full-table L2 term is not part of these gradients: it is the same on every worker and is
 added after the exchange (``training.train_epoch``), so it needs no communication.
@@ -12,7 +13,7 @@ added after the exchange (``training.train_epoch``), so it needs no communicatio
 Wire format of the gathered buffer, per sparse table: one count, ``capacity`` row ids (int32
 bit patterns carried in float32 slots; a gather does no arithmetic on them) and ``capacity`` rows
 of gradients; capacity = the number of lookups of the step, identical on every worker because
-every worker steps on equally sized batches.
+every worker steps on equally sized batches. Then the small dense gradients, if any.
 """
 
 from __future__ import annotations
@@ -48,10 +49,12 @@ def average_gradients(model: nn.Module, touched: dict[str, torch.Tensor]) -> Non
             sparse.append(_Sparse(param, torch.unique(ids), ids.numel()))
         else:
             dense.append(param)
-    if dense:
+    payload = sum(t.capacity * (t.param.shape[1] + 1) + 1 for t in sparse)
+    small = [] if not sparse or sum(p.numel() for p in dense) > payload else dense
+    if dense and not small:
         _all_reduce_mean(dense, world)
-    if sparse:
-        _exchange_rows(sparse, world)
+    if sparse:  # small dense parameters ride along: one collective per step, not two
+        _exchange_rows(sparse, small, world)
 
 
 def _all_reduce_mean(params: list[nn.Parameter], world: int) -> None:
@@ -64,7 +67,7 @@ def _all_reduce_mean(params: list[nn.Parameter], world: int) -> None:
         offset += p.grad.numel()
 
 
-def _exchange_rows(tables: list[_Sparse], world: int) -> None:
+def _exchange_rows(tables: list[_Sparse], dense: list[nn.Parameter], world: int) -> None:
     pieces = []
     for t in tables:
         grad, r = t.param.grad, t.rows.numel()
@@ -74,11 +77,19 @@ def _exchange_rows(tables: list[_Sparse], world: int) -> None:
         values[:r] = grad[t.rows]
         count = torch.tensor([r], dtype=torch.int32, device=grad.device)
         pieces += [count.view(torch.float32), ids.view(torch.float32), values.reshape(-1)]
+    pieces += [p.grad.reshape(-1) for p in dense]
     send = torch.cat(pieces)
     flat = send.new_empty(world * send.numel())
     dist.all_gather_single(flat, send)
     gathered = flat.view(world, send.numel())  # [W, size]
     me = dist.get_rank()
+    tail = sum(p.numel() for p in dense)
+    if tail:
+        mean = gathered[:, send.numel() - tail :].sum(0) / world  # [tail]
+        offset = 0
+        for p in dense:
+            p.grad.copy_(mean[offset : offset + p.numel()].view_as(p.grad))
+            offset += p.numel()
     for t in tables:  # this worker's own rows first: scaled in place to their share of the mean
         t.param.grad[t.rows] /= world
     for w in range(world):

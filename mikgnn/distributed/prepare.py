@@ -6,7 +6,9 @@ Driver: users are re-indexed and duplicates rejected (needs the global view); th
 re-indexed.
 Stage 2 (Ray Data): blocks of whole users draw their fixed negatives (``sample_negatives``);
 draws are keyed by user, so the result does not depend on the partitioning.
-Driver: the seeded 6:2:2 split, then sharded Parquet written aside and renamed into place.
+Driver: the seeded 6:2:2 split, then sharded Parquet written aside and renamed into place (a
+local folder) or with its manifest last (a URI). On a multi-node cluster the tasks stay on the
+driver's node, which alone needs the raw files; the output goes to shared storage.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import ray
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from mikgnn.datasets import DatasetError, DatasetSpec
 from mikgnn.datasets.delimited import Chunk
@@ -170,7 +173,7 @@ def _read_ratings(spec: DatasetSpec, items: pd.Index | None, chunk_bytes: int):
         [{"path": c.path, "start": c.start, "end": c.end} for c in chunks],
         override_num_blocks=len(chunks),
     )
-    return ds.map_batches(parse, batch_size=1, batch_format="pyarrow")
+    return ds.map_batches(parse, batch_size=1, batch_format="pyarrow", scheduling_strategy=_on_this_node())
 
 
 def _label(ratings: IndexedRatings, n_items: int, seed: int):
@@ -190,7 +193,14 @@ def _label(ratings: IndexedRatings, n_items: int, seed: int):
         order = np.lexsort((items_, users))
         return {"user": users[order], "item": items_[order], "label": labels[order]}
 
-    return ray.data.from_arrow(blocks).map_batches(label, batch_size=None, batch_format="numpy")
+    return ray.data.from_arrow(blocks).map_batches(label, batch_size=None, batch_format="numpy",
+                                                   scheduling_strategy=_on_this_node())
+
+
+def _on_this_node() -> NodeAffinitySchedulingStrategy:
+    """Preparation tasks run on the driver's node: the raw files only need to be there (the head
+    node, for a job submitted to a cluster), and the output is written once, by the driver."""
+    return NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
 
 
 def _user_block_bounds(user: np.ndarray, target_rows: int) -> list[int]:

@@ -22,11 +22,13 @@ import ray.train.torch
 import torch
 import torch.distributed as dist
 
-from mikgnn.config import ModelConfig, TrainConfig
+from mikgnn.config import ModelConfig, ParallelConfig, TrainConfig
+from mikgnn.distributed.averaging import ModelAverager
 from mikgnn.distributed.gradients import average_gradients
 from mikgnn.experiment import FitState, build, finish, run_epoch
+from mikgnn.preprocess.split import SPLITS
 from mikgnn.processed import load_processed
-from mikgnn.training import Rows, shuffled_batches, train_epoch
+from mikgnn.training import Rows, StepHooks, shuffled_batches, train_epoch
 
 STATE_FILE = "state.pt"
 
@@ -91,13 +93,24 @@ def _maybe_crash(config: dict, epoch: int, rank: int) -> None:
             os._exit(1)
 
 
+def _hooks(parallel: ParallelConfig, world: int) -> StepHooks | None:
+    if world == 1:
+        return None
+    if parallel.sync_every == 1:
+        return StepHooks(after_backward=average_gradients)
+    averager = ModelAverager(parallel.sync_every)
+    return StepHooks(after_step=averager.after_step, end_of_epoch=averager.end_of_epoch)
+
+
 def train_loop_per_worker(config: dict) -> None:
     context = ray.train.get_context()  # Ray Train
     rank, world = context.get_world_rank(), context.get_world_size()
     device = ray.train.torch.get_device()  # Ray Train
     torch.set_num_threads(max(1, int(config.get("threads_per_worker", 1))))
     model_cfg, train_cfg = configs(config)
-    data = load_processed(config["processed"])
+    # Rank 0 validates and tests; the others need the KG, and the train rows for label smoothness.
+    needed = SPLITS if rank == 0 else (("train",) if train_cfg.ls_weight > 0 else ())
+    data = load_processed(config["processed"], splits=needed)
     exp = build(data, model_cfg, train_cfg)
     exp.model.to(device)
     if exp.ls_table is not None:
@@ -106,8 +119,9 @@ def train_loop_per_worker(config: dict) -> None:
     generator = torch.Generator().manual_seed(train_cfg.seed + rank)
     state = _restore(exp, generator)
     logger = config.get("epoch_logger")
-    per_worker_batch = max(1, train_cfg.batch_size // world)
-    sync = average_gradients if world > 1 else None
+    parallel = ParallelConfig(**config.get("parallel", {}))
+    per_worker_batch = parallel.worker_batch(train_cfg.batch_size, world)
+    hooks = _hooks(parallel, world)
     stop = state.waited >= train_cfg.patience
     for epoch in range(state.epoch + 1, train_cfg.epochs + 1):
         if stop:
@@ -115,10 +129,10 @@ def train_loop_per_worker(config: dict) -> None:
         _maybe_crash(config, epoch, rank)
         batches = (b.to(device) for b in shuffled_batches(shard, per_worker_batch, generator))
         if rank == 0:
-            metrics = run_epoch(exp, train_cfg, epoch, batches, sync)
+            metrics = run_epoch(exp, train_cfg, epoch, batches, hooks)
             stop = state.update(metrics, f"valid/{train_cfg.select_metric}", exp.model, train_cfg.patience)
         else:
-            train_epoch(exp.model, exp.optimizer, batches, train_cfg, exp.ls_table, sync)
+            train_epoch(exp.model, exp.optimizer, batches, train_cfg, exp.ls_table, hooks)
         flag = torch.tensor([int(stop)])
         if world > 1:
             dist.broadcast(flag, src=0)

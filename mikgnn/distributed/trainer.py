@@ -9,7 +9,7 @@ import ray.data
 from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
 from ray.train.torch import TorchConfig, TorchTrainer
 
-from mikgnn.config import ModelConfig, TrainConfig
+from mikgnn.config import ModelConfig, ParallelConfig, TrainConfig
 from mikgnn.distributed.train_loop import train_loop_per_worker
 from mikgnn.storage import Location, resolve
 
@@ -17,14 +17,16 @@ from mikgnn.storage import Location, resolve
 def make_trainer(processed: str | Path | Location, model_cfg: ModelConfig, train_cfg: TrainConfig, *, workers: int = 1,
                  gpus_per_worker: float = 0.0, cpus_per_worker: float = 1.0, storage_path: str | Path | Location,
                  name: str, max_failures: int = 3, callbacks: list | None = None,
-                 extra_config: dict | None = None, placement_strategy: str = "PACK") -> TorchTrainer:
+                 extra_config: dict | None = None, placement_strategy: str = "PACK",
+                 parallel: ParallelConfig | None = None) -> TorchTrainer:
     """``processed`` and ``storage_path`` are local folders or URIs (``mikgnn.storage``)."""
     if workers < 1:
         raise ValueError(f"--workers must be >= 1, got {workers}")
     resources = {"CPU": cpus_per_worker} | ({"GPU": gpus_per_worker} if gpus_per_worker else {})
     processed, storage = resolve(processed), resolve(storage_path)
     config = {"processed": processed.uri, "model": asdict(model_cfg), "train": asdict(train_cfg),
-              "threads_per_worker": max(1, int(cpus_per_worker))} | (extra_config or {})
+              "threads_per_worker": max(1, int(cpus_per_worker)),
+              "parallel": asdict(parallel or ParallelConfig())} | (extra_config or {})
     return TorchTrainer(
         train_loop_per_worker,
         train_loop_config=config,

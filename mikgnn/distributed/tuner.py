@@ -16,7 +16,7 @@ from ray import tune
 from ray.tune.integration.ray_train import TuneReportCallback
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
-from mikgnn.config import ModelConfig, TrainConfig
+from mikgnn.config import ModelConfig, ParallelConfig, TrainConfig
 from mikgnn.distributed.tracking import (
     TrialTracker,
     close_if_running,
@@ -53,6 +53,7 @@ class TuneJob:
     cpus_per_worker: float = 1.0
     max_field: int = MAX_FIELD
     placement_strategy: str = "PACK"
+    parallel: ParallelConfig = ParallelConfig()
 
 
 def plan_concurrency(cluster: dict, workers: int, cpus_per_worker: float, gpus_per_worker: float) -> int:
@@ -96,8 +97,9 @@ def run_trial(params: dict, job: TuneJob) -> None:
     context = tune.get_context()
     trial_id = context.get_trial_id()
     model, train = apply_params(job.model, job.train, params)
-    tracker = TrialTracker.open(job.tracking_uri, job.experiment, trial_id, context.get_trial_name(),
-                                trial_params(params, model, train), search=job.name)
+    logged = trial_params(params, model, train) | {f"parallel.{k}": v for k, v in asdict(job.parallel).items()}
+    tracker = TrialTracker.open(job.tracking_uri, job.experiment, trial_id, context.get_trial_name(), logged,
+                                search=job.name)
     if model.n_neighbours ** model.hops > job.max_field and not model.adjusted_field:
         reason = f"n^h = {model.n_neighbours ** model.hops} > --max-field {job.max_field}"
         tracker.client.set_tag(tracker.run_id, "skipped", reason)
@@ -108,7 +110,7 @@ def run_trial(params: dict, job: TuneJob) -> None:
                            gpus_per_worker=job.gpus_per_worker, cpus_per_worker=job.cpus_per_worker,
                            storage_path=job.storage_path / job.name / "train", name=trial_id,
                            callbacks=[TuneReportCallback()], extra_config={"epoch_logger": tracker},
-                           placement_strategy=job.placement_strategy)
+                           placement_strategy=job.placement_strategy, parallel=job.parallel)
     try:
         trainer.fit()
     except BaseException:
