@@ -12,15 +12,15 @@ from pathlib import Path
 
 import numpy as np
 
-KEYS = ["test/auc", "test/f1", "test/recall@2", "test/recall@10", "test/recall@20", "test/recall@50",
-        "test/recall@100", "test/ndcg@10", "test/ndcg@20"]
+KEYS = ["valid/auc", "valid/recall@20", "test/auc", "test/f1", "test/recall@2", "test/recall@10", "test/recall@20",
+        "test/recall@50", "test/recall@100", "test/ndcg@10", "test/ndcg@20"]
 
 
 def main(folder: str) -> None:
     runs = defaultdict(list)
     for path in sorted(Path(folder).glob("*-seed*/metrics.json")):
         runs[path.parent.name.rsplit("-seed", 1)[0]].append(json.loads(path.read_text()))
-    print("| model | seeds | best epochs | s/epoch | " + " | ".join(k[5:] for k in KEYS) + " |")
+    print("| model | seeds | best epochs | s/epoch | " + " | ".join(k.replace("test/", "") for k in KEYS) + " |")
     print("|---" * (len(KEYS) + 4) + "|")
     for model, results in runs.items():
         cells = []

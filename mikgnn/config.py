@@ -78,6 +78,8 @@ class TrainConfig:
         _one_of("protocol", self.protocol, PROTOCOLS)
         if self.lr <= 0 or self.batch_size < 1 or self.epochs < 1 or self.patience < 1:
             raise ValueError(f"lr > 0, batch_size >= 1, epochs >= 1, patience >= 1 required: {self}")
+        selectable = ("auc", "f1", *(f"{m}@{k}" for m in ("recall", "ndcg") for k in self.ks))
+        _one_of("select_metric", self.select_metric, selectable)
         if self.l2 < 0 or self.ls_weight < 0:
             raise ValueError(f"l2 and ls_weight must be >= 0: {self.l2}, {self.ls_weight}")
 

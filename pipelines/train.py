@@ -76,6 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--batch-size", type=int)
     t.add_argument("--epochs", type=int)
     t.add_argument("--patience", type=int)
+    t.add_argument("--select-metric", help="validation metric of early stopping and of the best epoch: auc (default), "
+                   "f1, recall@K or ndcg@K for a K of --ks (2, 10, 20, 50, 100)")
     t.add_argument("--protocol", choices=PROTOCOLS, help="top-K users: full (every test user) or sampled")
     t.add_argument("--eval-users", type=int, help="users sampled by --protocol sampled (KGCN: 100)")
     t.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
@@ -113,6 +115,7 @@ def configs_from_args(args: argparse.Namespace):
         table1_ls_weight(Path(args.dataset).name) if args.model == "kgcn-ls" else 0.0)
     train_over = {k: v for k, v in dict(lr=args.lr, l2=args.l2, l2_mode=args.l2_mode, batch_size=args.batch_size,
                                          epochs=args.epochs, patience=args.patience, protocol=args.protocol,
+                                         select_metric=args.select_metric,
                                          eval_users=args.eval_users).items() if v is not None}
     train = replace(defaults.train, seed=args.seed, ls_weight=ls, l2_relations=not args.no_relation_l2,
                     **train_over)

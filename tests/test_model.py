@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from mikgnn.config import MODELS, VARIANTS, ModelConfig, TrainConfig, apply_variant, for_model
+from mikgnn.config import MODELS, VARIANTS, ModelConfig, ParallelConfig, TrainConfig, apply_variant, for_model
 from mikgnn.experiment import build, build_model, fit
 from mikgnn.processed import ProcessedDataset
 from mikgnn.training import l2_penalty
@@ -158,3 +158,17 @@ def test_bad_configuration(kwargs, message):
 def test_unknown_variant():
     with pytest.raises(ValueError, match="unknown variant 'w-z'"):
         apply_variant(ModelConfig(), "w-z")
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    (dict(select_metric="recall@7"), "unknown select_metric 'recall@7'"),
+    (dict(l2_mode="some"), "unknown l2_mode"),
+])
+def test_bad_training_configuration(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        TrainConfig(**kwargs)
+
+
+def test_bad_parallel_configuration():
+    with pytest.raises(ValueError, match="sync_every must be >= 1"):
+        ParallelConfig(sync_every=0)
