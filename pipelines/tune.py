@@ -95,14 +95,17 @@ def main(argv: list[str] | None = None) -> int:
     from mikgnn.distributed.cluster import connect
     from mikgnn.distributed.prepare import prepare
     from mikgnn.distributed.shared_storage import check_shared
-    from mikgnn.distributed.tracking import default_tracking_uri
+    from mikgnn.distributed.tracking import default_tracking_uri, local_store_folder
     from mikgnn.distributed.tuner import TuneJob, run_search
 
     connect(args.address)
     try:
         processed = resolve(args.processed or Path("processed") / f"{dataset}-seed{args.seed}")
         storage = resolve(args.storage_path)
-        check_shared({"--storage-path": storage, "--processed": processed})
+        tracking_uri = args.tracking_uri or default_tracking_uri()
+        store = local_store_folder(tracking_uri)
+        check_shared({"--storage-path": storage, "--processed": processed}
+                     | ({"--tracking-uri": resolve(store)} if store else {}))
         prepare(spec, processed, args.seed, address=args.address)
     except (DatasetError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -112,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
         processed=processed, space=space, model=defaults.model,
         train=replace(defaults.train, epochs=args.epochs, seed=args.seed,
                       protocol="sampled" if args.eval_users else "full", eval_users=args.eval_users or 100),
-        experiment=args.experiment or dataset, tracking_uri=args.tracking_uri or default_tracking_uri(),
+        experiment=args.experiment or dataset, tracking_uri=tracking_uri,
         storage_path=storage, name=_search_name(args, dataset, storage),
         command=shlex.join([sys.executable, *sys.argv]), num_samples=args.num_samples, search=args.search,
         scheduler=args.scheduler, max_concurrent=args.max_concurrent, workers_per_trial=args.workers_per_trial,

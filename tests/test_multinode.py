@@ -121,8 +121,10 @@ def cluster(tmp_path_factory):
 def _tune(address: str, work: Path, *extra: str) -> subprocess.CompletedProcess:
     (work / "space.yaml").write_text(SPACE)
     args = ["--dataset", "movie", "--data-root", str(work / "raw"), "--processed", str(work / "processed"),
-            "--space", str(work / "space.yaml"), "--epochs", "2", "--eval-users", "50",
-            "--tracking-uri", f"sqlite:///{work / 'mlflow.db'}", "--address", address, *extra]
+            "--space", str(work / "space.yaml"), "--epochs", "2", "--eval-users", "50", "--address", address]
+    if "--tracking-uri" not in extra:
+        args += ["--tracking-uri", f"sqlite:///{work / 'mlflow.db'}"]
+    args += extra
     return subprocess.run([sys.executable, str(REPO / "pipelines" / "tune.py"), *args], env=_env(),
                           capture_output=True, text=True, timeout=600)
 
@@ -157,3 +159,6 @@ def test_a_path_one_node_cannot_see_is_refused(cluster):
     assert f"--storage-path {private / 'results'}" in done.stderr and "do not see" in done.stderr
     assert "Traceback" not in done.stderr
     assert not (private / "results" / "blind").exists()  # stopped before any trial started
+    done = _tune(address, work, "--num-samples", "1", "--storage-path", str(work / "ray_results"),
+                 "--name", "blind-store", "--tracking-uri", f"sqlite:///{private / 'mlflow.db'}")
+    assert done.returncode == 2 and f"--tracking-uri {private}" in done.stderr, done.stderr[-2000:]

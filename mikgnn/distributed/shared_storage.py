@@ -57,6 +57,7 @@ def check_shared(locations: dict[str, Location]) -> None:
             raise SharedStorageError(
                 f"{flag} {location}: a local folder that {len(blind)} of the cluster's {len(nodes)} nodes "
                 f"do not see: {', '.join(blind)}. A multi-node cluster needs storage shared by every node "
-                "for results, checkpoints and the processed dataset: an s3://, gs:// or hdfs:// URI, or a "
-                "folder mounted at the same path on every node (NFS)."
+                "for results, checkpoints, the processed dataset and a file-backed MLflow store: an s3://, "
+                "gs:// or hdfs:// URI, or a folder mounted at the same path on every node (NFS); for MLflow, "
+                "a tracking server (--tracking-uri http://host:5000)."
             )

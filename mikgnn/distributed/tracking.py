@@ -27,6 +27,14 @@ def default_tracking_uri() -> str:
     return f"sqlite:///{Path('mlflow.db').resolve()}"
 
 
+def local_store_folder(tracking_uri: str) -> Path | None:
+    """The folder of a file-backed store (sqlite:///path/mlflow.db), which every node that runs a
+    trial must see; None for a tracking server."""
+    if tracking_uri.startswith("sqlite:///"):
+        return Path(tracking_uri[len("sqlite:///"):]).resolve().parent
+    return None
+
+
 def metric_key(key: str) -> str:
     return key.replace("@", "_at_")
 
