@@ -14,7 +14,15 @@ from mikgnn.graph import sample_neighbours
 from mikgnn.label_smoothness import InteractionTable
 from mikgnn.model import MF, MIKGNN
 from mikgnn.processed import ProcessedDataset
-from mikgnn.training import Rows, StepHooks, attention_diagnostics, evaluate, shuffled_batches, train_epoch
+from mikgnn.training import (
+    Rows,
+    StepHooks,
+    attention_diagnostics,
+    evaluate,
+    make_optimizer,
+    shuffled_batches,
+    train_epoch,
+)
 
 
 @dataclass
@@ -41,7 +49,7 @@ def build_model(data: ProcessedDataset, cfg: ModelConfig, seed: int) -> nn.Modul
 
 def build(data: ProcessedDataset, model_cfg: ModelConfig, train_cfg: TrainConfig) -> Experiment:
     model = build_model(data, model_cfg, train_cfg.seed)
-    optimizer = torch.optim.Adam(model.parameters(), lr=train_cfg.lr)
+    optimizer = make_optimizer(model, train_cfg)
     splits = {name: Rows.from_numpy(cols) for name, cols in data.splits.items()}
     ls_table = None
     if train_cfg.ls_weight > 0 and model_cfg.model != "mf":

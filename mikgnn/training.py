@@ -73,17 +73,15 @@ def _batch_l2_tensors(model: nn.Module, p: Propagation, cfg: TrainConfig) -> lis
     return (list(p.embedded) if cfg.l2_relations else p.embedded[: len(p.entities) + 1]) + weights
 
 
-@torch.no_grad()
-def add_full_l2_gradient(model: nn.Module, cfg: TrainConfig) -> None:
-    """grad += λ·w for every tensor of the full-table L2, the gradient of λ·½‖w‖².
-
-    Applied after the gradients of the data loss (averaged across workers, if any): it is the
-    same on every worker, so it needs no communication, and it touches each row once."""
-    for w in full_l2_tensors(model, cfg):
-        if w.grad is None:
-            w.grad = cfg.l2 * w.detach().clone()
-        else:
-            w.grad.add_(w.detach(), alpha=cfg.l2)
+def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """Adam (fused kernels). The full-table L2 is its weight decay on exactly the tensors that
+    ``full_l2_tensors`` names: Adam's (coupled) weight decay adds λ·w to the gradient, the
+    gradient of λ·½‖w‖². So it is applied after the gradients of the data loss are averaged
+    across workers, needs no communication, and costs no extra pass over the tables."""
+    decayed = {id(w) for w in full_l2_tensors(model, cfg)} if cfg.l2 > 0 and cfg.l2_mode == "full" else set()
+    groups = [{"params": [w for w in model.parameters() if id(w) in decayed], "weight_decay": cfg.l2},
+              {"params": [w for w in model.parameters() if id(w) not in decayed], "weight_decay": 0.0}]
+    return torch.optim.Adam([g for g in groups if g["params"]], lr=cfg.lr, fused=True)
 
 
 def touched_rows(batch: Rows, p: Propagation) -> dict[str, torch.Tensor]:
@@ -111,19 +109,20 @@ def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, batches, cfg
     """One pass over ``batches`` (an iterable of Rows); returns the mean loss, the L2 term at
     the end of the epoch, and the seconds.
 
-    The full-table L2 gradient is added after ``hooks.after_backward`` (``add_full_l2_gradient``);
-    "loss" is the mean of the other terms (the data loss, label smoothness, batch-only or
-    W1+W2 L2) and "l2" is λ times the L2 term, so loss + l2 is Eq. (24).
+    The full-table L2 is not in the loss: it is the weight decay of the optimizer
+    (``make_optimizer``), applied after ``hooks.after_backward``. "loss" is the mean of the
+    other terms (the data loss, label smoothness, batch-only or W1+W2 L2) and "l2" is λ times
+    the L2 term, so loss + l2 is Eq. (24).
     """
     hooks = hooks or StepHooks()
     model.train()
-    decoupled_l2 = cfg.l2 > 0 and cfg.l2_mode == "full"
+    l2_in_optimizer = cfg.l2 > 0 and cfg.l2_mode == "full"
     start, total, count = time.perf_counter(), 0.0, 0
     for batch in batches:
         p = model.propagate(batch.user, batch.item)
         logits = (p.user * p.item).sum(-1)  # Eq. (23)  [B]
         loss = F.binary_cross_entropy_with_logits(logits, batch.label.float())  # Eq. (24)
-        if cfg.l2 > 0 and not decoupled_l2:
+        if cfg.l2 > 0 and not l2_in_optimizer:
             loss = loss + cfg.l2 * l2_penalty(model, p, cfg)
         if ls_table is not None and cfg.ls_weight > 0 and p.first_weights:
             loss = loss + cfg.ls_weight * label_smoothness_loss(p, batch.user, batch.label, ls_table)
@@ -131,8 +130,6 @@ def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, batches, cfg
         loss.backward()
         if hooks.after_backward is not None:
             hooks.after_backward(model, touched_rows(batch, p))
-        if decoupled_l2:
-            add_full_l2_gradient(model, cfg)
         optimizer.step()
         if hooks.after_step is not None:
             hooks.after_step(model)
@@ -142,7 +139,7 @@ def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, batches, cfg
         hooks.end_of_epoch(model)
     seconds = time.perf_counter() - start
     with torch.no_grad():
-        l2 = cfg.l2 * float(l2_penalty(model, None, cfg)) if decoupled_l2 else 0.0
+        l2 = cfg.l2 * float(l2_penalty(model, None, cfg)) if l2_in_optimizer else 0.0
     return {"loss": total / max(count, 1), "l2": l2, "seconds": seconds}
 
 

@@ -18,7 +18,7 @@ from test_model import tiny_data
 from mikgnn.config import ModelConfig, TrainConfig
 from mikgnn.distributed.gradients import average_gradients
 from mikgnn.experiment import build_model
-from mikgnn.training import Rows, add_full_l2_gradient, l2_penalty, touched_rows
+from mikgnn.training import Rows, l2_penalty, make_optimizer, touched_rows
 
 CONFIGS = {
     "mikgnn-h2": ModelConfig(dim=8, n_neighbours=3, hops=2),
@@ -72,20 +72,25 @@ def test_row_exchange_equals_the_dense_mean(name):
             torch.testing.assert_close(out[rank][n], g, rtol=1e-6, atol=1e-7, msg=f"{name} rank {rank} {n}")
 
 
-def test_decoupled_full_l2_is_the_gradient_of_the_l2_term():
+def test_full_l2_as_weight_decay_takes_the_steps_of_the_l2_term():
+    """Adam's weight decay on full_l2_tensors = Adam on loss + λ·½‖w‖² (Eq. 24 with full L2)."""
     cfg = CONFIGS["mikgnn-h2"]
-    train = replace(TrainConfig(), l2=1e-2, l2_mode="full")
-    grads = []
-    for in_graph in (True, False):
+    train = replace(TrainConfig(), lr=1e-2, l2=1e-2, l2_mode="full")
+    weights = []
+    for in_loss in (True, False):
         model = build_model(tiny_data(n_users=40, n_items=300), cfg, seed=0)
-        batch = _batch(0)
-        p = model.propagate(batch.user, batch.item)
-        loss = F.binary_cross_entropy_with_logits((p.user * p.item).sum(-1), batch.label.float())
-        if in_graph:
-            loss = loss + train.l2 * l2_penalty(model, p, train)
-        loss.backward()
-        if not in_graph:
-            add_full_l2_gradient(model, train)
-        grads.append({n: q.grad for n, q in model.named_parameters()})
-    for n in grads[0]:
-        torch.testing.assert_close(grads[1][n], grads[0][n], msg=n)
+        optimizer = (torch.optim.Adam(model.parameters(), lr=train.lr) if in_loss
+                     else make_optimizer(model, train))
+        for rank in (0, 1, 0):
+            batch = _batch(rank)
+            p = model.propagate(batch.user, batch.item)
+            loss = F.binary_cross_entropy_with_logits((p.user * p.item).sum(-1), batch.label.float())
+            if in_loss:
+                loss = loss + train.l2 * l2_penalty(model, p, train)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        weights.append({n: w.detach().clone() for n, w in model.named_parameters()})
+    assert any(w.abs().sum() > 0 for w in weights[0].values())
+    for n in weights[0]:
+        torch.testing.assert_close(weights[1][n], weights[0][n], rtol=1e-5, atol=1e-6, msg=n)

@@ -8,7 +8,8 @@ other parameters (small tables, the aggregation weights) travel densely: in the 
 when they are smaller than the rows, else in an all-reduce.
 
 The full-table L2 term is not part of these gradients: it is the same on every worker and is
-added after the exchange (``training.train_epoch``), so it needs no communication.
+the optimizer's weight decay, applied after the exchange (``training.make_optimizer``), so it
+needs no communication.
 
 Wire format of the gathered buffer, per sparse table: one count, ``capacity`` row ids (int32
 bit patterns carried in float32 slots; a gather does no arithmetic on them) and ``capacity`` rows
