@@ -14,12 +14,20 @@ from mikgnn.distributed.train_loop import train_loop_per_worker
 from mikgnn.storage import Location, resolve
 
 
+def read_train_split(processed: str | Path | Location) -> ray.data.Dataset:
+    """The train split of a processed dataset, through Ray Data (each worker gets a shard)."""
+    processed = resolve(processed)
+    return ray.data.read_parquet((processed / "train").path, filesystem=processed.fs)
+
+
 def make_trainer(processed: str | Path | Location, model_cfg: ModelConfig, train_cfg: TrainConfig, *, workers: int = 1,
                  gpus_per_worker: float = 0.0, cpus_per_worker: float = 1.0, storage_path: str | Path | Location,
                  name: str, max_failures: int = 3, callbacks: list | None = None,
                  extra_config: dict | None = None, placement_strategy: str = "PACK",
-                 parallel: ParallelConfig | None = None) -> TorchTrainer:
-    """``processed`` and ``storage_path`` are local folders or URIs (``mikgnn.storage``)."""
+                 parallel: ParallelConfig | None = None, train_data: ray.data.Dataset | None = None) -> TorchTrainer:
+    """``processed`` and ``storage_path`` are local folders or URIs (``mikgnn.storage``).
+    ``train_data``: the train split as a Ray Dataset, when the caller already has it (a search
+    reads it once for all its trials); by default it is read from ``processed``."""
     if workers < 1:
         raise ValueError(f"--workers must be >= 1, got {workers}")
     resources = {"CPU": cpus_per_worker} | ({"GPU": gpus_per_worker} if gpus_per_worker else {})
@@ -36,5 +44,5 @@ def make_trainer(processed: str | Path | Location, model_cfg: ModelConfig, train
         run_config=RunConfig(name=name, storage_path=storage.uri,
                              failure_config=FailureConfig(max_failures=max_failures),
                              checkpoint_config=CheckpointConfig(num_to_keep=2), callbacks=callbacks),
-        datasets={"train": ray.data.read_parquet((processed / "train").path, filesystem=processed.fs)},
+        datasets={"train": train_data if train_data is not None else read_train_split(processed)},
     )

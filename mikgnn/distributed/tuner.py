@@ -23,7 +23,7 @@ from mikgnn.distributed.tracking import (
     close_search_run,
     open_search_run,
 )
-from mikgnn.distributed.trainer import make_trainer
+from mikgnn.distributed.trainer import make_trainer, read_train_split
 from mikgnn.search_space import SearchSpace, apply_params
 from mikgnn.storage import Location
 
@@ -92,7 +92,7 @@ def trial_params(params: dict, model: ModelConfig, train: TrainConfig) -> dict:
     return top | rest
 
 
-def run_trial(params: dict, job: TuneJob) -> None:
+def run_trial(params: dict, job: TuneJob, train_data: ray.data.Dataset | None = None) -> None:
     """One Tune trial: a TorchTrainer reporting to Tune, logged to its own MLflow run."""
     context = tune.get_context()
     trial_id = context.get_trial_id()
@@ -110,7 +110,8 @@ def run_trial(params: dict, job: TuneJob) -> None:
                            gpus_per_worker=job.gpus_per_worker, cpus_per_worker=job.cpus_per_worker,
                            storage_path=job.storage_path / job.name / "train", name=trial_id,
                            callbacks=[TuneReportCallback()], extra_config={"epoch_logger": tracker},
-                           placement_strategy=job.placement_strategy, parallel=job.parallel)
+                           placement_strategy=job.placement_strategy, parallel=job.parallel,
+                           train_data=train_data)
     try:
         trainer.fit()
     except BaseException:
@@ -138,7 +139,10 @@ def run_search(job: TuneJob, resume: bool = False):
     if job.max_concurrent is not None:
         concurrency = min(concurrency, job.max_concurrent)
     search_run_id = open_search_run(job.tracking_uri, job.experiment, job.name, job.command, job.space.as_dict())
-    trainable = tune.with_resources(tune.with_parameters(run_trial, job=job),
+    # Read once and kept in Ray's object store: each trial's workers then take their shards of
+    # it without starting a read of their own (about 6 s a trial on music, measured).
+    train_data = read_train_split(job.processed).materialize()
+    trainable = tune.with_resources(tune.with_parameters(run_trial, job=job, train_data=train_data),
                                     {"CPU": TRIAL_DRIVER_CPU})
     path = (job.storage_path / job.name).uri
     if resume and tune.Tuner.can_restore(path):
