@@ -1,6 +1,7 @@
 """Seconds of one training epoch, of the all-users x all-items score grid, and of a test evaluation.
 
     python benchmarks/eval_speed.py --dataset music       (needs processed/music-seed0)
+    python benchmarks/eval_speed.py --dataset music --hops 2 --neighbours 8
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ import argparse
 import json
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -26,10 +28,13 @@ def main() -> None:
     p.add_argument("--dataset", default="music")
     p.add_argument("--processed", type=Path)
     p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--hops", type=int, help="h (default: Table 1)")
+    p.add_argument("--neighbours", type=int, help="n (default: Table 1)")
     args = p.parse_args()
     data = load_processed(args.processed or Path("processed") / f"{args.dataset}-seed0")
     t = table1(args.dataset)
-    exp = build(data, t.model, t.train)
+    model = replace(t.model, hops=args.hops or t.model.hops, n_neighbours=args.neighbours or t.model.n_neighbours)
+    exp = build(data, model, t.train)
     g = torch.Generator().manual_seed(0)
     train = exp.splits["train"]
     users, items = torch.arange(data.n_users), torch.arange(data.n_items)
@@ -43,7 +48,8 @@ def main() -> None:
         start = time.perf_counter()
         evaluate(exp.model, "test", exp.splits["test"], train, data.n_items, t.train)
         timings["test_eval_s"].append(time.perf_counter() - start)
-    print(json.dumps({k: round(min(v), 3) for k, v in timings.items()} | {"threads": torch.get_num_threads()}))
+    print(json.dumps({k: round(min(v), 3) for k, v in timings.items()}
+                     | {"threads": torch.get_num_threads(), "hops": model.hops, "neighbours": model.n_neighbours}))
 
 
 if __name__ == "__main__":

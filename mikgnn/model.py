@@ -25,7 +25,7 @@ from torch import nn
 from mikgnn.config import ModelConfig
 from mikgnn.graph import receptive_field, receptive_field_adjusted
 
-GRID_BYTES = 256 << 20  # working memory for one chunk of the users x items score grid (h > 1)
+GRID_BYTES = 64 << 20  # working memory for one chunk of the users x items score grid (h > 1)
 GRID_CACHE_BYTES = 16 << 20  # h = 1: small chunks stay in cache and reuse freed memory (2x faster here)
 
 
@@ -59,7 +59,7 @@ class Aggregator(nn.Module):
 
     def linear_parts(self, center: torch.Tensor, neighbours: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The pre-activation is linear in the neighbour weights w_j:
-        x = base + Σ_j w_j · part_j, with base [I, d] and part [I, n, d] free of the user.
+        x = base + Σ_j w_j · part_j, with base [..., d] and part [..., f, d] free of the user.
         For Eq. (16): base = W1 c + b, part_j = W1 e_j + W2 (c ⊙ e_j)."""
         d = center.shape[-1]
         if self.kind == "concat":
@@ -67,10 +67,10 @@ class Aggregator(nn.Module):
             return center @ w_center.T + self.w1.bias, neighbours @ w_neigh.T
         if self.kind == "neighbor":
             return self.w1.bias.expand_as(center), self.w1(neighbours) - self.w1.bias
-        base = self.w1(center)  # [I, d]
-        part = neighbours @ self.w1.weight.T  # [I, n, d]
+        base = self.w1(center)  # [..., d]
+        part = neighbours @ self.w1.weight.T  # [..., f, d]
         if self.kind == "interaction":
-            part = part + self.w2(center.unsqueeze(1) * neighbours)  # [I, n, d]
+            part = part + self.w2(center.unsqueeze(-2) * neighbours)  # [..., f, d]
         return base, part
 
 
@@ -138,114 +138,142 @@ class MIKGNN(nn.Module):
 
     # forward ----------------------------------------------------------------------------
     def propagate(self, users: torch.Tensor, items: torch.Tensor) -> Propagation:
-        cfg, h = self.config, self.config.hops
-        field = receptive_field_adjusted if cfg.adjusted_field else receptive_field
-        entities, relations = field(items, self.adj_entity, self.adj_relation, h)
+        entities, relations = self._field(items)
         user = self.user(users)  # [B, d]
         vectors = [self.entity(e) for e in entities]  # hop k: [B, m_k, d]
         rel_vectors = [self.relation(r) for r in relations]  # hop k+1: [B, m_(k+1), d]
         embedded = [user, *vectors, *rel_vectors]
+        vectors, first_weights, hop0 = self._iterate(user, vectors, rel_vectors, first=0)
+        return Propagation(user, vectors[0].squeeze(1), entities, first_weights, hop0, embedded)
+
+    def _field(self, items: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        field = receptive_field_adjusted if self.config.adjusted_field else receptive_field
+        return field(items, self.adj_entity, self.adj_relation, self.config.hops)
+
+    def _updated_hops(self, i: int) -> list[int]:
+        """The hops iteration i updates, each from the hop below it: all of 0..h-1-i in the
+        full scheme, only hop h-1-i under FMK l (layer by layer)."""
+        h = self.config.hops
+        return [h - 1 - i] if self.config.layer_by_layer else list(range(h - i))
+
+    def _iterate(self, user: torch.Tensor, vectors: list[torch.Tensor], rel_vectors: list[torch.Tensor],
+                 first: int) -> tuple[list[torch.Tensor], list[torch.Tensor], torch.Tensor | None]:
+        """Iterations first..h-1 of the propagation; hop k's vectors [B, m_k, d]."""
         first_weights: list[torch.Tensor] = []
         hop0 = None
-        for i in range(h):
-            if cfg.layer_by_layer:  # FMK l: iteration i updates hop h-1-i only
-                k = h - 1 - i
-                vectors[k], w = self._aggregate(i, user, vectors[k], vectors[k + 1], rel_vectors[k])
-                first_weights.insert(0, w)
-                hop0 = w
-                continue
-            updated = []
-            for k in range(h - i):  # full scheme: hop k aggregates from hop k+1
-                v, w = self._aggregate(i, user, vectors[k], vectors[k + 1], rel_vectors[k])
-                updated.append(v)
-                if i == 0:
+        for i in range(first, self.config.hops):
+            hops = self._updated_hops(i)
+            updated = list(vectors)
+            for k in hops:
+                updated[k], w = self._aggregate(i, user, vectors[k], vectors[k + 1], rel_vectors[k])
+                if i == 0 or self.config.layer_by_layer:  # each hop's first update
                     first_weights.append(w)
                 if k == 0:
                     hop0 = w
-            vectors = updated
-        return Propagation(user, vectors[0].squeeze(1), entities, first_weights, hop0, embedded)
+            vectors = updated if self.config.layer_by_layer else updated[: len(hops)]
+        if self.config.layer_by_layer:
+            first_weights.reverse()
+        return vectors, first_weights, hop0
 
     def score(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         """Logits of (user, item) pairs: u · v^u, Eq. (23)  [B]."""
         p = self.propagate(users, items)
         return (p.user * p.item).sum(-1)
 
+    # every user against every item --------------------------------------------------------
     @torch.no_grad()
     def score_grid(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
-        """Logits of every user against every item [U, I], in chunks of users."""
-        cfg = self.config
-        one_hop = cfg.hops == 1
-        if one_hop:  # per user: a few [I, n] attention maps and [I, d] vectors
-            per_user = 4 * items.numel() * (3 * cfg.n_neighbours + 2 * cfg.dim)
-        else:  # per user: the whole receptive field of every item, messages included
-            field = sum(cfg.n_neighbours**k for k in range(cfg.hops + 1))
-            per_user = 4 * items.numel() * cfg.dim * cfg.n_neighbours * field * 3
-        chunk = max(1, (GRID_CACHE_BYTES if one_hop else GRID_BYTES) // per_user)
-        if one_hop:
-            items_side = self._item_side(items)
-            return torch.cat([self._grid_one_hop(users[s : s + chunk], items_side)
-                              for s in range(0, users.numel(), chunk)])
-        parts = []
-        for start in range(0, users.numel(), chunk):
-            u = users[start : start + chunk]
-            uu = u.repeat_interleave(items.numel())
-            ii = items.repeat(u.numel())
-            parts.append(self.score(uu, ii).view(u.numel(), items.numel()))
-        return torch.cat(parts)
+        """Logits of every user against every item [U, I], in chunks of users.
 
-    def _item_side(self, items: torch.Tensor) -> _ItemSide:
-        """h = 1: everything that does not depend on the user, computed once per evaluation."""
+        The first iteration aggregates raw embeddings, and Eq. (15)-(16) are linear in the
+        attention weights, so everything of it but the weights is computed once per item
+        (``_first_parts``); a chunk of users then pays only the attention logits and the
+        weighted sums. Deeper iterations depend on the user throughout and run per pair."""
         cfg = self.config
-        center = self.entity(items)  # [I, d]
-        neighbours = self.entity(self.adj_entity[items])  # [I, n, d]
-        relations = self.relation(self.adj_relation[items])  # [I, n, d]
-        n, d = neighbours.shape[1], center.shape[1]
+        entities, relations = self._field(items)  # hop k: [I, m_k]
+        vectors = [self.entity(e) for e in entities]  # [I, m_k, d]
+        rel_vectors = [self.relation(r) for r in relations]  # [I, m_(k+1), d]
+        parts = {k: self._first_parts(vectors[k], vectors[k + 1], rel_vectors[k]) for k in self._updated_hops(0)}
+        if cfg.hops == 1:  # per user: a few [I, n] attention maps and [I, d] vectors
+            per_user, budget = 4 * items.numel() * (3 * cfg.n_neighbours + 2 * cfg.dim), GRID_CACHE_BYTES
+        else:  # per user: every node of every item's receptive field, a few times over
+            per_user, budget = 4 * items.numel() * cfg.dim * sum(v.shape[1] for v in vectors[:-1]) * 8, GRID_BYTES
+        chunk = max(1, budget // per_user)
+        return torch.cat([self._grid_chunk(users[s : s + chunk], vectors, rel_vectors, parts)
+                          for s in range(0, users.numel(), chunk)])
+
+    def _first_parts(self, center: torch.Tensor, children: torch.Tensor, relations: torch.Tensor) -> _FirstParts:
+        """The user-free tensors of iteration 1 at one hop: center [I, m, d], children and
+        relations [I, m f, d]."""
+        cfg = self.config
+        items, m, d = center.shape
+        neighbours = children.view(items, m, -1, d)  # [I, m, f, d]
+        rel = relations.view(items, m, -1, d)  # [I, m, f, d]
+        f = neighbours.shape[2]
         keys, a_center = None, None
         if cfg.attention == "relation":
-            keys = relations  # KGCN: logits u · r_j
+            keys = rel  # KGCN: logits u · r_j
         elif cfg.attention == "dual":
-            keys = relations * neighbours  # [I, n, d]
+            keys = rel * neighbours  # r_j ⊙ e_j  [I, m, f, d]
             if not cfg.pruned:
                 keys = torch.softmax(keys, dim=-1)  # φ, Eq. (17), (19)
-            a_center = torch.softmax((center.unsqueeze(1) * keys).sum(-1) * self.scale, -1)  # Eq. (20)  [I, n]
-        base, part = self.layers[0].linear_parts(center, neighbours)  # [I, d], [I, n, d]
+            a_center = torch.softmax((center.unsqueeze(-2) * keys).sum(-1) * self.scale, -1)  # Eq. (20)  [I, m, f]
+            a_center = a_center.reshape(items * m, f)  # [I m, f]
+        base, part = self.layers[0].linear_parts(center, neighbours)  # [I, m, d], [I, m, f, d]
         if cfg.neighbour_vector == "mean":
-            part = part / n
-        keys_t = keys.reshape(-1, d).T.contiguous() if keys is not None else None  # [d, I n]
-        return _ItemSide(base, part, keys_t, a_center)
+            part = part / f
+        keys_t = keys.reshape(-1, d).T.contiguous() if keys is not None else None  # [d, I m f]
+        return _FirstParts(base.reshape(items * m, d), part.reshape(items * m, f, d), keys_t, a_center)
 
-    def _grid_one_hop(self, users: torch.Tensor, side: _ItemSide) -> torch.Tensor:
-        """h = 1 for a users x items grid, from the per-item tensors of ``_item_side``."""
+    def _first_iteration(self, user: torch.Tensor, parts: _FirstParts) -> torch.Tensor:
+        """Iteration 1's output for every user and node: user [U, d] -> [U, I m, d]."""
         cfg = self.config
-        user = self.user(users)  # [U, d]
-        items, n, _ = side.part.shape
+        nodes, f, _ = parts.part.shape
         if cfg.attention == "uniform":
-            x = side.base + side.part.sum(1) / n  # w/o att.  [I, d]
-            x = x.unsqueeze(0).expand(user.shape[0], -1, -1)  # [U, I, d]
+            x = parts.base + parts.part.sum(1) / f  # w/o att.  [I m, d]
+            x = x.unsqueeze(0).expand(user.shape[0], -1, -1)  # [U, I m, d]
         else:
-            logits = (user @ side.keys_t).view(-1, items, n) * self.scale  # Eq. (18)  [U, I, n]
-            weights = _softmax_last(logits)  # [U, I, n]
+            logits = (user @ parts.keys_t).view(-1, nodes, f) * self.scale  # Eq. (18)  [U, I m, f]
+            weights = _softmax_last(logits)  # [U, I m, f]
             if cfg.attention == "dual":
-                weights = torch.lerp(side.a_center.unsqueeze(0), weights, cfg.theta)  # Eq. (21)
-            x = torch.bmm(weights.transpose(0, 1), side.part).transpose(0, 1) + side.base  # Eq. (15-16)  [U, I, d]
-        item = self.layers[0].activate(x)  # [U, I, d]
+                weights = torch.lerp(parts.a_center.unsqueeze(0), weights, cfg.theta)  # Eq. (21)
+            x = torch.bmm(weights.transpose(0, 1), parts.part).transpose(0, 1) + parts.base  # Eq. (15-16)  [U, I m, d]
+        return self.layers[0].activate(x)
+
+    def _grid_chunk(self, users: torch.Tensor, vectors: list[torch.Tensor], rel_vectors: list[torch.Tensor],
+                    parts: dict[int, _FirstParts]) -> torch.Tensor:
+        """Logits of a chunk of users against every item: [U, I]."""
+        user = self.user(users)  # [U, d]
+        n_users, (items, _, d) = user.shape[0], vectors[0].shape
+        if self.config.hops == 1:
+            item = self._first_iteration(user, parts[0])  # [U, I, d]
+            return torch.bmm(item, user.unsqueeze(-1)).squeeze(-1)  # Eq. (23)  [U, I]
+
+        def per_pair(v: torch.Tensor) -> torch.Tensor:  # [I, m, d] -> [U I, m, d]
+            return v.unsqueeze(0).expand(n_users, -1, -1, -1).reshape(n_users * items, -1, d)
+
+        # Iterations 2..h read hops 0..h-1 and their relations; hop h was consumed by iteration 1.
+        h = self.config.hops
+        state = [per_pair(v) if k < h and k not in parts else v for k, v in enumerate(vectors)]
+        for k, p in parts.items():
+            state[k] = self._first_iteration(user, p).reshape(n_users * items, -1, d)  # [U I, m_k, d]
+        if not self.config.layer_by_layer:
+            state = state[: len(parts)]
+        rel_state = [per_pair(r) for r in rel_vectors[: h - 1]]  # [U I, m_(k+1), d]
+        pair_user = user.repeat_interleave(items, dim=0)  # [U I, d]
+        state, _, _ = self._iterate(pair_user, state, rel_state, first=1)
+        item = state[0].view(n_users, items, d)  # v^u  [U, I, d]
         return torch.bmm(item, user.unsqueeze(-1)).squeeze(-1)  # Eq. (23)  [U, I]
 
 
 @dataclass
-class _ItemSide:
-    """The user-independent tensors of a one-hop score grid."""
+class _FirstParts:
+    """The user-free tensors of iteration 1 over N = I m nodes with f children each."""
 
-    base: torch.Tensor  # W1 c + b  [I, d]
-    part: torch.Tensor  # per-neighbour pre-activation terms  [I, n, d]
-    keys_t: torch.Tensor | None  # what users attend over, transposed  [d, I n]
-    a_center: torch.Tensor | None  # neighbourhood attention α^c  [I, n]
-
-
-def _user_logits(user: torch.Tensor, per_item: torch.Tensor) -> torch.Tensor:
-    """u · x_ij for every user and every (item, neighbour): [U, d] x [I, n, d] -> [U, I, n]."""
-    items, n, d = per_item.shape
-    return (user @ per_item.reshape(items * n, d).T).view(-1, items, n)
+    base: torch.Tensor  # W1 c + b  [N, d]
+    part: torch.Tensor  # per-child pre-activation terms  [N, f, d]
+    keys_t: torch.Tensor | None  # what users attend over, transposed  [d, N f]
+    a_center: torch.Tensor | None  # neighbourhood attention α^c  [N, f]
 
 
 def _softmax_last(x: torch.Tensor) -> torch.Tensor:

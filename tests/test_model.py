@@ -45,6 +45,7 @@ def tiny_data(seed=0, n_users=40, n_items=30, n_attr=6, per_user=6) -> Processed
 CONFIGS = [apply_variant(ModelConfig(dim=8, n_neighbours=4, hops=h), v) for v in VARIANTS for h in (1, 2)]
 CONFIGS += [for_model(ModelConfig(dim=8, n_neighbours=4, hops=h), "kgcn", a)
             for a in ("sum", "concat", "neighbor") for h in (1, 2)]
+CONFIGS += [apply_variant(ModelConfig(dim=8, n_neighbours=3, hops=3), v) for v in ("mi-kgnn", "w-r", "w-l", "fmk")]
 CONFIGS += [replace(ModelConfig(dim=8, n_neighbours=3, hops=2), logits="dot", neighbour_vector="sum"),
             for_model(ModelConfig(dim=8), "mf")]
 
