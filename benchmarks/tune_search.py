@@ -44,8 +44,11 @@ def overheads(uri: str, experiment: str) -> dict:
     client = MlflowClient(uri)
     exp = client.get_experiment_by_name(experiment)
     trials = client.search_runs([exp.experiment_id], filter_string="tags.`mikgnn.kind` = 'trial'")
-    found, epochs = [], 0
+    found, epochs, seconds = [], 0, {"train": 0.0, "valid": 0.0, "test": 0.0}
     for run in trials:
+        for split in ("train", "valid"):
+            seconds[split] += sum(m.value for m in client.get_metric_history(run.info.run_id, f"{split}/seconds"))
+        seconds["test"] += run.data.metrics.get("test/seconds", 0.0)
         own = sum(m.value for key in ("train/seconds", "valid/seconds")
                   for m in client.get_metric_history(run.info.run_id, key))
         own += run.data.metrics.get("test/seconds", 0.0)
@@ -53,7 +56,7 @@ def overheads(uri: str, experiment: str) -> dict:
         found.append((run.info.end_time - run.info.start_time) / 1000 - own)
     return {"trials": len(trials), "epochs_trained": epochs, "statuses": sorted(r.info.status for r in trials),
             "overhead_s_median": round(statistics.median(found), 1), "overhead_s_min": round(min(found), 1),
-            "overhead_s_max": round(max(found), 1)}
+            "overhead_s_max": round(max(found), 1)} | {f"{k}_s_total": round(v, 1) for k, v in seconds.items()}
 
 
 if __name__ == "__main__":

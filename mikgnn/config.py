@@ -94,14 +94,19 @@ class ParallelConfig:
     steps and at the end of every epoch (Adam's moments stay per worker).
     batch_per_worker: every worker steps on ``batch_size`` rows (a global batch of W × batch)
     instead of ``batch_size / W``.
+    overlap (with sync_every = 1): a step's gradient exchange runs while the next step
+    computes, and is applied one step late (``distributed.gradients.OverlappedGradients``).
     """
 
     sync_every: int = 1
     batch_per_worker: bool = False
+    overlap: bool = False
 
     def __post_init__(self) -> None:
         if self.sync_every < 1:
             raise ValueError(f"sync_every must be >= 1, got {self.sync_every}")
+        if self.overlap and self.sync_every != 1:
+            raise ValueError(f"overlap averages gradients every step; it cannot go with sync_every={self.sync_every}")
 
     def worker_batch(self, batch_size: int, workers: int) -> int:
         return batch_size if self.batch_per_worker else max(1, batch_size // workers)

@@ -186,18 +186,30 @@ def evaluate(model: nn.Module, split: str, rows: Rows, train: Rows, n_items: int
 def attention_diagnostics(model: nn.Module, rows: Rows, sample: int = 4096) -> dict[str, float]:
     """Does the attention learn? Normalised entropy and spread of the final neighbour weights
     over the item's neighbours (entropy 1 and spread 0 mean uniform weights), and the mean
-    norm of the relation embeddings."""
+    norm of the relation embeddings.
+
+    Neighbours are sampled with replacement, so an item with one KG edge fills its n slots
+    with one neighbour and any attention is uniform over them. The ``_distinct`` entropy
+    counts only items with at least two distinct (entity, relation) neighbours, and
+    ``distinct_share`` says how many of the rows those are."""
     if not hasattr(model, "relation"):
         return {}
     with torch.no_grad():
         model.eval()
         device = _device(model)
-        p = model.propagate(rows.user[:sample].to(device), rows.item[:sample].to(device))
+        items = rows.item[:sample].to(device)
+        p = model.propagate(rows.user[:sample].to(device), items)
         w = p.hop0_weights.squeeze(1)  # [B, f]
         f = w.shape[-1]
-        entropy = -(w.clamp_min(1e-12).log() * w).sum(-1) / math.log(f) if f > 1 else torch.ones(1)
-        return {
+        entropy = -(w.clamp_min(1e-12).log() * w).sum(-1) / math.log(f) if f > 1 else torch.ones(len(w))
+        keys = (model.adj_entity[items] * model.relation.weight.shape[0] + model.adj_relation[items]).sort(-1).values
+        distinct = (keys[:, 1:] != keys[:, :-1]).any(-1)  # [B]
+        out = {
             "attention_entropy": float(entropy.mean()),
             "attention_spread": float((w.max(-1).values - w.min(-1).values).mean()),
             "relation_norm": float(model.relation.weight.norm(dim=-1).mean().cpu()),
+            "attention_distinct_share": float(distinct.float().mean()),
         }
+        if bool(distinct.any()):
+            out["attention_entropy_distinct"] = float(entropy[distinct].mean())
+        return out

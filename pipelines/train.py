@@ -94,6 +94,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "average the parameters every K steps and at each epoch's end (much less communication)")
     r.add_argument("--batch-per-worker", action="store_true",
                    help="each worker steps on --batch-size rows (global batch W x batch) instead of batch / W")
+    r.add_argument("--overlap", action="store_true",
+                   help="with --sync-every 1: exchange a step's gradients while the next step computes, "
+                   "and apply them one step late (hides the communication latency)")
     r.add_argument("--max-failures", type=int, default=3, help="worker-group restarts from the last checkpoint")
     r.add_argument("--run-name", help="Ray Train run name; an existing run of that name under --storage-path "
                    "resumes from its last checkpoint (default: a new, time-stamped name)")
@@ -123,7 +126,8 @@ def configs_from_args(args: argparse.Namespace):
 
 
 def parallel_from_args(args) -> ParallelConfig:
-    return ParallelConfig(sync_every=args.sync_every, batch_per_worker=args.batch_per_worker)
+    return ParallelConfig(sync_every=args.sync_every, batch_per_worker=args.batch_per_worker,
+                          overlap=args.overlap)
 
 
 def _join_cluster(args, processed) -> None:
@@ -179,7 +183,8 @@ def main(argv: list[str] | None = None) -> int:
     def report(epoch: int, m: dict) -> None:
         print(f"epoch {epoch:3d}  loss {m['train/loss']:.4f}  {m['train/seconds']:.2f}s  "
               f"valid auc {m['valid/auc']:.4f}  R@20 {m['valid/recall@20']:.4f}  "
-              f"att.entropy {m.get('attention_entropy', float('nan')):.4f}", flush=True)
+              f"att.entropy {m.get('attention_entropy', float('nan')):.4f} "
+              f"(distinct neighbours {m.get('attention_entropy_distinct', float('nan')):.4f})", flush=True)
 
     start = time.perf_counter()
     result = _fit_on_ray(args, processed, model_cfg, train_cfg, name) if args.workers else fit(exp, train_cfg, report)

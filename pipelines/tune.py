@@ -50,6 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "parameters averaged every K steps")
     p.add_argument("--batch-per-worker", action="store_true",
                    help="each worker steps on the full Table 1 batch (global batch = workers x batch)")
+    p.add_argument("--overlap", action="store_true",
+                   help="with several workers per trial and --sync-every 1: exchange gradients while the next "
+                   "step computes, applied one step late")
     p.add_argument("--placement-strategy", choices=("PACK", "SPREAD"), default="PACK",
                    help="where a trial's workers go: packed on few nodes (default) or spread over nodes")
     p.add_argument("--epochs", type=int, default=20, help="max epochs per trial (early stopping and ASHA cut it)")
@@ -86,7 +89,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     dataset = Path(args.dataset).name
     try:
-        ParallelConfig(sync_every=args.sync_every)
+        parallel = ParallelConfig(sync_every=args.sync_every, batch_per_worker=args.batch_per_worker,
+                                  overlap=args.overlap)
         space = load_space(args.space or REPO / "tune_spaces" / f"{dataset}.yaml")
         spec = get_dataset(args.dataset, args.data_root)
     except (SearchSpaceError, DatasetError, ValueError) as exc:
@@ -121,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
         scheduler=args.scheduler, max_concurrent=args.max_concurrent, workers_per_trial=args.workers_per_trial,
         gpus_per_worker=args.gpus_per_worker, cpus_per_worker=args.cpus_per_worker, max_field=args.max_field,
         placement_strategy=args.placement_strategy,
-        parallel=ParallelConfig(sync_every=args.sync_every, batch_per_worker=args.batch_per_worker),
+        parallel=parallel,
     )
     try:
         _, best = run_search(job, resume=args.resume)

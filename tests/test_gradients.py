@@ -1,6 +1,7 @@
 """The data-parallel gradient average: two real gloo processes exchanging only the embedding rows
-they used end with exactly the mean of their dense gradients; the full-table L2 added after
-the exchange is the gradient of the in-graph L2 term."""
+they used end with exactly the mean of their dense gradients; the overlapped exchange takes
+exactly the steps of the mean gradient delayed by one; the full-table L2 added after the
+exchange is the gradient of the in-graph L2 term."""
 
 from __future__ import annotations
 
@@ -16,9 +17,9 @@ import torch.nn.functional as F
 from test_model import tiny_data
 
 from mikgnn.config import ModelConfig, TrainConfig
-from mikgnn.distributed.gradients import average_gradients
+from mikgnn.distributed.gradients import OverlappedGradients, average_gradients
 from mikgnn.experiment import build_model
-from mikgnn.training import Rows, l2_penalty, make_optimizer, touched_rows
+from mikgnn.training import Rows, StepHooks, l2_penalty, make_optimizer, touched_rows, train_epoch
 
 CONFIGS = {
     "mikgnn-h2": ModelConfig(dim=8, n_neighbours=3, hops=2),
@@ -27,9 +28,10 @@ CONFIGS = {
 }
 
 
-def _batch(rank: int, size: int = 12) -> Rows:
+def _batch(rank: int, size: int = 12, step: int = 0) -> Rows:
     rows = Rows.from_numpy(tiny_data(n_users=40, n_items=300).splits["train"])
-    idx = torch.arange(rank * size, (rank + 1) * size)
+    start = (2 * step + rank) * size
+    idx = torch.arange(start, start + size)
     return Rows(rows.user[idx], rows.item[idx], rows.label[idx])
 
 
@@ -59,17 +61,69 @@ def test_row_exchange_equals_the_dense_mean(name):
         for n, p in model.named_parameters():
             if p.grad is not None:
                 expected[n] = expected.get(n, 0) + p.grad / 2
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
     out = mp.Manager().dict()
-    mp.spawn(_worker, args=(port, cfg, out), nprocs=2)
+    mp.spawn(_worker, args=(_free_port(), cfg, out), nprocs=2)
     model, touched = _data_gradients(cfg, 0)
     assert touched["entity.weight"].numel() < model.entity.weight.shape[0]  # the sparse path ran
     for rank in (0, 1):
         assert out[rank].keys() == expected.keys()
         for n, g in expected.items():
             torch.testing.assert_close(out[rank][n], g, rtol=1e-6, atol=1e-7, msg=f"{name} rank {rank} {n}")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+OVERLAP_TRAIN = replace(TrainConfig(), lr=1e-2, l2=1e-2, l2_mode="full")
+STEPS = 3
+
+
+def _overlapped_worker(rank: int, port: int, cfg: ModelConfig, out: dict) -> None:
+    os.environ |= {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", rank=rank, world_size=2)
+    model = build_model(tiny_data(n_users=40, n_items=300), cfg, seed=0)
+    optimizer = make_optimizer(model, OVERLAP_TRAIN)
+    overlap = OverlappedGradients(optimizer)
+    hooks = StepHooks(after_backward=overlap.after_backward, end_of_epoch=overlap.end_of_epoch)
+    train_epoch(model, optimizer, [_batch(rank, step=t) for t in range(STEPS)], OVERLAP_TRAIN, hooks=hooks)
+    out[rank] = {n: w.detach().clone() for n, w in model.named_parameters()}
+    dist.destroy_process_group()
+
+
+@pytest.mark.parametrize("name", list(CONFIGS))
+def test_overlapped_exchange_steps_on_the_mean_gradient_one_step_late(name):
+    cfg = CONFIGS[name]
+    model = build_model(tiny_data(n_users=40, n_items=300), cfg, seed=0)
+    optimizer = make_optimizer(model, OVERLAP_TRAIN)
+    pending = None
+    for t in range(STEPS + 1):
+        mean = None
+        if t < STEPS:  # this step's mean gradient, at the parameters of now
+            mean = {}
+            for rank in (0, 1):
+                batch = _batch(rank, step=t)
+                model.zero_grad()
+                p = model.propagate(batch.user, batch.item)
+                F.binary_cross_entropy_with_logits((p.user * p.item).sum(-1), batch.label.float()).backward()
+                for n, w in model.named_parameters():
+                    mean[n] = mean.get(n, 0) + w.grad / 2
+        if pending is not None:  # the previous step's mean is applied
+            for n, w in model.named_parameters():
+                w.grad = pending[n].clone()
+            optimizer.step()
+        pending = mean
+    expected = {n: w.detach() for n, w in model.named_parameters()}
+    out = mp.Manager().dict()
+    mp.spawn(_overlapped_worker, args=(_free_port(), cfg, out), nprocs=2)
+    for rank in (0, 1):
+        for n, w in expected.items():
+            torch.testing.assert_close(out[rank][n], w, rtol=1e-5, atol=1e-6, msg=f"{name} rank {rank} {n}")
+    start = build_model(tiny_data(n_users=40, n_items=300), cfg, seed=0)
+    assert all(not torch.equal(w, expected[n]) for n, w in start.named_parameters())  # it trained
 
 
 def test_full_l2_as_weight_decay_takes_the_steps_of_the_l2_term():

@@ -12,7 +12,7 @@ import torch
 from mikgnn.config import MODELS, VARIANTS, ModelConfig, ParallelConfig, TrainConfig, apply_variant, for_model
 from mikgnn.experiment import build, build_model, fit
 from mikgnn.processed import ProcessedDataset
-from mikgnn.training import l2_penalty
+from mikgnn.training import Rows, attention_diagnostics, l2_penalty
 
 
 def tiny_data(seed=0, n_users=40, n_items=30, n_attr=6, per_user=6) -> ProcessedDataset:
@@ -173,3 +173,20 @@ def test_bad_training_configuration(kwargs, message):
 def test_bad_parallel_configuration():
     with pytest.raises(ValueError, match="sync_every must be >= 1"):
         ParallelConfig(sync_every=0)
+    with pytest.raises(ValueError, match="cannot go with sync_every=4"):
+        ParallelConfig(sync_every=4, overlap=True)
+
+
+def test_attention_diagnostics_separate_items_with_distinct_neighbours():
+    data = tiny_data()
+    rows = Rows.from_numpy(data.splits["train"])
+    uniform = attention_diagnostics(_model(attention="uniform"), rows)
+    assert uniform["attention_entropy"] == pytest.approx(1.0) and uniform["attention_spread"] == pytest.approx(0.0)
+    sharp = _model(pruned=True, logits="dot", logit_scale=1e4, init_std=1.0)
+    d = attention_diagnostics(sharp, rows)
+    keys = [{(int(e), int(r)) for e, r in zip(sharp.adj_entity[i], sharp.adj_relation[i])} for i in rows.item]
+    distinct = np.array([len(k) > 1 for k in keys])
+    assert 0 < distinct.mean() < 1
+    assert d["attention_distinct_share"] == pytest.approx(distinct.mean())
+    # repeated neighbours get equal weights: only items with distinct ones can be non-uniform
+    assert d["attention_entropy_distinct"] < d["attention_entropy"] < 1.0

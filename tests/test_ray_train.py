@@ -36,8 +36,9 @@ def one_worker(ray_local, processed, tmp_path_factory):
     return _fit(processed, tmp_path_factory.mktemp("one"), 1)
 
 
-@pytest.mark.parametrize("parallel", [ParallelConfig(), ParallelConfig(sync_every=4, batch_per_worker=True)],
-                         ids=["gradients-every-step", "local-sgd"])
+@pytest.mark.parametrize("parallel", [ParallelConfig(), ParallelConfig(overlap=True, batch_per_worker=True),
+                                      ParallelConfig(sync_every=4, batch_per_worker=True)],
+                         ids=["gradients-every-step", "overlapped", "local-sgd"])
 def test_two_workers_match_one(one_worker, processed, tmp_path, parallel):
     two = _fit(processed, tmp_path, 2, parallel=parallel)
     for m in (one_worker, two):

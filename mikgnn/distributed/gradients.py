@@ -33,13 +33,16 @@ class _Sparse:
     capacity: int
 
 
-def average_gradients(model: nn.Module, touched: dict[str, torch.Tensor]) -> None:
-    """Replace every gradient by its mean over the workers of the default process group.
+@dataclass
+class _Layout:
+    """Which gradients a step exchanges and how: sparse tables as rows, the rest densely."""
 
-    ``touched`` maps a parameter name (``"entity.weight"``) to the row ids the step looked up
-    (repeats allowed); rows outside them must have a zero gradient on this worker.
-    """
-    world = dist.get_world_size()
+    sparse: list[_Sparse]
+    gathered: list[nn.Parameter]  # dense gradients that ride in the gather
+    reduced: list[nn.Parameter]  # dense gradients too big to ride: an all-reduce of their own
+
+
+def _layout(model: nn.Module, touched: dict[str, torch.Tensor], gather_all: bool = False) -> _Layout:
     sparse: list[_Sparse] = []
     dense: list[nn.Parameter] = []
     for name, param in model.named_parameters():
@@ -51,11 +54,71 @@ def average_gradients(model: nn.Module, touched: dict[str, torch.Tensor]) -> Non
         else:
             dense.append(param)
     payload = sum(t.capacity * (t.param.shape[1] + 1) + 1 for t in sparse)
-    small = [] if not sparse or sum(p.numel() for p in dense) > payload else dense
-    if dense and not small:
-        _all_reduce_mean(dense, world)
-    if sparse:  # small dense parameters ride along: one collective per step, not two
-        _exchange_rows(sparse, small, world)
+    if gather_all or (sparse and sum(p.numel() for p in dense) <= payload):
+        return _Layout(sparse, dense, [])
+    return _Layout(sparse, [], dense)
+
+
+def average_gradients(model: nn.Module, touched: dict[str, torch.Tensor]) -> None:
+    """Replace every gradient by its mean over the workers of the default process group.
+
+    ``touched`` maps a parameter name (``"entity.weight"``) to the row ids the step looked up
+    (repeats allowed); rows outside them must have a zero gradient on this worker.
+    """
+    world = dist.get_world_size()
+    layout = _layout(model, touched)
+    if layout.reduced:
+        _all_reduce_mean(layout.reduced, world)
+    if layout.sparse or layout.gathered:  # small dense parameters ride along: one collective, not two
+        send = _pack(layout)
+        flat = send.new_empty(world * send.numel())
+        dist.all_gather_single(flat, send)
+        _unpack(flat.view(world, -1), layout, dist.get_rank())
+
+
+class OverlappedGradients:
+    """Gradient averaging that overlaps the exchange with the next step's computation.
+
+    Step t sends its gradients without waiting, and then steps the optimizer on the mean of
+    step t-1's, whose exchange ran while step t computed: every gradient is applied once,
+    one step late (a delay of one, as in pipelined data parallelism). The first step of an
+    epoch only sends; ``end_of_epoch`` applies the last one, so every worker ends an epoch
+    with the same parameters after as many optimizer steps as synchronous averaging takes.
+    """
+
+    def __init__(self, optimizer: torch.optim.Optimizer):
+        self.optimizer = optimizer
+        self.pending: tuple[dist.Work, torch.Tensor, _Layout] | None = None
+
+    def after_backward(self, model: nn.Module, touched: dict[str, torch.Tensor]) -> None:
+        layout = _layout(model, touched, gather_all=True)
+        send = _pack(layout)
+        flat = send.new_empty(dist.get_world_size() * send.numel())
+        work = dist.all_gather_single(flat, send, async_op=True)
+        previous, self.pending = self.pending, (work, flat, layout)
+        self._apply(model, previous)
+
+    def end_of_epoch(self, model: nn.Module) -> None:
+        if self.pending is not None:
+            previous, self.pending = self.pending, None
+            self._apply(model, previous)
+            self.optimizer.step()
+
+    @staticmethod
+    def _apply(model: nn.Module, pending: tuple[dist.Work, torch.Tensor, _Layout] | None) -> None:
+        """Make the gradients those of ``pending``: none at all when nothing is pending, so
+        the optimizer skips the step."""
+        for param in model.parameters():
+            param.grad = None
+        if pending is None:
+            return
+        work, flat, layout = pending
+        work.wait()
+        for t in layout.sparse:
+            t.param.grad = torch.zeros_like(t.param)
+        for param in layout.gathered:
+            param.grad = torch.empty_like(param)
+        _unpack(flat.view(dist.get_world_size(), -1), layout, me=None)
 
 
 def _all_reduce_mean(params: list[nn.Parameter], world: int) -> None:
@@ -68,9 +131,9 @@ def _all_reduce_mean(params: list[nn.Parameter], world: int) -> None:
         offset += p.grad.numel()
 
 
-def _exchange_rows(tables: list[_Sparse], dense: list[nn.Parameter], world: int) -> None:
+def _pack(layout: _Layout) -> torch.Tensor:
     pieces = []
-    for t in tables:
+    for t in layout.sparse:
         grad, r = t.param.grad, t.rows.numel()
         ids = torch.zeros(t.capacity, dtype=torch.int32, device=grad.device)
         ids[:r] = t.rows.to(torch.int32)
@@ -78,26 +141,32 @@ def _exchange_rows(tables: list[_Sparse], dense: list[nn.Parameter], world: int)
         values[:r] = grad[t.rows]
         count = torch.tensor([r], dtype=torch.int32, device=grad.device)
         pieces += [count.view(torch.float32), ids.view(torch.float32), values.reshape(-1)]
-    pieces += [p.grad.reshape(-1) for p in dense]
-    send = torch.cat(pieces)
-    flat = send.new_empty(world * send.numel())
-    dist.all_gather_single(flat, send)
-    gathered = flat.view(world, send.numel())  # [W, size]
-    me = dist.get_rank()
-    tail = sum(p.numel() for p in dense)
+    pieces += [p.grad.reshape(-1) for p in layout.gathered]
+    return torch.cat(pieces)
+
+
+def _unpack(gathered: torch.Tensor, layout: _Layout, me: int | None) -> None:
+    """Write the mean of the gathered gradients [W, size] into the parameters' gradients.
+
+    me = this worker's rank: its own rows are already in its gradients, and are only scaled
+    to their share. me = None: every worker's rows are added, to gradients that start at zero.
+    """
+    world, size = gathered.shape
+    tail = sum(p.numel() for p in layout.gathered)
     if tail:
-        mean = gathered[:, send.numel() - tail :].sum(0) / world  # [tail]
+        mean = gathered[:, size - tail :].sum(0) / world  # [tail]
         offset = 0
-        for p in dense:
+        for p in layout.gathered:
             p.grad.copy_(mean[offset : offset + p.numel()].view_as(p.grad))
             offset += p.numel()
-    for t in tables:  # this worker's own rows first: scaled in place to their share of the mean
-        t.param.grad[t.rows] /= world
+    if me is not None:
+        for t in layout.sparse:
+            t.param.grad[t.rows] /= world
     for w in range(world):
         if w == me:
             continue
         offset = 0
-        for t in tables:
+        for t in layout.sparse:
             grad, d = t.param.grad, t.param.grad.shape[1]
             r = int(gathered[w, offset : offset + 1].view(torch.int32))
             ids = gathered[w, offset + 1 : offset + 1 + r].view(torch.int32).long()

@@ -2,7 +2,9 @@
 
 Each worker reads its shard of the train split through Ray Data once, keeps it as tensors and
 reshuffles it locally every epoch. Gradients are averaged across workers after every backward
-pass, exchanging only the embedding rows the step used (``gradients.py``). Rank 0 alone
+pass, exchanging only the embedding rows the step used (``gradients.py``), or with the
+exchange overlapped and applied a step late, or parameters averaged every K steps
+(``averaging.py``), as ``ParallelConfig`` says. Rank 0 alone
 validates, decides early stopping, checkpoints, tests and logs. Every epoch ends with a
 checkpoint, so a restarted worker group resumes after the last finished epoch.
 """
@@ -24,7 +26,7 @@ import torch.distributed as dist
 
 from mikgnn.config import ModelConfig, ParallelConfig, TrainConfig
 from mikgnn.distributed.averaging import ModelAverager
-from mikgnn.distributed.gradients import average_gradients
+from mikgnn.distributed.gradients import OverlappedGradients, average_gradients
 from mikgnn.experiment import FitState, build, finish, run_epoch
 from mikgnn.preprocess.split import SPLITS
 from mikgnn.processed import load_processed
@@ -93,9 +95,12 @@ def _maybe_crash(config: dict, epoch: int, rank: int) -> None:
             os._exit(1)
 
 
-def _hooks(parallel: ParallelConfig, world: int) -> StepHooks | None:
+def _hooks(parallel: ParallelConfig, world: int, optimizer: torch.optim.Optimizer) -> StepHooks | None:
     if world == 1:
         return None
+    if parallel.overlap:
+        overlapped = OverlappedGradients(optimizer)
+        return StepHooks(after_backward=overlapped.after_backward, end_of_epoch=overlapped.end_of_epoch)
     if parallel.sync_every == 1:
         return StepHooks(after_backward=average_gradients)
     averager = ModelAverager(parallel.sync_every)
@@ -121,7 +126,7 @@ def train_loop_per_worker(config: dict) -> None:
     logger = config.get("epoch_logger")
     parallel = ParallelConfig(**config.get("parallel", {}))
     per_worker_batch = parallel.worker_batch(train_cfg.batch_size, world)
-    hooks = _hooks(parallel, world)
+    hooks = _hooks(parallel, world, exp.optimizer)
     stop = state.waited >= train_cfg.patience
     for epoch in range(state.epoch + 1, train_cfg.epochs + 1):
         if stop:
