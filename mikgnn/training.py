@@ -186,7 +186,8 @@ def evaluate(model: nn.Module, split: str, rows: Rows, train: Rows, n_items: int
 def attention_diagnostics(model: nn.Module, rows: Rows, sample: int = 4096) -> dict[str, float]:
     """Does the attention learn? Normalised entropy and spread of the final neighbour weights
     over the item's neighbours (entropy 1 and spread 0 mean uniform weights), and the mean
-    norm of the relation embeddings.
+    norm of the relation embeddings, and of the items' and their KG neighbours' embeddings
+    (a KG whose neighbour rows shrink to zero contributes nothing to the item vectors).
 
     Neighbours are sampled with replacement, so an item with one KG edge fills its n slots
     with one neighbour and any attention is uniform over them. The ``_distinct`` entropy
@@ -209,6 +210,8 @@ def attention_diagnostics(model: nn.Module, rows: Rows, sample: int = 4096) -> d
             "attention_spread": float((w.max(-1).values - w.min(-1).values).mean()),
             "relation_norm": float(model.relation.weight.norm(dim=-1).mean().cpu()),
             "attention_distinct_share": float(distinct.float().mean()),
+            "item_norm": float(model.entity(items).norm(dim=-1).mean().cpu()),
+            "neighbour_norm": float(model.entity(model.adj_entity[items]).norm(dim=-1).mean().cpu()),
         }
         if bool(distinct.any()):
             out["attention_entropy_distinct"] = float(entropy[distinct].mean())

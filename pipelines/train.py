@@ -184,7 +184,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"epoch {epoch:3d}  loss {m['train/loss']:.4f}  {m['train/seconds']:.2f}s  "
               f"valid auc {m['valid/auc']:.4f}  R@20 {m['valid/recall@20']:.4f}  "
               f"att.entropy {m.get('attention_entropy', float('nan')):.4f} "
-              f"(distinct neighbours {m.get('attention_entropy_distinct', float('nan')):.4f})", flush=True)
+              f"(distinct neighbours {m.get('attention_entropy_distinct', float('nan')):.4f})  "
+              f"norms item {m.get('item_norm', float('nan')):.2g} "
+              f"neighbour {m.get('neighbour_norm', float('nan')):.2g}", flush=True)
 
     start = time.perf_counter()
     result = _fit_on_ray(args, processed, model_cfg, train_cfg, name) if args.workers else fit(exp, train_cfg, report)

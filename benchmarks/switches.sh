@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# The switches of issue 3, each flipped alone from the defaults: batch-only vs full-table L2,
+# dot vs mean attention logits, summed vs averaged neighbourhood vector, plus relation
+# embeddings exempt from L2. MI-KGNN, Table 1, best epoch by validation AUC (patience 5, at most
+# 40 epochs), full-ranking top-K; one run per seed, two at a time with one thread each.
+#   benchmarks/switches.sh music "0 1 2"      then: python benchmarks/summarize.py runs/switches-music
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DATASET=${1:-music}
+SEEDS=${2:-0 1 2}
+declare -A SWITCHES=(
+  [defaults]=""
+  [l2-batch]="--l2-mode batch"
+  [logits-dot]="--logits dot"
+  [neighbours-sum]="--neighbour-vector sum"
+  [no-relation-l2]="--no-relation-l2"
+)
+run() {
+  # shellcheck disable=SC2086
+  .venv/bin/python pipelines/train.py --dataset "$DATASET" --seed "$2" --epochs 40 --patience 5 --threads 1 \
+    ${SWITCHES[$1]} --output "runs/switches-$DATASET/$1-seed$2" > "runs/switches-$DATASET/$1-seed$2.log" 2>&1
+}
+mkdir -p "runs/switches-$DATASET"
+jobs=0
+for seed in $SEEDS; do
+  for name in "${!SWITCHES[@]}"; do
+    run "$name" "$seed" &
+    jobs=$((jobs + 1))
+    if (( jobs % 2 == 0 )); then wait; fi
+  done
+done
+wait
