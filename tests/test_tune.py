@@ -63,6 +63,36 @@ def test_stopped_trials_leave_no_placement_group(search, ray_local):
     assert held == []  # a leaked group would starve the next trial's Ray Data read forever
 
 
+OTHER_JOB = """
+import sys, ray
+from mikgnn.distributed.cluster import connect
+connect(sys.argv[1])
+pg = ray.util.placement_group([{"CPU": 0.01}])
+ray.get(pg.ready())
+print(pg.id.hex(), flush=True)
+sys.stdin.read()
+"""
+
+
+def test_a_search_removes_only_its_own_job_s_placement_groups(ray_local):
+    from mikgnn.distributed.placement import release_job_placement_groups
+
+    address = ray_local.get_runtime_context().gcs_address
+    other = subprocess.Popen([sys.executable, "-c", OTHER_JOB, address], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, text=True, cwd=REPO)
+    try:
+        others = other.stdout.readline().strip()
+        assert others, "the other job did not create its placement group"
+        mine = ray_local.util.placement_group([{"CPU": 0.01}])
+        ray_local.get(mine.ready())
+        assert release_job_placement_groups(settle_s=0.5) >= 1
+        table = ray_local.util.placement_group_table()
+        assert table[mine.id.hex()]["state"] == "REMOVED"
+        assert table[others]["state"] == "CREATED"  # another job's group is left alone
+    finally:
+        other.communicate("", timeout=60)
+
+
 def test_one_mlflow_run_per_trial(search):
     uri = f"sqlite:///{search / 'mlflow.db'}"
     runs = _trial_runs(uri)

@@ -9,6 +9,7 @@ default run cannot wait forever for a CPU.
 from __future__ import annotations
 
 import math
+import sys
 from dataclasses import asdict, dataclass
 
 import ray
@@ -17,6 +18,7 @@ from ray.tune.integration.ray_train import TuneReportCallback
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
 from mikgnn.config import ModelConfig, ParallelConfig, TrainConfig
+from mikgnn.distributed.placement import release_job_placement_groups
 from mikgnn.distributed.tracking import (
     TrialTracker,
     close_if_running,
@@ -162,6 +164,10 @@ def run_search(job: TuneJob, resume: bool = False):
     except BaseException:
         close_search_run(job.tracking_uri, search_run_id, {}, status="KILLED")
         raise
+    finally:
+        leftovers = release_job_placement_groups()
+        if leftovers:
+            print(f"removed {leftovers} placement group(s) that stopped trials left behind", file=sys.stderr)
     complete = results.num_terminated + results.num_errors >= job.num_samples
     best = results.get_best_result(metric=METRIC, mode="max", filter_nan_and_inf=True)
     summary = {"trial_id": best.metrics.get("trial_id"), "params": best.config, "complete": complete,
