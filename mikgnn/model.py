@@ -57,6 +57,12 @@ class Aggregator(nn.Module):
     def activate(self, x: torch.Tensor) -> torch.Tensor:
         return torch.tanh(x) if self.last else F.relu(x)
 
+    def activate_(self, x: torch.Tensor) -> torch.Tensor:
+        """``activate`` in place, for evaluation. tanh(x) = 2 σ(2x) − 1: torch's CPU sigmoid is
+        about 4x faster than its tanh, which was a third of the one-hop score grid; the
+        result differs from torch.tanh by at most 2e-7."""
+        return x.mul_(2).sigmoid_().mul_(2).sub_(1) if self.last else x.relu_()
+
     def linear_parts(self, center: torch.Tensor, neighbours: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The pre-activation is linear in the neighbour weights w_j:
         x = base + Σ_j w_j · part_j, with base [..., d] and part [..., f, d] free of the user.
@@ -231,14 +237,13 @@ class MIKGNN(nn.Module):
         nodes, f, _ = parts.part.shape
         if cfg.attention == "uniform":
             x = parts.base + parts.part.sum(1) / f  # w/o att.  [I m, d]
-            x = x.unsqueeze(0).expand(user.shape[0], -1, -1)  # [U, I m, d]
-        else:
-            logits = (user @ parts.keys_t).view(-1, nodes, f) * self.scale  # Eq. (18)  [U, I m, f]
-            weights = _softmax_last(logits)  # [U, I m, f]
-            if cfg.attention == "dual":
-                weights = torch.lerp(parts.a_center.unsqueeze(0), weights, cfg.theta)  # Eq. (21)
-            x = torch.bmm(weights.transpose(0, 1), parts.part).transpose(0, 1) + parts.base  # Eq. (15-16)  [U, I m, d]
-        return self.layers[0].activate(x)
+            return self.layers[0].activate_(x).unsqueeze(0).expand(user.shape[0], -1, -1)  # [U, I m, d]
+        logits = (user @ parts.keys_t).view(-1, nodes, f) * self.scale  # Eq. (18)  [U, I m, f]
+        weights = _softmax_last(logits)  # [U, I m, f]
+        if cfg.attention == "dual":
+            weights = torch.lerp(parts.a_center.unsqueeze(0), weights, cfg.theta)  # Eq. (21)
+        x = torch.bmm(weights.transpose(0, 1), parts.part).transpose(0, 1) + parts.base  # Eq. (15-16)  [U, I m, d]
+        return self.layers[0].activate_(x)
 
     def _grid_chunk(self, users: torch.Tensor, vectors: list[torch.Tensor], rel_vectors: list[torch.Tensor],
                     parts: dict[int, _FirstParts]) -> torch.Tensor:
