@@ -192,6 +192,10 @@ def _scheduler(job: TuneJob):
         return FIFOScheduler()
     if job.scheduler != "asha":
         raise ValueError(f"unknown --scheduler {job.scheduler!r}: choose asha or fifo")
-    return ASHAScheduler(time_attr="training_iteration", max_t=job.train.epochs + 1,
+    # A trial reports every epoch and once more at the end (epochs + 1 reports). max_t lies
+    # beyond that, so a trial that trains to the end is never stopped by its last report:
+    # Tune would kill it while its Train controller shuts down, which can leak a placement
+    # group (placement.py). ASHA's rungs below max_t still stop the weak trials.
+    return ASHAScheduler(time_attr="training_iteration", max_t=job.train.epochs + 2,
                          grace_period=min(3, job.train.epochs), reduction_factor=2)
 
