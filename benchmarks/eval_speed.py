@@ -2,6 +2,7 @@
 
     python benchmarks/eval_speed.py --dataset music       (needs processed/music-seed0)
     python benchmarks/eval_speed.py --dataset music --hops 2 --neighbours 8
+    python benchmarks/eval_speed.py --dataset music --transform learned
 """
 
 from __future__ import annotations
@@ -30,10 +31,13 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--hops", type=int, help="h (default: Table 1)")
     p.add_argument("--neighbours", type=int, help="n (default: Table 1)")
+    p.add_argument("--transform", choices=("identity", "learned"), default="identity",
+                   help="Eq. 16's W1, W2, b (default: identity, MI-KGNN's default)")
     args = p.parse_args()
     data = load_processed(args.processed or Path("processed") / f"{args.dataset}-seed0")
     t = table1(args.dataset)
-    model = replace(t.model, hops=args.hops or t.model.hops, n_neighbours=args.neighbours or t.model.n_neighbours)
+    model = replace(t.model, hops=args.hops or t.model.hops, n_neighbours=args.neighbours or t.model.n_neighbours,
+                    transform=args.transform)
     exp = build(data, model, t.train)
     g = torch.Generator().manual_seed(0)
     train = exp.splits["train"]

@@ -11,6 +11,7 @@ LOGITS = ("dot", "mean")
 NEIGHBOUR_VECTORS = ("sum", "mean")
 L2_MODES = ("full", "batch", "w1w2")
 PROTOCOLS = ("full", "sampled")
+TRANSFORMS = ("identity", "learned")
 
 
 @dataclass(frozen=True)
@@ -20,6 +21,9 @@ class ModelConfig:
     attention: dual (Eq. 21), uniform (w/o att.), relation (KGCN: softmax_j(u · r_j)).
     aggregator: interaction (Eq. 16), or KGCN's sum / concat / neighbor.
     pruned: FMK a, φ = identity (Eq. 25). adjusted_field: FMK r. layer_by_layer: FMK l.
+    transform: Eq. 16's W1, W2 and b trained ("learned", the paper and KGCN's code), or fixed
+    to W1 = W2 = I, b = 0 ("identity": no feature transformation). MI-KGNN defaults to
+    identity, chosen by measurement (docs/model.md); the KGCN baselines keep KGCN's learned one.
     """
 
     model: str = "mikgnn"
@@ -36,6 +40,7 @@ class ModelConfig:
     neighbour_vector: str = "mean"
     init_std: float | None = None  # None: Xavier-uniform tables; else normal(0, init_std)
     logit_scale: float = 1.0  # multiplies the attention logits (a fixed inverse temperature)
+    transform: str = "identity"
 
     def __post_init__(self) -> None:
         _one_of("model", self.model, MODELS)
@@ -43,6 +48,10 @@ class ModelConfig:
         _one_of("aggregator", self.aggregator, AGGREGATORS)
         _one_of("logits", self.logits, LOGITS)
         _one_of("neighbour_vector", self.neighbour_vector, NEIGHBOUR_VECTORS)
+        _one_of("transform", self.transform, TRANSFORMS)
+        if self.transform == "identity" and self.aggregator == "concat":
+            raise ValueError("the concat aggregator maps 2d to d features and has no identity transform: "
+                             "use transform 'learned' with it")
         if not -1.0 <= self.theta <= 1.0:
             raise ValueError(f"theta must lie in [-1, 1], got {self.theta}")
         if self.n_neighbours < 1:
@@ -165,11 +174,12 @@ def apply_variant(model: ModelConfig, variant: str) -> ModelConfig:
 
 
 def for_model(model: ModelConfig, name: str, kgcn_aggregator: str = "sum") -> ModelConfig:
-    """The settings that make ``name`` out of the shared model."""
+    """The settings that make ``name`` out of the shared model; the KGCN baselines train
+    their aggregator's weights, as KGCN's code does."""
     _one_of("model", name, MODELS)
     if name in ("kgcn", "kgcn-ls"):
         _one_of("kgcn aggregator", kgcn_aggregator, KGCN_AGGREGATORS)
-        return replace(model, model=name, attention="relation", aggregator=kgcn_aggregator)
+        return replace(model, model=name, attention="relation", aggregator=kgcn_aggregator, transform="learned")
     return replace(model, model=name)
 
 

@@ -11,6 +11,7 @@ For a central node c with neighbours (r_j, e_j) and user u (SPEC §3):
     w_j   = θ α^u_j + (1 − θ) α^c_j                              Eq. (21), (22)
     c_N   = Σ_j w_j e_j   (or its mean over the n neighbours)     Eq. (15)
     c'    = σ(W1 (c + c_N) + W2 (c ⊙ c_N) + b)                  Eq. (16); ReLU, tanh last
+            (W1 = W2 = I, b = 0 under the identity transform)
     ŷ     = σ(u · v^u)                                           Eq. (23)
 """
 
@@ -30,28 +31,41 @@ GRID_CACHE_BYTES = 16 << 20  # h = 1: small chunks stay in cache and reuse freed
 
 
 class Aggregator(nn.Module):
-    """One iteration's aggregation: Eq. (16) or KGCN's sum / concat / neighbor."""
+    """One iteration's aggregation: Eq. (16) or KGCN's sum / concat / neighbor.
 
-    def __init__(self, dim: int, kind: str, last: bool):
+    transform "learned": W1, W2 and b are trained (the paper). "identity": W1 = W2 = I and
+    b = 0, fixed, so Eq. (16) becomes σ(c + c_N + c ⊙ c_N) and the layer has no parameters
+    (no feature transformation, as in LightGCN; measured in docs/model.md)."""
+
+    def __init__(self, dim: int, kind: str, last: bool, transform: str = "learned"):
         super().__init__()
-        self.kind, self.last = kind, last
-        self.w1 = nn.Linear(2 * dim if kind == "concat" else dim, dim)  # W1 and b
-        self.w2 = nn.Linear(dim, dim, bias=False) if kind == "interaction" else None
-        nn.init.xavier_uniform_(self.w1.weight)
-        nn.init.zeros_(self.w1.bias)
-        if self.w2 is not None:
-            nn.init.xavier_uniform_(self.w2.weight)
+        self.kind, self.last, self.identity = kind, last, transform == "identity"
+        self.w1: nn.Linear | None = None
+        self.w2: nn.Linear | None = None
+        if not self.identity:
+            self.w1 = nn.Linear(2 * dim if kind == "concat" else dim, dim)  # W1 and b
+            self.w2 = nn.Linear(dim, dim, bias=False) if kind == "interaction" else None
+            nn.init.xavier_uniform_(self.w1.weight)
+            nn.init.zeros_(self.w1.bias)
+            if self.w2 is not None:
+                nn.init.xavier_uniform_(self.w2.weight)
+
+    def _w1(self, x: torch.Tensor) -> torch.Tensor:
+        return x if self.identity else self.w1(x)
+
+    def _w2(self, x: torch.Tensor) -> torch.Tensor:
+        return x if self.identity else self.w2(x)
 
     def forward(self, center: torch.Tensor, c_n: torch.Tensor) -> torch.Tensor:
         if self.kind == "interaction":
-            x = self.w1(center + c_n) + self.w2(center * c_n)  # Eq. (16)  [..., d]
+            x = self._w1(center + c_n) + self._w2(center * c_n)  # Eq. (16)  [..., d]
         elif self.kind == "sum":
-            x = self.w1(center + c_n)  # [..., d]
+            x = self._w1(center + c_n)  # [..., d]
         elif self.kind == "concat":
             center, c_n = torch.broadcast_tensors(center, c_n)
             x = self.w1(torch.cat([center, c_n], dim=-1))  # [..., d]
         else:
-            x = self.w1(c_n).expand(torch.broadcast_shapes(center.shape, c_n.shape))  # [..., d]
+            x = self._w1(c_n).expand(torch.broadcast_shapes(center.shape, c_n.shape))  # [..., d]
         return self.activate(x)
 
     def activate(self, x: torch.Tensor) -> torch.Tensor:
@@ -72,11 +86,13 @@ class Aggregator(nn.Module):
             w_center, w_neigh = self.w1.weight[:, :d], self.w1.weight[:, d:]
             return center @ w_center.T + self.w1.bias, neighbours @ w_neigh.T
         if self.kind == "neighbor":
+            if self.identity:
+                return torch.zeros_like(center), neighbours
             return self.w1.bias.expand_as(center), self.w1(neighbours) - self.w1.bias
-        base = self.w1(center)  # [..., d]
-        part = neighbours @ self.w1.weight.T  # [..., f, d]
+        base = self._w1(center)  # [..., d]
+        part = neighbours if self.identity else neighbours @ self.w1.weight.T  # [..., f, d]
         if self.kind == "interaction":
-            part = part + self.w2(center.unsqueeze(-2) * neighbours)  # [..., f, d]
+            part = part + self._w2(center.unsqueeze(-2) * neighbours)  # [..., f, d]
         return base, part
 
 
@@ -109,7 +125,8 @@ class MIKGNN(nn.Module):
             else:
                 nn.init.normal_(table.weight, std=config.init_std)
         kind = config.aggregator
-        self.layers = nn.ModuleList(Aggregator(d, kind, last=i == h - 1) for i in range(h))
+        self.layers = nn.ModuleList(Aggregator(d, kind, last=i == h - 1, transform=config.transform)
+                                    for i in range(h))
         self.scale = config.logit_scale / (d if config.logits == "mean" else 1.0)
 
     # attention --------------------------------------------------------------------------

@@ -50,10 +50,11 @@ def shuffled_batches(rows: Rows, batch_size: int, generator: torch.Generator) ->
 def l2_penalty(model: nn.Module, p: Propagation | None, cfg: TrainConfig) -> torch.Tensor:
     """λ-free L2 term. full: half the squared norm of the whole tables and the aggregation
     weights (tf.nn.l2_loss, KGCN's code); batch: of the rows this batch used, plus weights;
-    w1w2: the literal ‖W1 + W2‖² of Eq. (24), summed over iterations."""
+    w1w2: the literal ‖W1 + W2‖² of Eq. (24), summed over iterations (a constant, left out,
+    for an identity transform's fixed W1 = W2 = I)."""
     if cfg.l2_mode == "w1w2":
         terms = [(layer.w1.weight + layer.w2.weight if layer.w2 is not None else layer.w1.weight).pow(2).sum()
-                 for layer in model.layers]
+                 for layer in model.layers if layer.w1 is not None]
         return torch.stack(terms).sum() if terms else model.user.weight.new_zeros(())
     tables = full_l2_tensors(model, cfg) if cfg.l2_mode == "full" else _batch_l2_tensors(model, p, cfg)
     return 0.5 * sum(t.pow(2).sum() for t in tables)

@@ -32,6 +32,7 @@ from mikgnn.config import (  # noqa: E402
     MODELS,
     NEIGHBOUR_VECTORS,
     PROTOCOLS,
+    TRANSFORMS,
     VARIANTS,
     ParallelConfig,
     apply_variant,
@@ -67,6 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--neighbour-vector", choices=NEIGHBOUR_VECTORS, help="weighted sum or mean of neighbours")
     g.add_argument("--init-std", type=float, help="normal(0, std) embedding init instead of Xavier")
     g.add_argument("--logit-scale", type=float, help="multiplies the attention logits (inverse temperature)")
+    g.add_argument("--transform", choices=TRANSFORMS,
+                   help="Eq. 16's W1, W2, b: fixed to I, I, 0 (identity: MI-KGNN's default) or trained "
+                   "(learned: the paper, and the KGCN baselines' default)")
     t = p.add_argument_group("training")
     t.add_argument("--lr", type=float)
     t.add_argument("--l2", type=float, help="λ")
@@ -112,7 +116,8 @@ def configs_from_args(args: argparse.Namespace):
     overrides = {k: v for k, v in dict(dim=args.dim, n_neighbours=args.n_neighbours, hops=args.hops,
                                         theta=args.theta, aggregator=args.aggregator, logits=args.logits,
                                         neighbour_vector=args.neighbour_vector, init_std=args.init_std,
-                                        logit_scale=args.logit_scale).items() if v is not None}
+                                        logit_scale=args.logit_scale, transform=args.transform).items()
+                 if v is not None}
     model = replace(model, **overrides)
     ls = args.ls_weight if args.ls_weight is not None else (
         table1_ls_weight(Path(args.dataset).name) if args.model == "kgcn-ls" else 0.0)

@@ -23,7 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from mikgnn.config import ParallelConfig, table1  # noqa: E402
+from mikgnn.config import TRANSFORMS, ParallelConfig, table1  # noqa: E402
 from mikgnn.datasets import DatasetError, get_dataset  # noqa: E402
 from mikgnn.search_space import SearchSpaceError, load_space  # noqa: E402
 from mikgnn.storage import Location, resolve  # noqa: E402
@@ -58,6 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, default=20, help="max epochs per trial (early stopping and ASHA cut it)")
     p.add_argument("--eval-users", type=int, default=500,
                    help="users sampled (seeded) for each trial's top-K metrics; 0 = full ranking of every user")
+    p.add_argument("--transform", choices=TRANSFORMS, default="identity",
+                   help="Eq. 16's W1, W2, b: fixed to I, I, 0 (identity, the default) or trained (learned, "
+                   "the paper)")
     p.add_argument("--max-field", type=int, default=64,
                    help="skip trials whose receptive field n^h exceeds this many entities (default 64: "
                    "larger fields make each epoch's top-K validation too slow on CPUs; raise it on GPUs)")
@@ -116,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     defaults = table1(dataset)
     job = TuneJob(
-        processed=processed, space=space, model=defaults.model,
+        processed=processed, space=space, model=replace(defaults.model, transform=args.transform),
         train=replace(defaults.train, epochs=args.epochs, seed=args.seed,
                       protocol="sampled" if args.eval_users else "full", eval_users=args.eval_users or 100),
         experiment=args.experiment or dataset, tracking_uri=tracking_uri,

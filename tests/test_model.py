@@ -48,11 +48,15 @@ CONFIGS += [for_model(ModelConfig(dim=8, n_neighbours=4, hops=h), "kgcn", a)
 CONFIGS += [apply_variant(ModelConfig(dim=8, n_neighbours=3, hops=3), v) for v in ("mi-kgnn", "w-r", "w-l", "fmk")]
 CONFIGS += [replace(ModelConfig(dim=8, n_neighbours=3, hops=2), logits="dot", neighbour_vector="sum"),
             for_model(ModelConfig(dim=8), "mf")]
+CONFIGS += [apply_variant(ModelConfig(dim=8, n_neighbours=3, hops=h, transform="learned"), v)
+            for v, h in (("mi-kgnn", 1), ("mi-kgnn", 2), ("mi-kgnn", 3), ("fmk", 2), ("w/o-att", 1))]
+CONFIGS += [replace(for_model(ModelConfig(dim=8, n_neighbours=4, hops=h), "kgcn", a), transform="identity")
+            for a in ("sum", "neighbor") for h in (1, 2)]
 
 
 def _id(cfg: ModelConfig) -> str:
     flags = "".join(k for k, on in (("r", cfg.adjusted_field), ("a", cfg.pruned), ("l", cfg.layer_by_layer)) if on)
-    return f"{cfg.model}-{cfg.attention}-{cfg.aggregator}-h{cfg.hops}-t{cfg.theta}-{flags}"
+    return f"{cfg.model}-{cfg.attention}-{cfg.aggregator}-{cfg.transform}-h{cfg.hops}-t{cfg.theta}-{flags}"
 
 
 @pytest.mark.parametrize("cfg", CONFIGS, ids=[_id(c) for c in CONFIGS])
@@ -122,10 +126,37 @@ def test_fmk_r_and_l_coincide_with_the_full_scheme_at_one_hop(flag):
                               build_model(data, replace(deep, **{flag: True}), 0).score(users, items))
 
 
-@pytest.mark.parametrize("model_name", MODELS)
-def test_gradient_reaches_every_parameter(model_name):
+@pytest.mark.parametrize("hops", [1, 2])
+def test_identity_transform_is_eq16_with_w1_and_w2_the_identity(hops):
+    data = tiny_data()
+    cfg = ModelConfig(dim=8, n_neighbours=4, hops=hops, transform="identity")
+    fixed = build_model(data, cfg, seed=0)
+    learned = build_model(data, replace(cfg, transform="learned"), seed=0)
+    assert {n for n, _ in fixed.named_parameters()} == {"user.weight", "entity.weight", "relation.weight"}
+    users, items = torch.arange(10), torch.arange(10, 20)
+    assert not torch.allclose(fixed.score(users, items), learned.score(users, items))
+    with torch.no_grad():
+        for layer in learned.layers:
+            layer.w1.weight.copy_(torch.eye(8))
+            layer.w2.weight.copy_(torch.eye(8))
+            layer.w1.bias.zero_()
+    torch.testing.assert_close(fixed.score(users, items), learned.score(users, items))
+    torch.testing.assert_close(fixed.score_grid(users, torch.arange(data.n_items)),
+                               learned.score_grid(users, torch.arange(data.n_items)))
+
+
+def test_defaults_identity_for_mikgnn_and_learned_for_the_kgcn_baselines():
+    assert ModelConfig().transform == "identity"
+    assert for_model(ModelConfig(), "kgcn").transform == for_model(ModelConfig(), "kgcn-ls").transform == "learned"
+    kgcn = build_model(tiny_data(), for_model(ModelConfig(dim=8, n_neighbours=4), "kgcn"), seed=0)
+    assert {"layers.0.w1.weight", "layers.0.w1.bias"} <= {n for n, _ in kgcn.named_parameters()}
+
+
+@pytest.mark.parametrize("model_name,transform", [(m, None) for m in MODELS] + [("mikgnn", "learned")])
+def test_gradient_reaches_every_parameter(model_name, transform):
     data = tiny_data()
     cfg = for_model(ModelConfig(dim=8, n_neighbours=4, hops=2), model_name)
+    cfg = replace(cfg, transform=transform) if transform else cfg
     exp = build(data, cfg, TrainConfig(ls_weight=0.5 if model_name == "kgcn-ls" else 0.0))
     train = exp.splits["train"]
     p = exp.model.propagate(train.user, train.item)
@@ -150,6 +181,8 @@ def test_a_small_dataset_is_learned(model_name):
     (dict(theta=1.5), "theta must lie in"), (dict(theta=-1.01), "theta must lie in"),
     (dict(n_neighbours=0), "n .* must be >= 1"), (dict(hops=0), "h .* must be >= 1"),
     (dict(attention="nope"), "unknown attention"), (dict(model="gcn"), "unknown model"),
+    (dict(transform="random"), "unknown transform 'random'"),
+    (dict(aggregator="concat"), "concat aggregator .* has no identity transform"),
 ])
 def test_bad_configuration(kwargs, message):
     with pytest.raises(ValueError, match=message):

@@ -35,3 +35,21 @@ def test_train_writes_metrics(ray_local, tmp_path, model):
 def test_bad_configuration_is_reported(tmp_path, capsys):
     assert train.main(["--dataset", "music", "--theta", "2"]) == 2
     assert "theta must lie in [-1, 1], got 2.0" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv,transform", [
+    ([], "identity"), (["--transform", "learned"], "learned"),
+    (["--model", "kgcn"], "learned"), (["--model", "kgcn-ls"], "learned"),
+    (["--model", "kgcn", "--transform", "identity"], "identity"),
+])
+def test_transform_defaults_and_flag(argv, transform):
+    model, _ = train.configs_from_args(train.build_parser().parse_args(["--dataset", "music", *argv]))
+    assert model.transform == transform
+
+
+def test_concat_without_a_learned_transform_is_reported(capsys):
+    assert train.main(["--dataset", "music", "--aggregator", "concat"]) == 2
+    assert "concat aggregator maps 2d to d features and has no identity transform" in capsys.readouterr().err
+    model, _ = train.configs_from_args(train.build_parser().parse_args(
+        ["--dataset", "music", "--aggregator", "concat", "--transform", "learned"]))
+    assert (model.aggregator, model.transform) == ("concat", "learned")
