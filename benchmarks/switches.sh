@@ -4,10 +4,13 @@
 # embeddings exempt from L2. MI-KGNN, Table 1, best epoch by validation AUC (patience 5, at most
 # 40 epochs), full-ranking top-K; one run per seed, two at a time with one thread each.
 #   benchmarks/switches.sh music "0 1 2"      then: python benchmarks/summarize.py runs/switches-music
+#   EXTRA="--transform learned" OUT=runs/switches-music-learned benchmarks/switches.sh music "0 1 2"
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DATASET=${1:-music}
 SEEDS=${2:-0 1 2}
+EXTRA=${EXTRA:-}
+OUT=${OUT:-runs/switches-$DATASET}
 declare -A SWITCHES=(
   [defaults]=""
   [l2-batch]="--l2-mode batch"
@@ -18,9 +21,9 @@ declare -A SWITCHES=(
 run() {
   # shellcheck disable=SC2086
   .venv/bin/python pipelines/train.py --dataset "$DATASET" --seed "$2" --epochs 40 --patience 5 --threads 1 \
-    ${SWITCHES[$1]} --output "runs/switches-$DATASET/$1-seed$2" > "runs/switches-$DATASET/$1-seed$2.log" 2>&1
+    ${SWITCHES[$1]} $EXTRA --output "$OUT/$1-seed$2" > "$OUT/$1-seed$2.log" 2>&1
 }
-mkdir -p "runs/switches-$DATASET"
+mkdir -p "$OUT"
 jobs=0
 for seed in $SEEDS; do
   for name in "${!SWITCHES[@]}"; do
