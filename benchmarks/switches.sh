@@ -7,6 +7,8 @@
 #   EXTRA="--transform learned" OUT=runs/switches-music-learned benchmarks/switches.sh music "0 1 2"
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=benchmarks/two_at_a_time.sh
+source benchmarks/two_at_a_time.sh
 DATASET=${1:-music}
 SEEDS=${2:-0 1 2}
 EXTRA=${EXTRA:-}
@@ -24,12 +26,4 @@ run() {
     ${SWITCHES[$1]} $EXTRA --output "$OUT/$1-seed$2" > "$OUT/$1-seed$2.log" 2>&1
 }
 mkdir -p "$OUT"
-jobs=0
-for seed in $SEEDS; do
-  for name in "${!SWITCHES[@]}"; do
-    run "$name" "$seed" &
-    jobs=$((jobs + 1))
-    if (( jobs % 2 == 0 )); then wait; fi
-  done
-done
-wait
+two_at_a_time run "$SEEDS" "${!SWITCHES[@]}"

@@ -5,6 +5,8 @@
 #   benchmarks/transform.sh music "0 1 2"      then: python benchmarks/summarize.py runs/transform-music
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=benchmarks/two_at_a_time.sh
+source benchmarks/two_at_a_time.sh
 DATASET=${1:-music}
 SEEDS=${2:-0 1 2}
 EPOCHS=${EPOCHS:-40}
@@ -16,12 +18,5 @@ run() {
     > "runs/transform-$DATASET/$1-seed$2.log" 2>&1
 }
 mkdir -p "runs/transform-$DATASET"
-jobs=0
-for seed in $SEEDS; do
-  for name in $RUNS; do
-    run "$name" "$seed" &
-    jobs=$((jobs + 1))
-    if (( jobs % 2 == 0 )); then wait; fi
-  done
-done
-wait
+# shellcheck disable=SC2086
+two_at_a_time run "$SEEDS" $RUNS
