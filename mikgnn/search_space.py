@@ -93,6 +93,17 @@ def _dimension(path: Path, name, spec) -> Dimension:
     return Dimension(name, spec["type"], float(low), float(high))
 
 
+def start_point(space: SearchSpace, model: ModelConfig, train: TrainConfig) -> dict | None:
+    """The searched parameters as ``model`` and ``train`` set them (Table 1 in a search), or
+    None when one of them lies outside its dimension. A search evaluates this point first,
+    so its best trial is never worse than the paper's settings it starts from."""
+    point = {"theta": model.theta, "n": model.n_neighbours, "h": model.hops, "lambda": train.l2, "lr": train.lr}
+    point = {d.name: point[d.name] for d in space.dimensions}
+    inside = all(point[d.name] in d.values if d.kind == "choice" else d.low <= point[d.name] <= d.high
+                 for d in space.dimensions)
+    return point if inside else None
+
+
 def apply_params(model: ModelConfig, train: TrainConfig, params: dict) -> tuple[ModelConfig, TrainConfig]:
     """The configurations of one trial: Table 1 with the sampled θ, n, h, λ and lr."""
     model_fields = {"theta": "theta", "n": "n_neighbours", "h": "hops"}

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from mikgnn.config import ModelConfig, TrainConfig
-from mikgnn.search_space import SearchSpaceError, apply_params, load_space
+from mikgnn.config import ModelConfig, TrainConfig, table1
+from mikgnn.search_space import SearchSpaceError, apply_params, load_space, start_point
 
 SPACES = sorted((Path(__file__).resolve().parents[1] / "tune_spaces").glob("*.yaml"))
 
@@ -55,3 +55,16 @@ def test_concurrency_is_derived_from_the_cluster():
         plan_concurrency({"CPU": 4}, workers=4, cpus_per_worker=1, gpus_per_worker=0)
     with pytest.raises(ValueError, match="needs 2 GPUs"):
         plan_concurrency({"CPU": 16, "GPU": 1}, workers=2, cpus_per_worker=1, gpus_per_worker=1)
+
+
+def test_a_search_starts_from_table1_when_the_space_holds_it(tmp_path):
+    t = table1("music")
+    music = load_space(Path(__file__).resolve().parents[1] / "tune_spaces" / "music.yaml")
+    assert start_point(music, t.model, t.train) == {"theta": 0.9, "n": 8, "h": 1, "lambda": 9.1e-5, "lr": 5e-4}
+    path = tmp_path / "space.yaml"
+    path.write_text("n: {type: choice, values: [2, 4]}\nlr: {type: loguniform, low: 1.0e-4, high: 1.0e-2}\n")
+    assert start_point(load_space(path), t.model, t.train) is None  # n = 8 is not a choice
+    path.write_text("n: {type: choice, values: [4, 8]}\nlr: {type: loguniform, low: 1.0e-3, high: 1.0e-2}\n")
+    assert start_point(load_space(path), t.model, t.train) is None  # lr = 5e-4 lies below
+    path.write_text("n: {type: choice, values: [4, 8]}\n")
+    assert start_point(load_space(path), t.model, t.train) == {"n": 8}

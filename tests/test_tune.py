@@ -21,11 +21,12 @@ from mlflow.tracking import MlflowClient
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 REPO = Path(__file__).resolve().parents[1]
 SPACE = """theta:  {type: uniform, low: -1.0, high: 1.0}
-n:      {type: choice, values: [2, 4]}
+n:      {type: choice, values: [2, 4, 8]}
 h:      {type: choice, values: [1]}
 lambda: {type: loguniform, low: 1.0e-7, high: 1.0e-4}
-lr:     {type: loguniform, low: 1.0e-3, high: 1.0e-2}
-"""
+lr:     {type: loguniform, low: 4.0e-4, high: 1.0e-2}
+"""  # holds music's Table 1 point, which a search evaluates first
+TABLE1_MUSIC = {"theta": 0.9, "n": 8.0, "h": 1.0, "lambda": 9.1e-5, "lr": 5e-4}
 
 
 def _args(work: Path, shared_data: Path, name: str, samples: int, *extra: str) -> list[str]:
@@ -99,6 +100,8 @@ def test_one_mlflow_run_per_trial(search):
     trial_dirs = [p for p in (search / "ray_results" / "t1").iterdir() if p.name.startswith("run_trial")]
     assert len(runs) == len(trial_dirs) == 3
     assert len({r.data.tags["mikgnn.trial_id"] for r in runs}) == 3
+    searched = [{k: float(r.data.params[k]) for k in TABLE1_MUSIC} for r in runs]
+    assert searched.count(TABLE1_MUSIC) == 1  # the first trial; the others are sampled
     client = MlflowClient(uri)
     for run in runs:
         assert {"theta", "n", "h", "lambda", "lr", "model.dim", "train.batch_size"} <= set(run.data.params)

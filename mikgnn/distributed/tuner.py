@@ -16,6 +16,7 @@ import ray
 from ray import tune
 from ray.tune.integration.ray_train import TuneReportCallback
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+from ray.tune.search import BasicVariantGenerator
 
 from mikgnn.config import ModelConfig, ParallelConfig, TrainConfig
 from mikgnn.distributed.placement import release_job_placement_groups
@@ -26,7 +27,7 @@ from mikgnn.distributed.tracking import (
     open_search_run,
 )
 from mikgnn.distributed.trainer import make_trainer, read_train_split
-from mikgnn.search_space import SearchSpace, apply_params
+from mikgnn.search_space import SearchSpace, apply_params, start_point
 from mikgnn.storage import Location
 
 TRIAL_DRIVER_CPU = 0.25
@@ -178,13 +179,17 @@ def run_search(job: TuneJob, resume: bool = False):
 
 
 def _search_alg(job: TuneJob):
-    if job.search == "random":
-        return None
-    if job.search != "optuna":
+    """Optuna (TPE) or random search; either evaluates Table 1's point first when the space
+    holds it (``search_space.start_point``)."""
+    if job.search not in ("optuna", "random"):
         raise ValueError(f"unknown --search {job.search!r}: choose optuna or random")
+    start = start_point(job.space, job.model, job.train)
+    points = [start] if start else None
+    if job.search == "random":
+        return BasicVariantGenerator(points_to_evaluate=points)
     from ray.tune.search.optuna import OptunaSearch
 
-    return OptunaSearch(metric=METRIC, mode="max", seed=job.train.seed)
+    return OptunaSearch(metric=METRIC, mode="max", seed=job.train.seed, points_to_evaluate=points)
 
 
 def _scheduler(job: TuneJob):
