@@ -85,9 +85,18 @@ def load_processed(folder: str | os.PathLike | Location, splits: tuple[str, ...]
     return ProcessedDataset(splits=rows, kg=_read_columns(location / "kg"), manifest=manifest)
 
 
-def _read_columns(folder: Location) -> dict[str, np.ndarray]:
+def read_split_table(folder: str | os.PathLike | Location, split: str) -> pa.Table:
+    """One split (or the KG) of a processed dataset as one Arrow table."""
+    return _read_table(resolve(folder) / split)
+
+
+def _read_table(folder: Location) -> pa.Table:
     parts = [f.path for f in folder.files("part-", ".parquet")]
-    table = pq.read_table(parts, filesystem=folder.fs)
+    return pq.read_table(parts, filesystem=folder.fs)
+
+
+def _read_columns(folder: Location) -> dict[str, np.ndarray]:
+    table = _read_table(folder)
     return {name: table.column(name).to_numpy() for name in table.column_names}
 
 

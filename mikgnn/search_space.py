@@ -6,11 +6,19 @@
     lambda: {type: loguniform, low: 1.0e-8, high: 1.0e-3}
     lr:     {type: loguniform, low: 1.0e-4, high: 1.0e-2}
 
-Parameters left out of a file keep the dataset's Table 1 value.
+or, instead of n and h, their joint choice (the (n, h) pairs a search may propose, so a space
+can hold the paper's sweeps, Tables 8 and 9, without their whole cross product):
+
+    field:  {type: choice, values: [[2, 1], [4, 1], [8, 1], [8, 2], [8, 3]]}
+
+Parameters left out of a file keep the dataset's Table 1 value. A trial whose receptive field
+n^h is larger than the search allows is still trained for real, with the paper's receptive-field
+adjustment (FMK r, ``field_adjusted``); no point of a space is ever skipped.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -26,6 +34,8 @@ _RULES = {
     "h": (lambda v: isinstance(v, int) and v >= 1, "an integer >= 1"),
     "lambda": (lambda v: isinstance(v, (int, float)) and v >= 0, "a number >= 0"),
     "lr": (lambda v: isinstance(v, (int, float)) and v > 0, "a number > 0"),
+    "field": (lambda v: isinstance(v, list) and len(v) == 2 and all(isinstance(x, int) and x >= 1 for x in v),
+              "a pair [n, h] of integers >= 1"),
 }
 
 
@@ -62,6 +72,8 @@ def load_space(path: str | Path) -> SearchSpace:
         raise SearchSpaceError(f"{path}: not valid YAML: {exc}") from exc
     if not isinstance(raw, dict) or not raw:
         raise SearchSpaceError(f"{path}: expected a mapping of parameter -> distribution")
+    if "field" in raw and ({"n", "h"} & set(raw)):
+        raise SearchSpaceError(f"{path}: 'field' is the joint choice of n and h; give either it or 'n'/'h'")
     return SearchSpace(tuple(_dimension(path, name, spec) for name, spec in raw.items()), path)
 
 
@@ -79,12 +91,16 @@ def _dimension(path: Path, name, spec) -> Dimension:
         bad = [v for v in values if not check(v)]
         if bad:
             raise SearchSpaceError(f"{where}: values {bad} are not {must}")
+        if name == "field":
+            values = [field_label(*v) for v in values]
+        if len(set(values)) < len(values):
+            raise SearchSpaceError(f"{where}: 'values' repeats a value: {values}")
         return Dimension(name, "choice", values=tuple(values))
     low, high = spec.get("low"), spec.get("high")
     for bound, value in (("low", low), ("high", high)):
-        if not check(value):
-            raise SearchSpaceError(f"{where}: '{bound}' = {value!r} is not {must}")
-    if name in ("n", "h"):
+        if not check(value) or not math.isfinite(value):
+            raise SearchSpaceError(f"{where}: '{bound}' = {value!r} is not {must} (finite)")
+    if name in ("n", "h", "field"):
         raise SearchSpaceError(f"{where}: an integer parameter takes type 'choice'")
     if not low < high:
         raise SearchSpaceError(f"{where}: needs low < high, got {low} >= {high}")
@@ -93,11 +109,22 @@ def _dimension(path: Path, name, spec) -> Dimension:
     return Dimension(name, spec["type"], float(low), float(high))
 
 
+def field_label(n: int, h: int) -> str:
+    """A joint (n, h) choice as a search sees it: '8x2' is n = 8 neighbours, h = 2 hops."""
+    return f"{n}x{h}"
+
+
+def parse_field(label: str) -> tuple[int, int]:
+    n, h = label.split("x")
+    return int(n), int(h)
+
+
 def start_point(space: SearchSpace, model: ModelConfig, train: TrainConfig) -> dict | None:
     """The searched parameters as ``model`` and ``train`` set them (Table 1 in a search), or
     None when one of them lies outside its dimension. A search evaluates this point first,
     so its best trial is never worse than the paper's settings it starts from."""
-    point = {"theta": model.theta, "n": model.n_neighbours, "h": model.hops, "lambda": train.l2, "lr": train.lr}
+    point = {"theta": model.theta, "n": model.n_neighbours, "h": model.hops, "lambda": train.l2, "lr": train.lr,
+             "field": field_label(model.n_neighbours, model.hops)}
     point = {d.name: point[d.name] for d in space.dimensions}
     inside = all(point[d.name] in d.values if d.kind == "choice" else d.low <= point[d.name] <= d.high
                  for d in space.dimensions)
@@ -108,6 +135,16 @@ def apply_params(model: ModelConfig, train: TrainConfig, params: dict) -> tuple[
     """The configurations of one trial: Table 1 with the sampled θ, n, h, λ and lr."""
     model_fields = {"theta": "theta", "n": "n_neighbours", "h": "hops"}
     train_fields = {"lambda": "l2", "lr": "lr"}
+    if "field" in params:
+        params = dict(params, **dict(zip(("n", "h"), parse_field(params["field"]))))
     model = replace(model, **{model_fields[k]: v for k, v in params.items() if k in model_fields})
     train = replace(train, **{train_fields[k]: v for k, v in params.items() if k in train_fields})
     return model, train
+
+
+def fit_field(model: ModelConfig, max_field: int | None) -> ModelConfig:
+    """``model`` as a search trains it: with the receptive-field adjustment (FMK r) when its
+    full field n^h has more than ``max_field`` entities, else unchanged."""
+    if max_field is None or model.adjusted_field or model.n_neighbours ** model.hops <= max_field:
+        return model
+    return replace(model, adjusted_field=True)

@@ -27,6 +27,10 @@ from mikgnn.config import TRANSFORMS, ParallelConfig, table1  # noqa: E402
 from mikgnn.datasets import DatasetError, get_dataset  # noqa: E402
 from mikgnn.search_space import SearchSpaceError, load_space  # noqa: E402
 from mikgnn.storage import Location, resolve  # noqa: E402
+from mikgnn.tracking_uri import TrackingUriError, probe_tracking_uri  # noqa: E402
+
+MAX_FIELD = 4096  # as mikgnn.distributed.tuner.MAX_FIELD, which imports Ray
+MIN_STALL_S, STALL_FACTOR = 600.0, 10.0  # as mikgnn.distributed.watchdog
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -61,9 +65,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--transform", choices=TRANSFORMS, default="identity",
                    help="Eq. 16's W1, W2, b: fixed to I, I, 0 (identity, the default) or trained (learned, "
                    "the paper)")
-    p.add_argument("--max-field", type=int, default=64,
-                   help="skip trials whose receptive field n^h exceeds this many entities (default 64: "
-                   "larger fields make each epoch's top-K validation too slow on CPUs; raise it on GPUs)")
+    p.add_argument("--max-field", type=int, default=MAX_FIELD,
+                   help=f"a trial whose receptive field n^h exceeds this many entities is trained with the "
+                   f"receptive-field adjustment (FMK r) instead of the full field (default {MAX_FIELD})")
+    p.add_argument("--stall-timeout", type=float, default=0.0,
+                   help="stop a trial, or the search, that reports nothing for this many seconds; 0 (default): "
+                   f"{STALL_FACTOR:g}x the longest wait between two epochs so far, at least {MIN_STALL_S:g} s")
     p.add_argument("--tracking-uri", help="MLflow tracking URI (default: sqlite:///./mlflow.db)")
     p.add_argument("--experiment", help="MLflow experiment (default: the dataset name)")
     p.add_argument("--storage-path", default="ray_results",
@@ -88,25 +95,54 @@ def _search_name(args, dataset: str, storage: Location) -> str:
     return f"{dataset}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
+# flag -> (is the value allowed, what it must be); checked before Ray or MLflow start
+_FLAG_RULES = {
+    "num_samples": (lambda v: v >= 1, "an integer >= 1"),
+    "epochs": (lambda v: v >= 1, "an integer >= 1"),
+    "workers_per_trial": (lambda v: v >= 1, "an integer >= 1"),
+    "cpus_per_worker": (lambda v: v > 0, "a number > 0"),
+    "gpus_per_worker": (lambda v: v >= 0, "a number >= 0"),
+    "max_concurrent": (lambda v: v is None or v >= 1, "an integer >= 1"),
+    "eval_users": (lambda v: v >= 0, "an integer >= 0 (0 = every user)"),
+    "max_field": (lambda v: v >= 1, "an integer >= 1"),
+    "stall_timeout": (lambda v: v >= 0, "a number of seconds >= 0 (0 = derived from the epoch times)"),
+    "sync_every": (lambda v: v >= 1, "an integer >= 1"),
+    "seed": (lambda v: v >= 0, "an integer >= 0"),
+}
+
+
+def check_flags(args: argparse.Namespace) -> None:
+    for name, (allowed, must) in _FLAG_RULES.items():
+        value = getattr(args, name)
+        if not allowed(value) or (isinstance(value, float) and value != value):
+            raise ValueError(f"--{name.replace('_', '-')} = {value}: must be {must}")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     dataset = Path(args.dataset).name
     try:
+        check_flags(args)
         parallel = ParallelConfig(sync_every=args.sync_every, batch_per_worker=args.batch_per_worker,
                                   overlap=args.overlap)
         space = load_space(args.space or REPO / "tune_spaces" / f"{dataset}.yaml")
         spec = get_dataset(args.dataset, args.data_root)
-    except (SearchSpaceError, DatasetError, ValueError) as exc:
+        if args.tracking_uri:
+            probe_tracking_uri(args.tracking_uri)
+    except (SearchSpaceError, DatasetError, TrackingUriError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     from mikgnn.distributed.cluster import connect
     from mikgnn.distributed.prepare import prepare
     from mikgnn.distributed.shared_storage import check_shared
     from mikgnn.distributed.tracking import default_tracking_uri, local_store_folder
-    from mikgnn.distributed.tuner import TuneJob, run_search
+    from mikgnn.distributed.tuner import TuneJob, plan_concurrency, run_search
 
     connect(args.address)
     try:
+        import ray
+
+        plan_concurrency(ray.cluster_resources(), args.workers_per_trial, args.cpus_per_worker, args.gpus_per_worker)
         processed = resolve(args.processed or Path("processed") / f"{dataset}-seed{args.seed}")
         storage = resolve(args.storage_path)
         tracking_uri = args.tracking_uri or default_tracking_uri()
@@ -128,21 +164,28 @@ def main(argv: list[str] | None = None) -> int:
         scheduler=args.scheduler, max_concurrent=args.max_concurrent, workers_per_trial=args.workers_per_trial,
         gpus_per_worker=args.gpus_per_worker, cpus_per_worker=args.cpus_per_worker, max_field=args.max_field,
         placement_strategy=args.placement_strategy,
-        parallel=parallel,
+        parallel=parallel, stall_s=args.stall_timeout or None,
     )
     try:
         _, best = run_search(job, resume=args.resume)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    if not best["complete"]:
+    if best["errors"]:
+        print(f"{best['errors']} trial(s) failed; their MLflow runs are FAILED with a 'failure_reason' tag",
+              file=sys.stderr)
+    if best["failure"]:
+        print(f"error: the search failed: {best['failure']}", file=sys.stderr)
+        if not best["params"]:
+            return 1
+    elif not best["complete"]:
         print(f"search interrupted; continue it with: python pipelines/tune.py --dataset {args.dataset} "
               f"--resume --name {job.name}")
     print("best configuration" + ("" if best["complete"] else " so far") + ":", json.dumps(best["params"]))
     print(json.dumps({k: round(v, 4) for k, v in sorted(best["metrics"].items())
                       if k.startswith(("valid/", "test/")) and "@" in k or k.endswith("auc")}, indent=1))
     print(f"MLflow: experiment '{job.experiment}' at {job.tracking_uri}; search '{job.name}'")
-    return 0
+    return 1 if best["failure"] else 0
 
 
 if __name__ == "__main__":

@@ -7,16 +7,44 @@ from pathlib import Path
 import pytest
 
 from mikgnn.config import ModelConfig, TrainConfig, table1
-from mikgnn.search_space import SearchSpaceError, apply_params, load_space, start_point
+from mikgnn.search_space import (
+    SearchSpaceError,
+    apply_params,
+    field_label,
+    fit_field,
+    load_space,
+    start_point,
+)
 
 SPACES = sorted((Path(__file__).resolve().parents[1] / "tune_spaces").glob("*.yaml"))
 
 
 @pytest.mark.parametrize("path", SPACES, ids=[p.stem for p in SPACES])
-def test_shipped_spaces_load(path):
+def test_shipped_spaces_hold_the_paper_sweeps_and_table1(path):
+    """Each dataset's space holds Table 8 (n at h = 1), Table 9 (h = 1..4 at Table 1's n) and
+    Table 1's own point, which a search evaluates first."""
+    t = table1(path.stem)
     space = load_space(path)
-    assert {d.name for d in space.dimensions} == {"theta", "n", "h", "lambda", "lr"}
-    assert space.as_dict()["n"] == {"type": "choice", "values": [2, 4, 8, 16, 32]}
+    fields = {d.name: d for d in space.dimensions}["field"].values
+    table8 = {field_label(n, 1) for n in (2, 4, 8, 16, 32)}
+    table9 = {field_label(t.model.n_neighbours, h) for h in (1, 2, 3, 4)}
+    assert set(fields) == table8 | table9
+    point = start_point(space, t.model, t.train)
+    assert point is not None and point["field"] == field_label(t.model.n_neighbours, 1)
+    model, train = apply_params(t.model, t.train, point)
+    assert (model, train) == (t.model, t.train)
+
+
+def test_a_joint_field_sets_n_and_h():
+    model, _ = apply_params(ModelConfig(), TrainConfig(), {"field": "16x3"})
+    assert (model.n_neighbours, model.hops) == (16, 3)
+
+
+def test_a_field_beyond_the_cap_is_trained_with_the_adjusted_field_not_skipped():
+    model = ModelConfig(n_neighbours=16, hops=4)
+    assert fit_field(model, 4096).adjusted_field  # 65,536 entities: FMK r, n per hop
+    assert fit_field(ModelConfig(n_neighbours=8, hops=4), 4096) == ModelConfig(n_neighbours=8, hops=4)
+    assert fit_field(model, None) == model
 
 
 @pytest.mark.parametrize("text,message", [
@@ -29,6 +57,11 @@ def test_shipped_spaces_load(path):
     ("theta: {type: normal}", "'theta': needs 'type' one of"),
     ("theta: [unclosed", "not valid YAML"),
     ("", "expected a mapping"),
+    ("n: {type: choice, values: []}", "'n': 'choice' needs a non-empty list 'values'"),
+    ("lambda: {type: loguniform, low: 1.0e-8, high: .inf}", "'lambda': 'high' = inf is not a number >= 0 \\(finite\\)"),
+    ("field: {type: choice, values: [[8, 1], [8]]}", "'field': values \\[\\[8\\]\\] are not a pair"),
+    ("field: {type: choice, values: [[8, 1], [8, 1]]}", "'field': 'values' repeats a value"),
+    ("field: {type: choice, values: [[8, 1]]}\nh: {type: choice, values: [1]}", "give either it or 'n'/'h'"),
 ])
 def test_bad_spaces(tmp_path, text, message):
     path = tmp_path / "space.yaml"
@@ -60,7 +93,7 @@ def test_concurrency_is_derived_from_the_cluster():
 def test_a_search_starts_from_table1_when_the_space_holds_it(tmp_path):
     t = table1("music")
     music = load_space(Path(__file__).resolve().parents[1] / "tune_spaces" / "music.yaml")
-    assert start_point(music, t.model, t.train) == {"theta": 0.9, "n": 8, "h": 1, "lambda": 9.1e-5, "lr": 5e-4}
+    assert start_point(music, t.model, t.train) == {"theta": 0.9, "field": "8x1", "lambda": 9.1e-5, "lr": 5e-4}
     path = tmp_path / "space.yaml"
     path.write_text("n: {type: choice, values: [2, 4]}\nlr: {type: loguniform, low: 1.0e-4, high: 1.0e-2}\n")
     assert start_point(load_space(path), t.model, t.train) is None  # n = 8 is not a choice

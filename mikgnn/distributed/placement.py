@@ -1,32 +1,90 @@
-"""Placement groups that a finished search leaves behind.
+"""Placement groups that stopped trials leave behind, found from Ray's own records and removed.
 
-When Tune stops a trial (ASHA, or the search ending), it kills the trial's actor, and Ray
-Train V2's controller dies with it. A controller that is already dying can still see its
-workers die, retry, and ask for a new placement group a moment before it exits. Ray then
-never removes that group (ray-project/ray#54305; Ray Train's own cleaner only knows groups
-whose worker group started). Each such group holds a trial's CPUs for the rest of the
-cluster's life, and a later job waits for them.
+The hang of the main job (issue 11), as Ray's state showed it: a Tune trial runs a Ray Train
+V2 ``TrainController`` actor, and that controller creates its worker group's placement group
+(``WorkerGroup._create_placement_group``) and then waits up to 60 s for it. Only once the
+worker group has started is the group registered with Train's own ``PlacementGroupCleaner``.
+When Tune stops or kills the trial inside that window (ASHA at a rung, the search ending, a
+dying controller retrying after its workers died), the controller dies and its group is
+registered nowhere. A placement group that is not detached lives as long as its creator's
+*job*, not its creator actor (GCS: ``IsPlacementGroupLifetimeDone`` needs both dead), so the
+group keeps its CPUs for the rest of the search. Each new trial's controller then asks for a
+group that can never be placed, and the search waits forever with its trials RUNNING, as seen.
 
-So when a search ends, the driver removes the placement groups its own job still holds.
-Every trial is over by then, so none of them is in use. A Ray placement group id ends with
-the id of the job that created it (Ray's ID specification), which is how the job finds its
-own groups without touching other jobs' groups on a shared cluster.
+The GCS record of a group names its creator actor and whether that actor is dead. A group of
+this job whose creator actor is dead is an orphan: no one can schedule on it any more. The
+search removes orphans every few seconds while it runs (``reap_orphans``, from the search's
+Tune callback) and, once it ends, every group its job still holds (``release_job_placement_groups``).
+Groups created by the driver itself (Tune's trial groups) have no creator actor and are never
+orphans. A Ray placement group id ends with its job's id (Ray's ID specification), which is how
+the job finds its own groups without touching other jobs' groups on a shared cluster.
 """
 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 
 import ray
 from ray.util.placement_group import PlacementGroup, remove_placement_group
 
 LIVE_STATES = ("PENDING", "PREPARED", "CREATED", "RESCHEDULING")
+NIL_ACTOR = b"\xff"
+
+
+@dataclass(frozen=True)
+class GroupRecord:
+    """What the GCS knows of one placement group."""
+
+    id: str
+    state: str
+    bundles: tuple[dict, ...]
+    creator_actor: str | None  # hex; None when a driver created it
+    creator_actor_dead: bool
+
+    @property
+    def orphaned(self) -> bool:
+        return self.creator_actor is not None and self.creator_actor_dead and self.state in LIVE_STATES
+
+
+def group_records(job_id: str) -> list[GroupRecord]:
+    """The placement groups of the job ``job_id`` (hex), live or not, from the GCS table."""
+    from ray.core.generated import gcs_pb2
+
+    table = gcs_pb2.PlacementGroupTableData
+    # The GCS's own record: Ray's public placement_group_table() leaves out the creator.
+    accessor = ray._private.state.state._connect_and_get_accessor()
+    out = []
+    for raw in accessor.get_placement_group_table():
+        data = table.FromString(raw)
+        pg_id = data.placement_group_id.hex()
+        if not pg_id.endswith(job_id):
+            continue
+        creator = data.creator_actor_id
+        out.append(GroupRecord(
+            id=pg_id, state=table.PlacementGroupState.Name(data.state),
+            bundles=tuple(dict(b.unit_resources) for b in data.bundles),
+            creator_actor=None if not creator or set(creator) <= set(NIL_ACTOR) else creator.hex(),
+            creator_actor_dead=data.creator_actor_dead))
+    return out
+
+
+def _remove(pg_id: str) -> None:
+    remove_placement_group(PlacementGroup(ray.PlacementGroupID.from_hex(pg_id)))
+
+
+def reap_orphans(job_id: str | None = None) -> list[GroupRecord]:
+    """Remove this job's placement groups whose creator actor is dead; returns them."""
+    job_id = job_id or ray.get_runtime_context().get_job_id()
+    orphans = [g for g in group_records(job_id) if g.orphaned]
+    for group in orphans:
+        _remove(group.id)
+    return orphans
 
 
 def job_placement_groups(job_id: str) -> list[str]:
     """Ids of the live placement groups created by the job ``job_id`` (hex)."""
-    return [pg_id for pg_id, pg in ray.util.placement_group_table().items()
-            if pg["state"] in LIVE_STATES and pg_id.endswith(job_id)]
+    return [g.id for g in group_records(job_id) if g.state in LIVE_STATES]
 
 
 def release_job_placement_groups(settle_s: float = 3.0, timeout_s: float = 30.0, poll_s: float = 0.25) -> int:
@@ -39,7 +97,7 @@ def release_job_placement_groups(settle_s: float = 3.0, timeout_s: float = 30.0,
     while time.monotonic() - start < timeout_s:
         leftovers = job_placement_groups(job_id)
         for pg_id in leftovers:
-            remove_placement_group(PlacementGroup(ray.PlacementGroupID.from_hex(pg_id)))
+            _remove(pg_id)
         removed += len(leftovers)
         now = time.monotonic()
         if leftovers:

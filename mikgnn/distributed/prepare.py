@@ -23,7 +23,6 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import ray
-from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from mikgnn.datasets import DatasetError, DatasetSpec
 from mikgnn.datasets.delimited import Chunk
@@ -38,6 +37,8 @@ from mikgnn.processed import FORMAT_VERSION, MANIFEST, read_manifest, write_mani
 from mikgnn.storage import Location, atomic_folder, resolve
 
 ROWS_PER_LABEL_BLOCK = 2_000_000
+
+NODE_ID_LABEL = "ray.io/node-id"  # the label Ray gives every node: its node id
 
 
 def download_missing(spec: DatasetSpec) -> None:
@@ -173,7 +174,7 @@ def _read_ratings(spec: DatasetSpec, items: pd.Index | None, chunk_bytes: int):
         [{"path": c.path, "start": c.start, "end": c.end} for c in chunks],
         override_num_blocks=len(chunks),
     )
-    return ds.map_batches(parse, batch_size=1, batch_format="pyarrow", scheduling_strategy=_on_this_node())
+    return ds.map_batches(parse, batch_size=1, batch_format="pyarrow", label_selector=_on_this_node())
 
 
 def _label(ratings: IndexedRatings, n_items: int, seed: int):
@@ -194,13 +195,15 @@ def _label(ratings: IndexedRatings, n_items: int, seed: int):
         return {"user": users[order], "item": items_[order], "label": labels[order]}
 
     return ray.data.from_arrow(blocks).map_batches(label, batch_size=None, batch_format="numpy",
-                                                   scheduling_strategy=_on_this_node())
+                                                   label_selector=_on_this_node())
 
 
-def _on_this_node() -> NodeAffinitySchedulingStrategy:
+def _on_this_node() -> dict[str, str]:
     """Preparation tasks run on the driver's node: the raw files only need to be there (the head
-    node, for a job submitted to a cluster), and the output is written once, by the driver."""
-    return NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
+    node, for a job submitted to a cluster), and the output is written once, by the driver. A
+    label selector on Ray's node-id label (Ray Data's named option; ``scheduling_strategy``
+    through ``ray_remote_args`` is deprecated)."""
+    return {NODE_ID_LABEL: ray.get_runtime_context().get_node_id()}
 
 
 def _user_block_bounds(user: np.ndarray, target_rows: int) -> list[int]:

@@ -126,14 +126,21 @@ class TrialTracker:
             client.set_terminated(self.run_id, status=status)
 
 
-def close_if_running(tracking_uri: str, experiment: str, trial_id: str, status: str) -> None:
-    """Give a trial's run a terminal status unless it has one (a stopped or crashed trial)."""
+FAILURE_TAG = "failure_reason"
+
+
+def close_if_running(tracking_uri: str, experiment: str, trial_id: str, status: str,
+                     reason: str | None = None) -> None:
+    """Give a trial's run a terminal status unless it has one (a stopped or crashed trial);
+    ``reason`` becomes its ``failure_reason`` tag."""
     client = MlflowClient(tracking_uri)
     found = client.get_experiment_by_name(experiment)
     if found is None:
         return
     for run in client.search_runs([found.experiment_id], filter_string=f"tags.`{TRIAL_TAG}` = '{trial_id}'"):
         if run.info.status == "RUNNING":
+            if reason:
+                client.set_tag(run.info.run_id, FAILURE_TAG, reason[:5000])
             client.set_terminated(run.info.run_id, status=status)
 
 
@@ -141,8 +148,10 @@ def open_search_run(tracking_uri: str, experiment: str, name: str, command: str,
     client = MlflowClient(tracking_uri)
     exp = experiment_id(client, experiment)
     found = client.search_runs([exp], filter_string=f"tags.`{KIND_TAG}` = 'search' and tags.`{SEARCH_TAG}` = '{name}'")
-    if found:
+    if found:  # a resumed search: running again, and an earlier stop's reason no longer holds
         client.update_run(found[0].info.run_id, status="RUNNING")
+        if FAILURE_TAG in found[0].data.tags:
+            client.delete_tag(found[0].info.run_id, FAILURE_TAG)
         return found[0].info.run_id
     run = client.create_run(exp, run_name=f"search {name}", tags={KIND_TAG: "search", SEARCH_TAG: name,
                                                                   "command": command})
@@ -153,10 +162,12 @@ def open_search_run(tracking_uri: str, experiment: str, name: str, command: str,
     return run.info.run_id
 
 
-def close_search_run(tracking_uri: str, run_id: str, best: dict, status: str = "FINISHED") -> None:
+def close_search_run(tracking_uri: str, run_id: str, best: dict, status: str = "FINISHED",
+                     reason: str | None = None) -> None:
     """Record the best trial so far (as tags, which a resumed search may update) and the status."""
     client = MlflowClient(tracking_uri)
     tags = [RunTag("best_trial", str(best.get("trial_id", "")))]
+    tags += [RunTag(FAILURE_TAG, reason[:5000])] if reason else []
     tags += [RunTag(f"best.{k}", str(v)) for k, v in best.get("params", {}).items()]
     client.log_batch(run_id, tags=tags,
                      metrics=_metrics({f"best/{k}": v for k, v in best.get("metrics", {}).items()}, 0))

@@ -13,11 +13,13 @@ from mikgnn.config import ModelConfig, ParallelConfig, TrainConfig
 from mikgnn.distributed.train_loop import train_loop_per_worker
 from mikgnn.storage import Location, resolve
 
+READ_CPUS = 0.25  # a read task asks for a quarter CPU: Train workers holding whole CPUs cannot starve it
+
 
 def read_train_split(processed: str | Path | Location) -> ray.data.Dataset:
     """The train split of a processed dataset, through Ray Data (each worker gets a shard)."""
     processed = resolve(processed)
-    return ray.data.read_parquet((processed / "train").path, filesystem=processed.fs)
+    return ray.data.read_parquet((processed / "train").path, filesystem=processed.fs, num_cpus=READ_CPUS)
 
 
 def make_trainer(processed: str | Path | Location, model_cfg: ModelConfig, train_cfg: TrainConfig, *, workers: int = 1,

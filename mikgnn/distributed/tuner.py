@@ -13,6 +13,7 @@ import sys
 from dataclasses import asdict, dataclass
 
 import ray
+from mlflow.tracking import MlflowClient
 from ray import tune
 from ray.tune.integration.ray_train import TuneReportCallback
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
@@ -21,18 +22,25 @@ from ray.tune.search import BasicVariantGenerator
 from mikgnn.config import ModelConfig, ParallelConfig, TrainConfig
 from mikgnn.distributed.placement import release_job_placement_groups
 from mikgnn.distributed.tracking import (
+    FAILURE_TAG,
+    KIND_TAG,
+    SEARCH_TAG,
     TrialTracker,
     close_if_running,
     close_search_run,
     open_search_run,
 )
-from mikgnn.distributed.trainer import make_trainer, read_train_split
-from mikgnn.search_space import SearchSpace, apply_params, start_point
+from mikgnn.distributed.trainer import make_trainer
+from mikgnn.distributed.watchdog import SearchGuard, StallStopper
+from mikgnn.processed import read_split_table
+from mikgnn.search_space import SearchSpace, apply_params, fit_field, start_point
 from mikgnn.storage import Location
 
 TRIAL_DRIVER_CPU = 0.25
 DATA_CPUS = 1.0
-MAX_FIELD = 64  # default cap on n^h, the entities at the deepest hop of an item's receptive field
+# Largest full receptive field n^h a trial trains as it is; a larger one is trained with the
+# receptive-field adjustment (FMK r). 8^4: music's Table 9 sweep (h = 1..4 at n = 8) is exact.
+MAX_FIELD = 4096
 METRIC = "valid/recall@20"
 
 
@@ -57,6 +65,7 @@ class TuneJob:
     max_field: int = MAX_FIELD
     placement_strategy: str = "PACK"
     parallel: ParallelConfig = ParallelConfig()
+    stall_s: float | None = None  # the watchdog's bound; None: derived from the epoch times
 
 
 def plan_concurrency(cluster: dict, workers: int, cpus_per_worker: float, gpus_per_worker: float) -> int:
@@ -100,15 +109,15 @@ def run_trial(params: dict, job: TuneJob, train_data: ray.data.Dataset | None = 
     context = tune.get_context()
     trial_id = context.get_trial_id()
     model, train = apply_params(job.model, job.train, params)
-    logged = trial_params(params, model, train) | {f"parallel.{k}": v for k, v in asdict(job.parallel).items()}
+    fitted = fit_field(model, job.max_field)
+    logged = trial_params(params, fitted, train) | {f"parallel.{k}": v for k, v in asdict(job.parallel).items()}
     tracker = TrialTracker.open(job.tracking_uri, job.experiment, trial_id, context.get_trial_name(), logged,
                                 search=job.name)
-    if model.n_neighbours ** model.hops > job.max_field and not model.adjusted_field:
-        reason = f"n^h = {model.n_neighbours ** model.hops} > --max-field {job.max_field}"
-        tracker.client.set_tag(tracker.run_id, "skipped", reason)
-        tracker.end("FINISHED")
-        tune.report({METRIC: 0.0, "skipped": True})
-        return
+    if fitted != model:
+        tracker.client.set_tag(tracker.run_id, "field_adjusted",
+                               f"n^h = {model.n_neighbours ** model.hops} > --max-field {job.max_field}: trained "
+                               "with the receptive-field adjustment (FMK r), n entities per hop")
+    model = fitted
     trainer = make_trainer(job.processed, model, train, workers=job.workers_per_trial,
                            gpus_per_worker=job.gpus_per_worker, cpus_per_worker=job.cpus_per_worker,
                            storage_path=job.storage_path / job.name / "train", name=trial_id,
@@ -125,14 +134,32 @@ def run_trial(params: dict, job: TuneJob, train_data: ray.data.Dataset | None = 
 class MlflowStatusCallback(tune.Callback):
     """A trial stopped by the scheduler or crashed ends KILLED / FAILED, never RUNNING."""
 
-    def __init__(self, tracking_uri: str, experiment: str):
-        self.tracking_uri, self.experiment = tracking_uri, experiment
+    def __init__(self, tracking_uri: str, experiment: str, search: str):
+        self.tracking_uri, self.experiment, self.search = tracking_uri, experiment, search
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         close_if_running(self.tracking_uri, self.experiment, trial.trial_id, "KILLED")
 
     def on_trial_error(self, iteration, trials, trial, **info):
-        close_if_running(self.tracking_uri, self.experiment, trial.trial_id, "FAILED")
+        close_if_running(self.tracking_uri, self.experiment, trial.trial_id, "FAILED",
+                         reason=f"the trial raised an error; see {trial.local_path}/error.txt")
+
+    def stalled(self, trial_id: str | None, reason: str) -> None:
+        """The watchdog's record: the stalled trial's run (or, for the whole search, every
+        trial still running) ends FAILED with the reason."""
+        client = MlflowClient(self.tracking_uri)
+        found = client.get_experiment_by_name(self.experiment)
+        if found is None:
+            return
+        if trial_id is not None:
+            close_if_running(self.tracking_uri, self.experiment, trial_id, "FAILED", reason=reason)
+            return
+        for run in client.search_runs([found.experiment_id], filter_string=f"tags.`{SEARCH_TAG}` = '{self.search}'"):
+            if run.data.tags.get(KIND_TAG) == "search":
+                client.set_tag(run.info.run_id, FAILURE_TAG, reason)  # read back by run_search
+            elif run.info.status == "RUNNING":
+                client.set_tag(run.info.run_id, FAILURE_TAG, reason)
+                client.set_terminated(run.info.run_id, status="FAILED")
 
 
 def run_search(job: TuneJob, resume: bool = False):
@@ -142,15 +169,18 @@ def run_search(job: TuneJob, resume: bool = False):
     if job.max_concurrent is not None:
         concurrency = min(concurrency, job.max_concurrent)
     search_run_id = open_search_run(job.tracking_uri, job.experiment, job.name, job.command, job.space.as_dict())
-    # Read once and kept in Ray's object store: each trial's workers then take their shards of
-    # it without starting a read of their own (about 6 s a trial on music, measured).
-    train_data = read_train_split(job.processed).materialize()
+    # Read once, by the driver, into Ray's object store: each trial's workers then take their
+    # shards of it without a read of their own (about 6 s a trial on music, measured), and the
+    # search's start runs no Ray Data task that a busy cluster could leave waiting for a CPU.
+    train_data = ray.data.from_arrow(read_split_table(job.processed, "train"))
     trainable = tune.with_resources(tune.with_parameters(run_trial, job=job, train_data=train_data),
                                     {"CPU": TRIAL_DRIVER_CPU})
     path = (job.storage_path / job.name).uri
     if resume and tune.Tuner.can_restore(path):
         tuner = tune.Tuner.restore(path, trainable=trainable, resume_unfinished=True, resume_errored=True)
     else:
+        status = MlflowStatusCallback(job.tracking_uri, job.experiment, job.name)
+        guard = SearchGuard(status.stalled, stall_s=job.stall_s)
         tuner = tune.Tuner(
             trainable,
             param_space=tune_domains(job.space),
@@ -158,7 +188,7 @@ def run_search(job: TuneJob, resume: bool = False):
                                         search_alg=_search_alg(job), scheduler=_scheduler(job),
                                         max_concurrent_trials=concurrency),
             run_config=tune.RunConfig(name=job.name, storage_path=job.storage_path.uri,
-                                      callbacks=[MlflowStatusCallback(job.tracking_uri, job.experiment)]),
+                                      callbacks=[status, guard], stop=StallStopper(guard)),
         )
     try:
         results = tuner.fit()
@@ -169,13 +199,30 @@ def run_search(job: TuneJob, resume: bool = False):
         leftovers = release_job_placement_groups()
         if leftovers:
             print(f"removed {leftovers} placement group(s) that stopped trials left behind", file=sys.stderr)
-    complete = results.num_terminated + results.num_errors >= job.num_samples
-    best = results.get_best_result(metric=METRIC, mode="max", filter_nan_and_inf=True)
-    summary = {"trial_id": best.metrics.get("trial_id"), "params": best.config, "complete": complete,
-               "metrics": {k: v for k, v in best.metrics.items()
-                           if k.startswith(("valid/", "test/")) and isinstance(v, (int, float))}}
-    close_search_run(job.tracking_uri, search_run_id, summary, status="FINISHED" if complete else "KILLED")
+    stalled = MlflowClient(job.tracking_uri).get_run(search_run_id).data.tags.get(FAILURE_TAG)
+    summary = summarize(results, job.num_samples, stalled)
+    status = "FINISHED" if summary["complete"] else "FAILED" if summary["failure"] else "KILLED"
+    close_search_run(job.tracking_uri, search_run_id, summary, status=status, reason=summary["failure"])
     return results, summary
+
+
+def summarize(results, num_samples: int, stalled: str | None = None) -> dict:
+    """The search's outcome: its best trial with real metrics, and why it failed if it did
+    (``stalled``: the watchdog's reason, if it stopped the search)."""
+    scored = [r for r in results if r.metrics and isinstance(r.metrics.get(METRIC), (int, float))
+              and math.isfinite(r.metrics[METRIC])]
+    failure = stalled
+    if failure is None and not scored and len(results):
+        failure = f"all {len(results)} trial(s) failed before reporting {METRIC}"
+    done = results.num_terminated + results.num_errors >= num_samples
+    summary = {"complete": done and failure is None, "failure": failure, "errors": results.num_errors,
+               "trial_id": None, "params": {}, "metrics": {}}
+    if scored:
+        best = max(scored, key=lambda r: r.metrics[METRIC])
+        summary.update(trial_id=best.metrics.get("trial_id"), params=best.config,
+                       metrics={k: v for k, v in best.metrics.items()
+                                if k.startswith(("valid/", "test/")) and isinstance(v, (int, float))})
+    return summary
 
 
 def _search_alg(job: TuneJob):
