@@ -106,6 +106,8 @@ def test_one_mlflow_run_per_trial(search):
     for run in runs:
         assert {"theta", "n", "h", "lambda", "lr", "model.dim", "train.batch_size"} <= set(run.data.params)
         assert run.info.status in ("FINISHED", "KILLED")
+        assert {"valid/auc", "valid/recall_at_20"} <= set(run.data.metrics)  # a real trial, never a placeholder
+        assert "skipped" not in run.data.tags
         steps = [m.step for m in client.get_metric_history(run.info.run_id, "valid/recall_at_20")]
         assert steps == sorted(set(steps)) and steps[0] == 1
         if run.info.status == "FINISHED":

@@ -3,11 +3,14 @@
 A Tune callback, run by the search's own driver loop (``on_step_end``, a few times a second):
 - every ``reap_every_s`` it removes the placement groups of dead Train controllers
   (``placement.reap_orphans``): the fix for the hang of issue 11;
-- a RUNNING trial that has reported nothing for the stall bound is stopped: its MLflow run
+- a RUNNING trial that has reported nothing for the stall bound, while the cluster waits for
+  something it cannot place (``diagnose``), is stopped: its MLflow run
   ends FAILED with a ``failure_reason`` tag naming what the cluster was waiting for, and its
   actor is killed, so Tune records an error and goes on with the other trials;
 - when no trial has reported, started or ended for the stall bound while trials are still
-  waiting, the whole search is stopped the same way (``stalled``, read by ``StallStopper``).
+  waiting, the whole search is stopped the same way (``stalled``, read by ``StallStopper``);
+- a trial whose workers are computing and wait for nothing (a slow h = 4 epoch) is not stuck:
+  it, or the search, is stopped only after ``BUSY_FACTOR`` bounds without a report.
 
 The watchdog is the safety net, not the fix. Its bound is ``stall_s`` when given, else derived
 from the search's own epochs: ``STALL_FACTOR`` times the longest wait between two reports seen
@@ -28,7 +31,9 @@ from mikgnn.distributed.placement import GroupRecord, group_records, reap_orphan
 
 MIN_STALL_S = 600.0
 STALL_FACTOR = 10.0
+BUSY_FACTOR = 6.0  # a trial whose workers hold their resources and wait for nothing gets this many bounds
 REAP_EVERY_S = 2.0
+CHECK_EVERY_S = 30.0
 DATA_TASKS = ("Read", "ListFiles", "MapBatches", "SplitCoordinator", "Map(", "streaming_split")
 
 
@@ -36,8 +41,12 @@ def _free(resource: str) -> float:
     return float(ray.available_resources().get(resource, 0.0))
 
 
+BUSY = "no report from the trial's training workers"
+
+
 def diagnose(job_id: str) -> str:
-    """What this job's work is waiting for, from Ray's own state (one line)."""
+    """What this job's work is waiting for, from Ray's own state (one line); it starts with
+    ``BUSY`` when nothing waits for resources (the workers are computing, or stuck inside)."""
     groups = [g for g in group_records(job_id) if g.state in ("PENDING", "RESCHEDULING")]
     free = f"{_free('CPU'):g} CPU and {_free('GPU'):g} GPU free of {ray.cluster_resources().get('CPU', 0):g} CPU"
     if groups:
@@ -61,7 +70,7 @@ def diagnose(job_id: str) -> str:
     if pending:
         names = ", ".join(sorted(set(pending))[:4])
         return f"waiting for resources for {len(pending)} task(s)/actor(s): {names}; {free}"
-    return f"no report from the trial's training workers (an epoch's training or validation); {free}"
+    return f"{BUSY} (an epoch's training or validation); {free}"
 
 
 def _bundles(group: GroupRecord) -> str:
@@ -86,6 +95,9 @@ class SearchGuard(tune.Callback):
         self.stalled: str | None = None
         self._last_reap = -float("inf")
         self._job_id: str | None = None
+        self._noted: set[str] = set()
+        self._checked: dict[str, float] = {}
+        self._reason = ""
 
     def __setstate__(self, state: dict) -> None:
         """A resumed search restores its callbacks from Tune's state: the clock and the job
@@ -130,19 +142,38 @@ class SearchGuard(tune.Callback):
         for trial in trials:
             if trial.status != "RUNNING" or trial.trial_id not in self.last_report:
                 continue
-            if now - self.last_report[trial.trial_id] > bound:
+            silent = now - self.last_report[trial.trial_id]
+            if silent > bound and self._stuck(trial, silent, bound):
                 self._stop_trial(trial, now, bound)
                 return
         waiting = [t for t in trials if t.status in ("PENDING", "RUNNING")]
-        if waiting and now - self.progress > bound:
+        if waiting and now - self.progress > bound and self._stuck(None, now - self.progress, bound):
             self.stalled = (f"the search made no progress for {now - self.progress:.0f} s (stall bound "
-                            f"{bound:.0f} s, --stall-timeout): {diagnose(self._job_id)}")
+                            f"{bound:.0f} s, --stall-timeout): {self._reason}")
             print(f"error: {self.stalled}", file=sys.stderr, flush=True)
             self.on_stall(None, self.stalled)
 
+    def _stuck(self, trial, silent: float, bound: float) -> bool:
+        """Past the bound: stuck when the cluster waits for something it cannot place; a trial
+        (or search) whose workers are computing, a slow h = 4 epoch say, is stopped only past
+        BUSY_FACTOR bounds. Ray's state is read at most every CHECK_EVERY_S per trial."""
+        key = trial.trial_id if trial is not None else ""
+        if self.clock() - self._checked.get(key, -float("inf")) < CHECK_EVERY_S and silent <= BUSY_FACTOR * bound:
+            return False
+        self._checked[key] = self.clock()
+        self._reason = diagnose(self._job_id)
+        if not self._reason.startswith(BUSY) or silent > BUSY_FACTOR * bound:
+            return True
+        if key not in self._noted:
+            self._noted.add(key)
+            what = f"trial {key}" if key else "the search"
+            print(f"note: {what}: no report for {silent:.0f} s, but nothing waits for resources; stopped "
+                  f"after {BUSY_FACTOR * bound:.0f} s without one", file=sys.stderr, flush=True)
+        return False
+
     def _stop_trial(self, trial, now: float, bound: float) -> None:
         reason = (f"no report for {now - self.last_report[trial.trial_id]:.0f} s (stall bound {bound:.0f} s, "
-                  f"--stall-timeout): {diagnose(self._job_id)}")
+                  f"--stall-timeout): {self._reason}")
         print(f"error: trial {trial.trial_id} stopped: {reason}", file=sys.stderr, flush=True)
         self.on_stall(trial.trial_id, reason)
         self.last_report.pop(trial.trial_id, None)
