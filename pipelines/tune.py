@@ -25,11 +25,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from mikgnn.config import TRANSFORMS, ParallelConfig, table1  # noqa: E402
 from mikgnn.datasets import DatasetError, get_dataset  # noqa: E402
-from mikgnn.search_space import SearchSpaceError, load_space  # noqa: E402
+from mikgnn.search_space import MAX_FIELD, SearchSpaceError, load_space  # noqa: E402
 from mikgnn.storage import Location, resolve  # noqa: E402
 from mikgnn.tracking_uri import TrackingUriError, probe_tracking_uri  # noqa: E402
 
-MAX_FIELD = 64  # as mikgnn.distributed.tuner.MAX_FIELD, which imports Ray
 MIN_STALL_S, STALL_FACTOR = 600.0, 10.0  # as mikgnn.distributed.watchdog
 
 REPO = Path(__file__).resolve().parents[1]

@@ -33,16 +33,11 @@ from mikgnn.distributed.tracking import (
 from mikgnn.distributed.trainer import make_trainer
 from mikgnn.distributed.watchdog import SearchGuard, StallStopper
 from mikgnn.processed import read_split_table
-from mikgnn.search_space import SearchSpace, apply_params, fit_field, start_point
+from mikgnn.search_space import MAX_FIELD, SearchSpace, apply_params, fit_field, start_point
 from mikgnn.storage import Location
 
 TRIAL_DRIVER_CPU = 0.25
 DATA_CPUS = 1.0
-# Largest full receptive field n^h a trial trains as it is; a larger one is trained with the
-# receptive-field adjustment (FMK r: n entities per hop). 64 keeps every h <= 2 point of the
-# shipped spaces exact on CPUs; an h = 3 or 4 epoch at the full field takes minutes on 2 cores
-# (docs/benchmarks.md), so raise it on GPUs.
-MAX_FIELD = 64
 METRIC = "valid/recall@20"
 
 
@@ -149,12 +144,12 @@ class MlflowStatusCallback(tune.Callback):
     def stalled(self, trial_id: str | None, reason: str) -> None:
         """The watchdog's record: the stalled trial's run (or, for the whole search, every
         trial still running) ends FAILED with the reason."""
+        if trial_id is not None:
+            close_if_running(self.tracking_uri, self.experiment, trial_id, "FAILED", reason=reason)
+            return
         client = MlflowClient(self.tracking_uri)
         found = client.get_experiment_by_name(self.experiment)
         if found is None:
-            return
-        if trial_id is not None:
-            close_if_running(self.tracking_uri, self.experiment, trial_id, "FAILED", reason=reason)
             return
         for run in client.search_runs([found.experiment_id], filter_string=f"tags.`{SEARCH_TAG}` = '{self.search}'"):
             if run.data.tags.get(KIND_TAG) == "search":
