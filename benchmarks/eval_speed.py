@@ -47,7 +47,7 @@ def main() -> None:
         timings["epoch_s"].append(train_epoch(exp.model, exp.optimizer,
                                               shuffled_batches(train, t.train.batch_size, g), t.train)["seconds"])
         start = time.perf_counter()
-        exp.model.score_grid(users, items)
+        exp.model.score_all(users, items)
         timings["grid_s"].append(time.perf_counter() - start)
         start = time.perf_counter()
         evaluate(exp.model, "test", exp.splits["test"], train, data.n_items, t.train)

@@ -10,14 +10,13 @@ import torch
 from torch import nn
 
 from mikgnn.config import ModelConfig, TrainConfig
-from mikgnn.graph import sample_neighbours
 from mikgnn.label_smoothness import InteractionTable
-from mikgnn.model import MF, MIKGNN
+from mikgnn.models import Recommender, build_model
 from mikgnn.processed import ProcessedDataset
 from mikgnn.training import (
     Rows,
     StepHooks,
-    attention_diagnostics,
+    diagnostics,
     evaluate,
     make_optimizer,
     shuffled_batches,
@@ -27,24 +26,11 @@ from mikgnn.training import (
 
 @dataclass
 class Experiment:
-    model: nn.Module
+    model: Recommender
     optimizer: torch.optim.Optimizer
     splits: dict[str, Rows]
     n_items: int
     ls_table: InteractionTable | None
-
-
-def build_model(data: ProcessedDataset, cfg: ModelConfig, seed: int) -> nn.Module:
-    """The model of ``cfg`` over ``data``; neighbour tables are drawn from ``seed``."""
-    torch.manual_seed(seed)
-    if cfg.model == "mf":
-        return MF(n_users=data.n_users, n_items=data.n_items, dim=cfg.dim)
-    kg = data.kg
-    tables = sample_neighbours(kg["head"], kg["relation"], kg["tail"], data.n_entities,
-                               data.n_relations, cfg.n_neighbours, seed)
-    return MIKGNN(n_users=data.n_users, n_entities=data.n_entities, n_relations=tables.n_relation_ids,
-                  adj_entity=torch.from_numpy(tables.entity), adj_relation=torch.from_numpy(tables.relation),
-                  config=cfg)
 
 
 def build(data: ProcessedDataset, model_cfg: ModelConfig, train_cfg: TrainConfig) -> Experiment:
@@ -87,7 +73,7 @@ def run_epoch(exp: Experiment, cfg: TrainConfig, epoch: int, batches,
     stats = train_epoch(exp.model, exp.optimizer, batches, cfg, exp.ls_table, hooks)
     metrics = {"epoch": epoch, "train/loss": stats["loss"], "train/l2": stats["l2"], "train/seconds": stats["seconds"]}
     metrics.update(evaluate(exp.model, "valid", exp.splits["valid"], exp.splits["train"], exp.n_items, cfg))
-    metrics.update(attention_diagnostics(exp.model, exp.splits["valid"]))
+    metrics.update(diagnostics(exp.model, exp.splits["valid"]))
     return metrics
 
 

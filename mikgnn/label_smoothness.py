@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mikgnn.model import Propagation
+from mikgnn.models.base import Field
 
 
 class InteractionTable(nn.Module):
@@ -35,7 +35,7 @@ class InteractionTable(nn.Module):
         return torch.where(found, self.labels[index], torch.full_like(self.labels[index], 0.5))
 
 
-def label_smoothness_loss(p: Propagation, users: torch.Tensor, labels: torch.Tensor,
+def label_smoothness_loss(p: Field, users: torch.Tensor, labels: torch.Tensor,
                           table: InteractionTable) -> torch.Tensor:
     hops = len(p.first_weights)
     item = p.entities[0]  # [B, 1]

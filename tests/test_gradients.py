@@ -18,8 +18,8 @@ from test_model import tiny_data
 
 from mikgnn.config import ModelConfig, TrainConfig
 from mikgnn.distributed.gradients import OverlappedGradients, average_gradients
-from mikgnn.experiment import build_model
-from mikgnn.training import Rows, StepHooks, l2_penalty, make_optimizer, touched_rows, train_epoch
+from mikgnn.models import build_model
+from mikgnn.training import Rows, StepHooks, l2_penalty, make_optimizer, train_epoch
 
 CONFIGS = {
     "mikgnn-h2": ModelConfig(dim=8, n_neighbours=3, hops=2),
@@ -38,9 +38,9 @@ def _batch(rank: int, size: int = 12, step: int = 0) -> Rows:
 def _data_gradients(cfg: ModelConfig, rank: int):
     model = build_model(tiny_data(n_users=40, n_items=300), cfg, seed=0)
     batch = _batch(rank)
-    p = model.propagate(batch.user, batch.item)
-    F.binary_cross_entropy_with_logits((p.user * p.item).sum(-1), batch.label.float()).backward()
-    return model, touched_rows(batch, p)
+    out = model.forward_train(batch.user, batch.item)
+    F.binary_cross_entropy_with_logits(out.logits, batch.label.float()).backward()
+    return model, out.touched
 
 
 def _worker(rank: int, port: int, cfg: ModelConfig, out: dict) -> None:
@@ -64,7 +64,8 @@ def test_row_exchange_equals_the_dense_mean(name):
     out = mp.Manager().dict()
     mp.spawn(_worker, args=(_free_port(), cfg, out), nprocs=2)
     model, touched = _data_gradients(cfg, 0)
-    assert touched["entity.weight"].numel() < model.entity.weight.shape[0]  # the sparse path ran
+    table = "item.weight" if cfg.model == "mf" else "entity.weight"
+    assert touched[table].numel() < model.get_parameter(table).shape[0]  # the sparse path ran
     for rank in (0, 1):
         assert out[rank].keys() == expected.keys()
         for n, g in expected.items():
@@ -107,8 +108,8 @@ def test_overlapped_exchange_steps_on_the_mean_gradient_one_step_late(name):
             for rank in (0, 1):
                 batch = _batch(rank, step=t)
                 model.zero_grad()
-                p = model.propagate(batch.user, batch.item)
-                F.binary_cross_entropy_with_logits((p.user * p.item).sum(-1), batch.label.float()).backward()
+                logits = model(batch.user, batch.item)
+                F.binary_cross_entropy_with_logits(logits, batch.label.float()).backward()
                 for n, w in model.named_parameters():
                     mean[n] = mean.get(n, 0) + w.grad / 2
         if pending is not None:  # the previous step's mean is applied
@@ -127,7 +128,7 @@ def test_overlapped_exchange_steps_on_the_mean_gradient_one_step_late(name):
 
 
 def test_full_l2_as_weight_decay_takes_the_steps_of_the_l2_term():
-    """Adam's weight decay on full_l2_tensors = Adam on loss + λ·½‖w‖² (Eq. 24 with full L2)."""
+    """Adam's weight decay on model.l2_tensors = Adam on loss + λ·½‖w‖² (Eq. 24 with full L2)."""
     cfg = CONFIGS["mikgnn-h2"]
     train = replace(TrainConfig(), lr=1e-2, l2=1e-2, l2_mode="full")
     weights = []
@@ -137,10 +138,10 @@ def test_full_l2_as_weight_decay_takes_the_steps_of_the_l2_term():
                      else make_optimizer(model, train))
         for rank in (0, 1, 0):
             batch = _batch(rank)
-            p = model.propagate(batch.user, batch.item)
-            loss = F.binary_cross_entropy_with_logits((p.user * p.item).sum(-1), batch.label.float())
+            out = model.forward_train(batch.user, batch.item)
+            loss = F.binary_cross_entropy_with_logits(out.logits, batch.label.float())
             if in_loss:
-                loss = loss + train.l2 * l2_penalty(model, p, train)
+                loss = loss + train.l2 * l2_penalty(model, out, train)
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()

@@ -10,9 +10,10 @@ import pytest
 import torch
 
 from mikgnn.config import MODELS, VARIANTS, ModelConfig, ParallelConfig, TrainConfig, apply_variant, for_model
-from mikgnn.experiment import build, build_model, fit
+from mikgnn.experiment import build, fit
+from mikgnn.models import build_model
 from mikgnn.processed import ProcessedDataset
-from mikgnn.training import Rows, attention_diagnostics, l2_penalty
+from mikgnn.training import Rows, diagnostics, l2_penalty
 
 
 def tiny_data(seed=0, n_users=40, n_items=30, n_attr=6, per_user=6) -> ProcessedDataset:
@@ -64,18 +65,17 @@ def test_shapes_and_grid_agree_with_pairs(cfg):
     data = tiny_data()
     model = build_model(data, cfg, seed=0)
     users, items = torch.tensor([0, 1, 2, 3, 4]), torch.tensor([5, 6, 7, 8, 9])
-    p = model.propagate(users, items)
-    assert p.user.shape == p.item.shape == (5, cfg.dim)
-    assert model.score(users, items).shape == (5,)
-    grid = model.score_grid(torch.arange(7), torch.arange(data.n_items))
+    out = model.forward_train(users, items)
+    assert out.logits.shape == model(users, items).shape == (5,)
+    grid = model.score_all(torch.arange(7))
     assert grid.shape == (7, data.n_items)
-    pairs = model.score(torch.arange(7).repeat_interleave(data.n_items), torch.arange(data.n_items).repeat(7))
+    pairs = model(torch.arange(7).repeat_interleave(data.n_items), torch.arange(data.n_items).repeat(7))
     torch.testing.assert_close(grid, pairs.view(7, -1), rtol=1e-5, atol=1e-6)
     if cfg.model != "mf":
         field = [1] + ([cfg.n_neighbours] * cfg.hops if cfg.adjusted_field else
                        [cfg.n_neighbours**k for k in range(1, cfg.hops + 1)])
-        assert [e.shape[1] for e in p.entities] == field
-        torch.testing.assert_close(p.hop0_weights.sum(-1), torch.ones(5, 1))
+        assert [e.shape[1] for e in out.field.entities] == field
+        torch.testing.assert_close(out.field.first_weights[0].sum(-1), torch.ones(5, 1))
 
 
 def _attention_inputs(seed=0, b=3, m=2, f=4, d=8):
@@ -120,10 +120,10 @@ def test_fmk_r_and_l_coincide_with_the_full_scheme_at_one_hop(flag):
     base = ModelConfig(dim=8, n_neighbours=4, hops=1)
     full, fast = build_model(data, base, 0), build_model(data, replace(base, **{flag: True}), 0)
     users, items = torch.arange(10), torch.arange(10, 20)
-    torch.testing.assert_close(full.score(users, items), fast.score(users, items))
+    torch.testing.assert_close(full(users, items), fast(users, items))
     deep = ModelConfig(dim=8, n_neighbours=4, hops=2)
-    assert not torch.allclose(build_model(data, deep, 0).score(users, items),
-                              build_model(data, replace(deep, **{flag: True}), 0).score(users, items))
+    assert not torch.allclose(build_model(data, deep, 0)(users, items),
+                              build_model(data, replace(deep, **{flag: True}), 0)(users, items))
 
 
 @pytest.mark.parametrize("hops", [1, 2])
@@ -134,15 +134,15 @@ def test_identity_transform_is_eq16_with_w1_and_w2_the_identity(hops):
     learned = build_model(data, replace(cfg, transform="learned"), seed=0)
     assert {n for n, _ in fixed.named_parameters()} == {"user.weight", "entity.weight", "relation.weight"}
     users, items = torch.arange(10), torch.arange(10, 20)
-    assert not torch.allclose(fixed.score(users, items), learned.score(users, items))
+    assert not torch.allclose(fixed(users, items), learned(users, items))
     with torch.no_grad():
         for layer in learned.layers:
             layer.w1.weight.copy_(torch.eye(8))
             layer.w2.weight.copy_(torch.eye(8))
             layer.w1.bias.zero_()
-    torch.testing.assert_close(fixed.score(users, items), learned.score(users, items))
-    torch.testing.assert_close(fixed.score_grid(users, torch.arange(data.n_items)),
-                               learned.score_grid(users, torch.arange(data.n_items)))
+    torch.testing.assert_close(fixed(users, items), learned(users, items))
+    torch.testing.assert_close(fixed.score_all(users),
+                               learned.score_all(users))
 
 
 def test_defaults_identity_for_mikgnn_and_learned_for_the_kgcn_baselines():
@@ -159,9 +159,9 @@ def test_gradient_reaches_every_parameter(model_name, transform):
     cfg = replace(cfg, transform=transform) if transform else cfg
     exp = build(data, cfg, TrainConfig(ls_weight=0.5 if model_name == "kgcn-ls" else 0.0))
     train = exp.splits["train"]
-    p = exp.model.propagate(train.user, train.item)
-    loss = torch.nn.functional.binary_cross_entropy_with_logits((p.user * p.item).sum(-1), train.label.float())
-    (loss + 1e-3 * l2_penalty(exp.model, p, TrainConfig())).backward()
+    out = exp.model.forward_train(train.user, train.item)
+    loss = torch.nn.functional.binary_cross_entropy_with_logits(out.logits, train.label.float())
+    (loss + 1e-3 * l2_penalty(exp.model, out, TrainConfig())).backward()
     for name, param in exp.model.named_parameters():
         assert param.grad is not None and param.grad.abs().sum() > 0, name
 
@@ -210,13 +210,13 @@ def test_bad_parallel_configuration():
         ParallelConfig(sync_every=4, overlap=True)
 
 
-def test_attention_diagnostics_separate_items_with_distinct_neighbours():
+def test_diagnostics_separate_items_with_distinct_neighbours():
     data = tiny_data()
     rows = Rows.from_numpy(data.splits["train"])
-    uniform = attention_diagnostics(_model(attention="uniform"), rows)
+    uniform = diagnostics(_model(attention="uniform"), rows)
     assert uniform["attention_entropy"] == pytest.approx(1.0) and uniform["attention_spread"] == pytest.approx(0.0)
     sharp = _model(pruned=True, logits="dot", logit_scale=1e4, init_std=1.0)
-    d = attention_diagnostics(sharp, rows)
+    d = diagnostics(sharp, rows)
     keys = [{(int(e), int(r)) for e, r in zip(sharp.adj_entity[i], sharp.adj_relation[i])} for i in rows.item]
     distinct = np.array([len(k) > 1 for k in keys])
     assert 0 < distinct.mean() < 1

@@ -95,14 +95,18 @@ def test_an_orphaned_placement_group_no_longer_hangs_the_search(shared_data, pro
 
 
 def test_the_watchdog_stops_a_trial_that_waits_and_names_what_for(shared_data, processed, ray_local, tmp_path):
-    """A placement group of another, live job holds the CPUs a trial's workers need: nothing
-    can fix that from inside the search, so the watchdog stops the trial and says why."""
-    hold = ray_local.util.placement_group([{"CPU": float(ray_local.cluster_resources()["CPU"]) - 1.0}])
+    """A placement group of another, live job holds the CPUs a trial's Train workers need:
+    nothing can fix that from inside the search, so the watchdog stops the trial and says why.
+    Only a trial of more than one worker creates a group of its own (a one-worker trial trains
+    inside Tune's), so this one has two workers of 0.25 CPU; the hold leaves 0.5 CPU: room for
+    the trial's driver (0.25) but not for both workers."""
+    hold = ray_local.util.placement_group([{"CPU": float(ray_local.cluster_resources()["CPU"]) - 0.5}])
     ray_local.get(hold.ready())
     try:
         start = time.monotonic()
         done = subprocess.run([sys.executable, str(REPO / "pipelines" / "tune.py"),
                                *_args(tmp_path, shared_data, processed, "stall", 1, "--stall-timeout", "20",
+                                      "--workers-per-trial", "2", "--cpus-per-worker", "0.25",
                                       "--address", ray_local.get_runtime_context().gcs_address)],
                               capture_output=True, text=True, timeout=300, cwd=REPO)
         wall = time.monotonic() - start

@@ -1,6 +1,8 @@
-"""The Ray Train worker: the same run_epoch / finish as the single-process fit, data-parallel.
+"""The distributed training loop: the same run_epoch / finish as the single-process fit, run
+by the workers of a Ray TorchTrainer (data-parallel) or inside a one-worker Tune trial
+(``session.py`` says where).
 
-Each worker reads its shard of the train split through Ray Data once, keeps it as tensors and
+Each Train worker reads its shard of the train split through Ray Data once, keeps it as tensors and
 reshuffles it locally every epoch. Gradients are averaged across workers after every backward
 pass, exchanging only the embedding rows the step used (``gradients.py``), or with the
 exchange overlapped and applied a step late, or parameters averaged every K steps
@@ -17,20 +19,18 @@ import tempfile
 from dataclasses import asdict
 from pathlib import Path
 
-import numpy as np
 import ray
-import ray.train
-import ray.train.torch
 import torch
 import torch.distributed as dist
 
 from mikgnn.config import ModelConfig, ParallelConfig, TrainConfig
 from mikgnn.distributed.averaging import ModelAverager
 from mikgnn.distributed.gradients import OverlappedGradients, average_gradients
+from mikgnn.distributed.session import TrainWorkerSession, TrialSession
 from mikgnn.experiment import FitState, build, finish, run_epoch
 from mikgnn.preprocess.split import SPLITS
 from mikgnn.processed import load_processed
-from mikgnn.training import Rows, StepHooks, shuffled_batches, train_epoch
+from mikgnn.training import StepHooks, shuffled_batches, train_epoch
 
 STATE_FILE = "state.pt"
 
@@ -54,27 +54,13 @@ def worker_facts(world: int) -> dict:
     return out
 
 
-def _shard_rows(world: int) -> Rows:
-    """This worker's shard as tensors, cut to the smallest shard so every worker steps alike."""
-    shard = ray.train.get_dataset_shard("train")  # Ray Data
-    parts = list(shard.iter_batches(batch_size=1 << 18, batch_format="numpy"))
-    columns = {c: np.concatenate([p[c] for p in parts]) if parts else np.zeros(0, np.int64)
-               for c in ("user", "item", "label")}
-    rows = Rows.from_numpy(columns)
-    size = torch.tensor([len(rows)])
-    if world > 1:
-        dist.all_reduce(size, op=dist.ReduceOp.MIN)
-    n = int(size)
-    return Rows(rows.user[:n], rows.item[:n], rows.label[:n])
-
-
 def _save(exp, state: FitState, generator: torch.Generator, folder: str) -> None:
     torch.save({"model": exp.model.state_dict(), "optimizer": exp.optimizer.state_dict(),
                 "state": asdict(state), "generator": generator.get_state()}, Path(folder) / STATE_FILE)
 
 
-def _restore(exp, generator: torch.Generator) -> FitState:
-    checkpoint = ray.train.get_checkpoint()  # Ray Train: the last reported checkpoint, if any
+def _restore(exp, generator: torch.Generator, session) -> FitState:
+    checkpoint = session.checkpoint()
     if checkpoint is None:
         return FitState()
     with checkpoint.as_directory() as folder:
@@ -108,9 +94,17 @@ def _hooks(parallel: ParallelConfig, world: int, optimizer: torch.optim.Optimize
 
 
 def train_loop_per_worker(config: dict) -> None:
-    context = ray.train.get_context()  # Ray Train
-    rank, world = context.get_world_rank(), context.get_world_size()
-    device = ray.train.torch.get_device()  # Ray Train
+    """The entry point of a Ray TorchTrainer's workers."""
+    run_training(config, TrainWorkerSession())
+
+
+def train_in_trial(config: dict) -> None:
+    """A Tune trial of one worker: the same loop, in the trial's own process."""
+    run_training(config, TrialSession(gpu=bool(config.get("gpu"))))
+
+
+def run_training(config: dict, session) -> None:
+    rank, world, device = session.rank, session.world, session.device
     torch.set_num_threads(max(1, int(config.get("threads_per_worker", 1))))
     model_cfg, train_cfg = configs(config)
     # Rank 0 validates and tests; the others need the KG, and the train rows for label smoothness.
@@ -120,9 +114,9 @@ def train_loop_per_worker(config: dict) -> None:
     exp.model.to(device)
     if exp.ls_table is not None:
         exp.ls_table.to(device)
-    shard = _shard_rows(world)
+    shard = session.shard(data)
     generator = torch.Generator().manual_seed(train_cfg.seed + rank)
-    state = _restore(exp, generator)
+    state = _restore(exp, generator, session)
     logger = config.get("epoch_logger")
     parallel = ParallelConfig(**config.get("parallel", {}))
     per_worker_batch = parallel.worker_batch(train_cfg.batch_size, world)
@@ -145,10 +139,9 @@ def train_loop_per_worker(config: dict) -> None:
         with tempfile.TemporaryDirectory() as folder:
             if rank == 0:
                 _save(exp, state, generator, folder)
-                report = dict(metrics, best_epoch=state.best_epoch)
-                ray.train.report(report, checkpoint=ray.train.Checkpoint.from_directory(folder))
+                session.report(dict(metrics, best_epoch=state.best_epoch), folder)
             else:
-                ray.train.report({})
+                session.report({})
         if rank == 0 and logger is not None:
             logger.log_epochs(state.history)
     facts = worker_facts(world)
@@ -161,6 +154,6 @@ def train_loop_per_worker(config: dict) -> None:
             if logger is not None:
                 logger.log_result(final, checkpoint_dir=folder, manifest=data.manifest)
                 logger.end("FINISHED")  # Tune may stop the trial right after this last report
-            ray.train.report(final, checkpoint=ray.train.Checkpoint.from_directory(folder))
+            session.report(final, folder)
     else:
-        ray.train.report({})
+        session.report({})

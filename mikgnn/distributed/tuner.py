@@ -1,9 +1,12 @@
 """Ray Tune over θ, n, h, λ and lr: each trial runs a TorchTrainer and is one MLflow run.
 
+A trial of one worker (the default) trains in the trial's own process
+(``distributed.session.TrialSession``); a trial of several workers drives a TorchTrainer.
+
 Resources (SPEC-free, measured here): Ray Data reads, Train workers and trial drivers share
-the CPUs. A trial driver asks for a fraction of a CPU, one logical CPU stays free for Ray
-Data, and the number of concurrent trials is derived from what the cluster reports, so a
-default run cannot wait forever for a CPU.
+the CPUs. A trial that drives a TorchTrainer asks a fraction of a CPU for itself, one logical
+CPU stays free for Ray Data, and the number of concurrent trials is derived from what the
+cluster reports, so a default run cannot wait forever for a CPU.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from mikgnn.distributed.tracking import (
     close_search_run,
     open_search_run,
 )
+from mikgnn.distributed.train_loop import train_in_trial
 from mikgnn.distributed.trainer import make_trainer
 from mikgnn.distributed.watchdog import SearchGuard, StallStopper
 from mikgnn.processed import read_split_table
@@ -67,7 +71,7 @@ class TuneJob:
 
 def plan_concurrency(cluster: dict, workers: int, cpus_per_worker: float, gpus_per_worker: float) -> int:
     """How many trials can run at once without starving Ray Data; raises when not even one can."""
-    per_trial = workers * cpus_per_worker + TRIAL_DRIVER_CPU
+    per_trial = workers * cpus_per_worker + (TRIAL_DRIVER_CPU if workers > 1 else 0.0)
     cpus = float(cluster.get("CPU", 0))
     by_cpu = math.floor((cpus - DATA_CPUS) / per_trial + 1e-9)
     if by_cpu < 1:
@@ -115,17 +119,32 @@ def run_trial(params: dict, job: TuneJob, train_data: ray.data.Dataset | None = 
                                f"n^h = {model.n_neighbours ** model.hops} > --max-field {job.max_field}: trained "
                                "with the receptive-field adjustment (FMK r), n entities per hop")
     model = fitted
-    trainer = make_trainer(job.processed, model, train, workers=job.workers_per_trial,
-                           gpus_per_worker=job.gpus_per_worker, cpus_per_worker=job.cpus_per_worker,
-                           storage_path=job.storage_path / job.name / "train", name=trial_id,
-                           callbacks=[TuneReportCallback()], extra_config={"epoch_logger": tracker},
-                           placement_strategy=job.placement_strategy, parallel=job.parallel,
-                           train_data=train_data)
     try:
-        trainer.fit()
+        if job.workers_per_trial == 1:
+            train_in_trial(trial_config(job, model, train) | {"epoch_logger": tracker})
+        else:
+            make_trainer(job.processed, model, train, workers=job.workers_per_trial,
+                         gpus_per_worker=job.gpus_per_worker, cpus_per_worker=job.cpus_per_worker,
+                         storage_path=job.storage_path / job.name / "train", name=trial_id,
+                         callbacks=[TuneReportCallback()], extra_config={"epoch_logger": tracker},
+                         placement_strategy=job.placement_strategy, parallel=job.parallel,
+                         train_data=train_data).fit()
     except BaseException:
         tracker.end("FAILED")  # a finished run keeps FINISHED
         raise
+
+
+def trial_config(job: TuneJob, model: ModelConfig, train: TrainConfig) -> dict:
+    """The loop's configuration for a trial that trains in its own process."""
+    return {"processed": job.processed.uri, "model": asdict(model), "train": asdict(train),
+            "threads_per_worker": max(1, int(job.cpus_per_worker)), "gpu": job.gpus_per_worker > 0}
+
+
+def trial_resources(job: TuneJob) -> dict:
+    """What Tune reserves for one trial: its one worker, or a driver for its TorchTrainer."""
+    if job.workers_per_trial > 1:
+        return {"CPU": TRIAL_DRIVER_CPU}
+    return {"CPU": job.cpus_per_worker} | ({"GPU": job.gpus_per_worker} if job.gpus_per_worker else {})
 
 
 class MlflowStatusCallback(tune.Callback):
@@ -166,12 +185,14 @@ def run_search(job: TuneJob, resume: bool = False):
     if job.max_concurrent is not None:
         concurrency = min(concurrency, job.max_concurrent)
     search_run_id = open_search_run(job.tracking_uri, job.experiment, job.name, job.command, job.space.as_dict())
-    # Read once, by the driver, into Ray's object store: each trial's workers then take their
-    # shards of it without a read of their own (about 6 s a trial on music, measured), and the
-    # search's start runs no Ray Data task that a busy cluster could leave waiting for a CPU.
-    train_data = ray.data.from_arrow(read_split_table(job.processed, "train"))
+    # A search of TorchTrainers reads the train split once, by the driver, into Ray's object
+    # store: each trial's workers then take their shards of it without a read of their own
+    # (about 6 s a trial on music, measured), and the search's start runs no Ray Data task that
+    # a busy cluster could leave waiting for a CPU. A one-worker trial reads its own split.
+    train_data = (ray.data.from_arrow(read_split_table(job.processed, "train"))
+                  if job.workers_per_trial > 1 else None)
     trainable = tune.with_resources(tune.with_parameters(run_trial, job=job, train_data=train_data),
-                                    {"CPU": TRIAL_DRIVER_CPU})
+                                    trial_resources(job))
     path = (job.storage_path / job.name).uri
     if resume and tune.Tuner.can_restore(path):
         tuner = tune.Tuner.restore(path, trainable=trainable, resume_unfinished=True, resume_errored=True)
@@ -185,7 +206,8 @@ def run_search(job: TuneJob, resume: bool = False):
                                         search_alg=_search_alg(job), scheduler=_scheduler(job),
                                         max_concurrent_trials=concurrency),
             run_config=tune.RunConfig(name=job.name, storage_path=job.storage_path.uri,
-                                      callbacks=[status, guard], stop=StallStopper(guard)),
+                                      callbacks=[status, guard], stop=StallStopper(guard),
+                                      checkpoint_config=tune.CheckpointConfig(num_to_keep=2)),
         )
     try:
         results = tuner.fit()

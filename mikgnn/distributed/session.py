@@ -1,0 +1,73 @@
+"""Where a training loop runs: a Ray Train worker, or a Tune trial's own process.
+
+The loop (``train_loop.run_training``) asks its session for its rank, its device, its shard of
+the train rows, the checkpoint to resume from, and where to report. Two sessions:
+
+- ``TrainWorkerSession``: a worker of a TorchTrainer (several workers per trial, or
+  ``pipelines/train.py --workers``). Its shard comes through Ray Data.
+- ``TrialSession``: a Tune trial of one worker trains in the trial's process. A one-worker
+  TorchTrainer would start a Train controller, a placement-group cleaner, a worker and a Ray
+  Data split coordinator, each a new process importing torch: about 20 s a trial on the
+  2-core machine (docs/benchmarks.md), for training that needs no data parallelism.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import ray
+import ray.train
+import ray.train.torch
+import torch
+import torch.distributed as dist
+from ray import tune
+
+from mikgnn.processed import ProcessedDataset
+from mikgnn.training import Rows
+
+
+class TrainWorkerSession:
+    """One worker of a Ray TorchTrainer."""
+
+    def __init__(self) -> None:
+        context = ray.train.get_context()  # Ray Train
+        self.rank, self.world = context.get_world_rank(), context.get_world_size()
+        self.device = ray.train.torch.get_device()
+
+    def shard(self, data: ProcessedDataset) -> Rows:
+        """This worker's shard as tensors, cut to the smallest shard so every worker steps alike."""
+        shard = ray.train.get_dataset_shard("train")  # Ray Data
+        parts = list(shard.iter_batches(batch_size=1 << 18, batch_format="numpy"))
+        columns = {c: np.concatenate([p[c] for p in parts]) if parts else np.zeros(0, np.int64)
+                   for c in ("user", "item", "label")}
+        rows = Rows.from_numpy(columns)
+        size = torch.tensor([len(rows)])
+        if self.world > 1:
+            dist.all_reduce(size, op=dist.ReduceOp.MIN)
+        n = int(size)
+        return Rows(rows.user[:n], rows.item[:n], rows.label[:n])
+
+    def checkpoint(self):
+        return ray.train.get_checkpoint()  # the last reported checkpoint, if any
+
+    def report(self, metrics: dict, folder: str | None = None) -> None:
+        checkpoint = ray.train.Checkpoint.from_directory(folder) if folder else None
+        ray.train.report(metrics, checkpoint=checkpoint)
+
+
+class TrialSession:
+    """A Tune trial that trains in its own process: rank 0 of 1, reporting straight to Tune."""
+
+    rank, world = 0, 1
+
+    def __init__(self, gpu: bool = False) -> None:
+        self.device = torch.device("cuda") if gpu else torch.device("cpu")
+
+    def shard(self, data: ProcessedDataset) -> Rows:
+        return Rows.from_numpy(data.splits["train"])  # the whole train split, read with the others
+
+    def checkpoint(self):
+        return tune.get_checkpoint()  # the trial's last checkpoint, when Tune restores it
+
+    def report(self, metrics: dict, folder: str | None = None) -> None:
+        if metrics or folder:
+            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder) if folder else None)

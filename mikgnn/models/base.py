@@ -1,0 +1,81 @@
+"""The one contract every recommender implements, ours and the baselines.
+
+    forward(users [B], items [B])      -> logits [B]          ŷ = σ(logit)
+    forward_train(users, items)        -> TrainOutput        logits plus what the loss needs
+    score_all(users [U], items=None)   -> logits [U, I]      every item (or ``items``)
+    recommend(users [U], k, exclude)   -> (items [U, k], logits [U, k])
+    l2_tensors(relations)              -> the tensors the full-table L2 penalises
+    transform_penalty()                -> ‖W1 + W2‖² of Eq. (24), or None
+    diagnostics(users, items)          -> {name: float}, what a run logs about the model
+
+Training (``mikgnn.training``) and evaluation speak only this interface.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+
+@dataclass
+class Field:
+    """A KG model's receptive field, for label smoothness (``mikgnn.label_smoothness``)."""
+
+    entities: list[torch.Tensor]  # hop k: [B, m_k]
+    first_weights: list[torch.Tensor]  # attention of iteration 1 at hop k: [B, m_k, f_k]
+
+
+@dataclass
+class TrainOutput:
+    """One forward pass of a training step."""
+
+    logits: torch.Tensor  # [B]
+    embedded: list[torch.Tensor]  # looked-up rows of the user and item/entity tables (batch L2)
+    touched: dict[str, torch.Tensor]  # parameter name -> row ids this step read (sparse exchange)
+    embedded_relations: list[torch.Tensor] = field(default_factory=list)  # relation rows (batch L2)
+    field: Field | None = None  # None: the model has no receptive field
+
+
+class Recommender(nn.Module):
+    n_items: int
+
+    def forward(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        return self.forward_train(users, items).logits
+
+    def forward_train(self, users: torch.Tensor, items: torch.Tensor) -> TrainOutput:
+        raise NotImplementedError
+
+    def score_all(self, users: torch.Tensor, items: torch.Tensor | None = None) -> torch.Tensor:
+        raise NotImplementedError
+
+    def l2_tensors(self, relations: bool = True) -> list[torch.Tensor]:
+        raise NotImplementedError
+
+    def transform_penalty(self) -> torch.Tensor | None:
+        return None
+
+    def diagnostics(self, users: torch.Tensor, items: torch.Tensor) -> dict[str, float]:
+        return {}
+
+    def all_items(self) -> torch.Tensor:
+        return torch.arange(self.n_items, device=self.user.weight.device)
+
+    @torch.no_grad()
+    def recommend(self, users: torch.Tensor, k: int,
+                  exclude: tuple[torch.Tensor, torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The top ``k`` items of each user [U, k] and their logits, best first. ``exclude``:
+        (user ids, item ids) pairs never recommended (typically the training interactions)."""
+        if not 1 <= k <= self.n_items:
+            raise ValueError(f"k must lie in [1, {self.n_items}] (the number of items), got {k}")
+        scores = self.score_all(users).clone()  # [U, I]
+        if exclude is not None:
+            ex_users, ex_items = (t.to(scores.device) for t in exclude)
+            order = torch.argsort(users)
+            sorted_users = users[order]
+            pos = torch.searchsorted(sorted_users, ex_users).clamp(max=len(users) - 1)
+            hit = sorted_users[pos] == ex_users
+            scores[order[pos[hit]], ex_items[hit]] = -torch.inf
+        top = torch.topk(scores, k, dim=1)
+        return top.indices, top.values
