@@ -20,7 +20,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from mikgnn.datasets import DatasetError, get_dataset  # noqa: E402
-from mikgnn.distributed.prepare import download_missing, prepare  # noqa: E402
+from mikgnn.distributed.prepare import prepare  # noqa: E402
+from mikgnn.prepare import download_missing  # noqa: E402
 
 
 def default_output(dataset: str, seed: int) -> Path:

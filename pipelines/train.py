@@ -43,6 +43,7 @@ from mikgnn.config import (  # noqa: E402
 )
 from mikgnn.datasets import DatasetError, get_dataset  # noqa: E402
 from mikgnn.experiment import build, fit  # noqa: E402
+from mikgnn.prepare import prepare  # noqa: E402
 from mikgnn.processed import load_processed, read_manifest  # noqa: E402
 from mikgnn.storage import resolve  # noqa: E402
 
@@ -175,10 +176,13 @@ def main(argv: list[str] | None = None) -> int:
         if args.workers:
             _join_cluster(args, processed)
         manifest = read_manifest(processed)
-        if manifest is None:
-            from mikgnn.distributed.prepare import prepare
+        if manifest is None:  # one process prepares in-process; --workers prepares on Ray
+            executor = None
+            if args.workers:
+                from mikgnn.distributed.prepare import RayExecutor
 
-            manifest = prepare(get_dataset(args.dataset, args.data_root), processed, args.seed)
+                executor = RayExecutor(args.address)
+            manifest = prepare(get_dataset(args.dataset, args.data_root), processed, args.seed, executor=executor)
         exp = None if args.workers else build(load_processed(processed), model_cfg, train_cfg)  # Ray: workers load
     except (DatasetError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)

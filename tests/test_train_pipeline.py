@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 from conftest import write_movie
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "pipelines"))
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "pipelines"))
 import train  # noqa: E402
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
@@ -53,3 +55,22 @@ def test_concat_without_a_learned_transform_is_reported(capsys):
     model, _ = train.configs_from_args(train.build_parser().parse_args(
         ["--dataset", "music", "--aggregator", "concat", "--transform", "learned"]))
     assert (model.aggregator, model.transform) == ("concat", "learned")
+
+
+def test_one_process_training_needs_neither_ray_nor_mlflow(tmp_path):
+    """The library and pipelines/train.py without --workers run where Ray and MLflow cannot be
+    imported: preparation runs in-process (``mikgnn.prepare``)."""
+    write_movie(tmp_path / "raw", n_users=30)
+    out = tmp_path / "run"
+    argv = ["train.py", "--dataset", "movie", "--data-root", str(tmp_path / "raw"), "--epochs", "2",
+            "--processed", str(tmp_path / "processed"), "--output", str(out), "--dim", "8", "-n", "4"]
+    script = ("import runpy, sys\n"
+              "for name in ('ray', 'mlflow'):\n"
+              "    sys.modules[name] = None  # import ray -> ImportError\n"
+              f"sys.argv = {argv!r}\n"
+              f"runpy.run_path({str(REPO / 'pipelines' / 'train.py')!r}, run_name='__main__')\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "wrote" in done.stdout and (tmp_path / "processed" / "manifest.json").is_file()
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert 0.0 <= metrics["test/auc"] <= 1.0 and len(metrics["history"]) == 2

@@ -4,7 +4,10 @@ The loop (``train_loop.run_training``) asks its session for its rank, its device
 the train rows, the checkpoint to resume from, and where to report. Two sessions:
 
 - ``TrainWorkerSession``: a worker of a TorchTrainer (several workers per trial, or
-  ``pipelines/train.py --workers``). Its shard comes through Ray Data.
+  ``pipelines/train.py --workers``). Its shard comes through Ray Data (``train.py``), or is
+  every world-th row of the train table a search put once into Ray's object store: building a
+  Ray Dataset from that table would run a one-CPU task, which a busy cluster can leave waiting
+  before the search, and its watchdog, have started.
 - ``TrialSession``: a Tune trial of one worker trains in the trial's process. A one-worker
   TorchTrainer would start a Train controller, a placement-group cleaner, a worker and a Ray
   Data split coordinator, each a new process importing torch: about 20 s a trial on the
@@ -24,21 +27,29 @@ from ray import tune
 from mikgnn.processed import ProcessedDataset
 from mikgnn.training import Rows
 
+COLUMNS = ("user", "item", "label")
+
 
 class TrainWorkerSession:
     """One worker of a Ray TorchTrainer."""
 
-    def __init__(self) -> None:
+    def __init__(self, train_table: ray.ObjectRef | None = None) -> None:
         context = ray.train.get_context()  # Ray Train
         self.rank, self.world = context.get_world_rank(), context.get_world_size()
         self.device = ray.train.torch.get_device()
+        self.train_table = train_table
 
     def shard(self, data: ProcessedDataset) -> Rows:
         """This worker's shard as tensors, cut to the smallest shard so every worker steps alike."""
-        shard = ray.train.get_dataset_shard("train")  # Ray Data
-        parts = list(shard.iter_batches(batch_size=1 << 18, batch_format="numpy"))
-        columns = {c: np.concatenate([p[c] for p in parts]) if parts else np.zeros(0, np.int64)
-                   for c in ("user", "item", "label")}
+        if self.train_table is not None:
+            table = ray.get(self.train_table)  # zero-copy from the node's object store
+            picked = np.arange(self.rank, table.num_rows, self.world)
+            columns = {c: table.column(c).to_numpy()[picked] for c in COLUMNS}
+        else:
+            shard = ray.train.get_dataset_shard("train")  # Ray Data
+            parts = list(shard.iter_batches(batch_size=1 << 18, batch_format="numpy"))
+            columns = {c: np.concatenate([p[c] for p in parts]) if parts else np.zeros(0, np.int64)
+                       for c in COLUMNS}
         rows = Rows.from_numpy(columns)
         size = torch.tensor([len(rows)])
         if self.world > 1:

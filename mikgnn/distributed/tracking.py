@@ -66,6 +66,11 @@ class TrialTracker:
         self.__init__(state["tracking_uri"], state["run_id"])
 
     @property
+    def address(self) -> dict[str, str]:
+        """What a training loop needs to log to this run (``TrialTracker(**address)``)."""
+        return {"tracking_uri": self.tracking_uri, "run_id": self.run_id}
+
+    @property
     def client(self) -> MlflowClient:
         return MlflowClient(self.tracking_uri)
 

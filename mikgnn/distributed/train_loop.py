@@ -2,7 +2,7 @@
 by the workers of a Ray TorchTrainer (data-parallel) or inside a one-worker Tune trial
 (``session.py`` says where).
 
-Each Train worker reads its shard of the train split through Ray Data once, keeps it as tensors and
+Each Train worker reads its shard of the train split once (``session.py``), keeps it as tensors and
 reshuffles it locally every epoch. Gradients are averaged across workers after every backward
 pass, exchanging only the embedding rows the step used (``gradients.py``), or with the
 exchange overlapped and applied a step late, or parameters averaged every K steps
@@ -13,7 +13,6 @@ checkpoint, so a restarted worker group resumes after the last finished epoch.
 
 from __future__ import annotations
 
-import os
 import resource
 import tempfile
 from dataclasses import asdict
@@ -27,6 +26,7 @@ from mikgnn.config import ModelConfig, ParallelConfig, TrainConfig
 from mikgnn.distributed.averaging import ModelAverager
 from mikgnn.distributed.gradients import OverlappedGradients, average_gradients
 from mikgnn.distributed.session import TrainWorkerSession, TrialSession
+from mikgnn.distributed.tracking import TrialTracker
 from mikgnn.experiment import FitState, build, finish, run_epoch
 from mikgnn.preprocess.split import SPLITS
 from mikgnn.processed import load_processed
@@ -71,16 +71,6 @@ def _restore(exp, generator: torch.Generator, session) -> FitState:
     return FitState(**saved["state"])
 
 
-def _maybe_crash(config: dict, epoch: int, rank: int) -> None:
-    """Fault injection for the resume test: the process of rank 1 dies once at an epoch."""
-    crash = config.get("crash_once")
-    if crash and rank == min(1, crash["world"] - 1) and epoch == crash["epoch"]:
-        marker = Path(crash["marker"])
-        if not marker.exists():
-            marker.write_text(str(os.getpid()))
-            os._exit(1)
-
-
 def _hooks(parallel: ParallelConfig, world: int, optimizer: torch.optim.Optimizer) -> StepHooks | None:
     if world == 1:
         return None
@@ -95,7 +85,7 @@ def _hooks(parallel: ParallelConfig, world: int, optimizer: torch.optim.Optimize
 
 def train_loop_per_worker(config: dict) -> None:
     """The entry point of a Ray TorchTrainer's workers."""
-    run_training(config, TrainWorkerSession())
+    run_training(config, TrainWorkerSession(config.get("train_table")))
 
 
 def train_in_trial(config: dict) -> None:
@@ -117,7 +107,7 @@ def run_training(config: dict, session) -> None:
     shard = session.shard(data)
     generator = torch.Generator().manual_seed(train_cfg.seed + rank)
     state = _restore(exp, generator, session)
-    logger = config.get("epoch_logger")
+    logger = TrialTracker(**config["mlflow_run"]) if rank == 0 and config.get("mlflow_run") else None
     parallel = ParallelConfig(**config.get("parallel", {}))
     per_worker_batch = parallel.worker_batch(train_cfg.batch_size, world)
     hooks = _hooks(parallel, world, exp.optimizer)
@@ -125,7 +115,6 @@ def run_training(config: dict, session) -> None:
     for epoch in range(state.epoch + 1, train_cfg.epochs + 1):
         if stop:
             break
-        _maybe_crash(config, epoch, rank)
         batches = (b.to(device) for b in shuffled_batches(shard, per_worker_batch, generator))
         if rank == 0:
             metrics = run_epoch(exp, train_cfg, epoch, batches, hooks)

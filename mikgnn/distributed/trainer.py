@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict
 from pathlib import Path
 
+import ray
 import ray.data
 from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
 from ray.train.torch import TorchConfig, TorchTrainer
@@ -26,10 +27,11 @@ def make_trainer(processed: str | Path | Location, model_cfg: ModelConfig, train
                  gpus_per_worker: float = 0.0, cpus_per_worker: float = 1.0, storage_path: str | Path | Location,
                  name: str, max_failures: int = 3, callbacks: list | None = None,
                  extra_config: dict | None = None, placement_strategy: str = "PACK",
-                 parallel: ParallelConfig | None = None, train_data: ray.data.Dataset | None = None) -> TorchTrainer:
+                 parallel: ParallelConfig | None = None, train_table: ray.ObjectRef | None = None) -> TorchTrainer:
     """``processed`` and ``storage_path`` are local folders or URIs (``mikgnn.storage``).
-    ``train_data``: the train split as a Ray Dataset, when the caller already has it (a search
-    reads it once for all its trials); by default it is read from ``processed``."""
+    ``train_table``: the train split as an Arrow table in Ray's object store, when the caller
+    already has it (a search reads it once for all its trials; each worker takes its rows,
+    ``session.py``); by default Ray Data reads it from ``processed``."""
     if workers < 1:
         raise ValueError(f"--workers must be >= 1, got {workers}")
     resources = {"CPU": cpus_per_worker} | ({"GPU": gpus_per_worker} if gpus_per_worker else {})
@@ -37,6 +39,8 @@ def make_trainer(processed: str | Path | Location, model_cfg: ModelConfig, train
     config = {"processed": processed.uri, "model": asdict(model_cfg), "train": asdict(train_cfg),
               "threads_per_worker": max(1, int(cpus_per_worker)),
               "parallel": asdict(parallel or ParallelConfig())} | (extra_config or {})
+    if train_table is not None:
+        config["train_table"] = train_table
     return TorchTrainer(
         train_loop_per_worker,
         train_loop_config=config,
@@ -46,5 +50,5 @@ def make_trainer(processed: str | Path | Location, model_cfg: ModelConfig, train
         run_config=RunConfig(name=name, storage_path=storage.uri,
                              failure_config=FailureConfig(max_failures=max_failures),
                              checkpoint_config=CheckpointConfig(num_to_keep=2), callbacks=callbacks),
-        datasets={"train": train_data if train_data is not None else read_train_split(processed)},
+        datasets={} if train_table is not None else {"train": read_train_split(processed)},
     )

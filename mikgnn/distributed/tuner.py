@@ -105,7 +105,7 @@ def trial_params(params: dict, model: ModelConfig, train: TrainConfig) -> dict:
     return top | rest
 
 
-def run_trial(params: dict, job: TuneJob, train_data: ray.data.Dataset | None = None) -> None:
+def run_trial(params: dict, job: TuneJob, train_table: ray.ObjectRef | None = None) -> None:
     """One Tune trial: a TorchTrainer reporting to Tune, logged to its own MLflow run."""
     context = tune.get_context()
     trial_id = context.get_trial_id()
@@ -121,14 +121,14 @@ def run_trial(params: dict, job: TuneJob, train_data: ray.data.Dataset | None = 
     model = fitted
     try:
         if job.workers_per_trial == 1:
-            train_in_trial(trial_config(job, model, train) | {"epoch_logger": tracker})
+            train_in_trial(trial_config(job, model, train) | {"mlflow_run": tracker.address})
         else:
             make_trainer(job.processed, model, train, workers=job.workers_per_trial,
                          gpus_per_worker=job.gpus_per_worker, cpus_per_worker=job.cpus_per_worker,
                          storage_path=job.storage_path / job.name / "train", name=trial_id,
-                         callbacks=[TuneReportCallback()], extra_config={"epoch_logger": tracker},
+                         callbacks=[TuneReportCallback()], extra_config={"mlflow_run": tracker.address},
                          placement_strategy=job.placement_strategy, parallel=job.parallel,
-                         train_data=train_data).fit()
+                         train_table=train_table).fit()
     except BaseException:
         tracker.end("FAILED")  # a finished run keeps FINISHED
         raise
@@ -186,12 +186,12 @@ def run_search(job: TuneJob, resume: bool = False):
         concurrency = min(concurrency, job.max_concurrent)
     search_run_id = open_search_run(job.tracking_uri, job.experiment, job.name, job.command, job.space.as_dict())
     # A search of TorchTrainers reads the train split once, by the driver, into Ray's object
-    # store: each trial's workers then take their shards of it without a read of their own
-    # (about 6 s a trial on music, measured), and the search's start runs no Ray Data task that
-    # a busy cluster could leave waiting for a CPU. A one-worker trial reads its own split.
-    train_data = (ray.data.from_arrow(read_split_table(job.processed, "train"))
-                  if job.workers_per_trial > 1 else None)
-    trainable = tune.with_resources(tune.with_parameters(run_trial, job=job, train_data=train_data),
+    # store: each trial's workers then take their rows of it without a read of their own
+    # (about 6 s a trial on music, measured). ray.put runs no task, so the search's start waits
+    # for no CPU (ray.data.from_arrow would: a one-CPU metadata task, left waiting forever on a
+    # cluster whose CPUs another job holds). A one-worker trial reads its own split.
+    train_table = ray.put(read_split_table(job.processed, "train")) if job.workers_per_trial > 1 else None
+    trainable = tune.with_resources(tune.with_parameters(run_trial, job=job, train_table=train_table),
                                     trial_resources(job))
     path = (job.storage_path / job.name).uri
     if resume and tune.Tuner.can_restore(path):
