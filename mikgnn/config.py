@@ -97,8 +97,9 @@ class TrainConfig:
 class ParallelConfig:
     """How W data-parallel workers share the training (``mikgnn.distributed``).
 
-    sync_every = 1 (default): gradients are averaged after every step, so W workers take the
-    very steps of one process on a batch of ``batch_size`` split W ways. sync_every = K > 1:
+    sync_every = 1 (default): gradients are averaged after every step, so every step is one
+    synchronous step on a global batch of ``batch_size`` split W ways (drawn from the workers'
+    own shards, so not one process's batches). sync_every = K > 1:
     local SGD, each worker steps on its own gradients and the parameters are averaged every K
     steps and at the end of every epoch (Adam's moments stay per worker).
     batch_per_worker: every worker steps on ``batch_size`` rows (a global batch of W × batch)

@@ -95,7 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--placement-strategy", choices=("PACK", "SPREAD"), default="PACK",
                    help="workers packed on few nodes (default) or spread over nodes")
     r.add_argument("--sync-every", type=int, default=1,
-                   help="1: average gradients every step (the steps of one process); K > 1: local SGD, "
+                   help="1: average gradients every step (synchronous SGD on the global batch); K > 1: local SGD, "
                    "average the parameters every K steps and at each epoch's end (much less communication)")
     r.add_argument("--batch-per-worker", action="store_true",
                    help="each worker steps on --batch-size rows (global batch W x batch) instead of batch / W")

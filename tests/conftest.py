@@ -8,6 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from mikgnn.processed import ProcessedDataset
+
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
@@ -93,3 +95,30 @@ def write_custom(folder: Path, kind: str = "csv", with_map: bool = True) -> Path
         else:
             df.to_csv(folder / f"{name}.{kind}", sep="," if kind == "csv" else "\t", index=False)
     return folder
+
+
+def tiny_data(seed=0, n_users=40, n_items=30, n_attr=6, per_user=6) -> ProcessedDataset:
+    """Users like the items of one attribute (genre); the KG links items to attributes."""
+    rng = np.random.default_rng(seed)
+    genre = rng.integers(0, n_attr, n_items)
+    head = np.concatenate([np.arange(n_items), rng.integers(0, n_items, 20)])
+    tail = np.concatenate([n_items + genre, n_items + rng.integers(0, n_attr, 20)])
+    relation = np.concatenate([np.zeros(n_items, np.int64), np.ones(20, np.int64)])
+    keys = np.unique(np.stack([head, relation, tail], 1), axis=0)
+    users, items, labels = [], [], []
+    for u in range(n_users):
+        liked = np.flatnonzero(genre == u % n_attr)
+        other = np.flatnonzero(genre != u % n_attr)
+        pos = rng.choice(liked, size=min(per_user, liked.size), replace=False)
+        neg = rng.choice(other, size=pos.size, replace=False)
+        users += [u] * (2 * pos.size)
+        items += list(pos) + list(neg)
+        labels += [1] * pos.size + [0] * pos.size
+    users, items, labels = map(np.array, (users, items, labels))
+    split = rng.permutation(users.size)
+    cut1, cut2 = int(0.6 * users.size), int(0.8 * users.size)
+    parts = {"train": split[:cut1], "valid": split[cut1:cut2], "test": split[cut2:]}
+    splits = {k: {"user": users[v], "item": items[v], "label": labels[v]} for k, v in parts.items()}
+    manifest = dict(n_users=n_users, n_items=n_items, n_entities=n_items + n_attr, n_relations=2)
+    kg = {"head": keys[:, 0], "relation": keys[:, 1], "tail": keys[:, 2]}
+    return ProcessedDataset(splits=splits, kg=kg, manifest=manifest)

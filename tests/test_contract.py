@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import tiny_data
 
 from mikgnn.config import MODELS, ModelConfig, for_model
 from mikgnn.models import Recommender, build_model
-from tests.test_model import tiny_data
 
 
 @pytest.fixture(params=MODELS)

@@ -14,7 +14,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 import torch.nn.functional as F
-from test_model import tiny_data
+from conftest import tiny_data
 
 from mikgnn.config import ModelConfig, TrainConfig
 from mikgnn.distributed.gradients import OverlappedGradients, average_gradients

@@ -10,8 +10,8 @@ import time
 from dataclasses import replace
 
 import pytest
+from conftest import tiny_data
 from mlflow.tracking import MlflowClient
-from test_model import tiny_data
 
 from mikgnn.config import ModelConfig, ParallelConfig, TrainConfig
 from mikgnn.processed import save_processed
@@ -40,15 +40,19 @@ def one_worker(ray_local, processed, tmp_path_factory):
     return _fit(processed, tmp_path_factory.mktemp("one"), 1)
 
 
-@pytest.mark.parametrize("parallel", [ParallelConfig(), ParallelConfig(overlap=True, batch_per_worker=True),
-                                      ParallelConfig(sync_every=4, batch_per_worker=True)],
+# Measured 2026-12-04 (seed 0): one worker test AUC 0.956; two workers 0.949 (every step),
+# 0.932 (overlapped, global batch x2), 0.923 (local SGD, K = 4, global batch x2). Synchronous
+# steps differ from one process only by batch composition (each worker shuffles its shard).
+@pytest.mark.parametrize("parallel,tolerance", [(ParallelConfig(), 0.02),
+                                                (ParallelConfig(overlap=True, batch_per_worker=True), 0.05),
+                                                (ParallelConfig(sync_every=4, batch_per_worker=True), 0.05)],
                          ids=["gradients-every-step", "overlapped", "local-sgd"])
-def test_two_workers_match_one(one_worker, processed, tmp_path, parallel):
+def test_two_workers_match_one(one_worker, processed, tmp_path, parallel, tolerance):
     two = _fit(processed, tmp_path, 2, parallel=parallel)
     for m in (one_worker, two):
         assert m["done"] and m["test/auc"] > 0.8
-    assert abs(one_worker["test/auc"] - two["test/auc"]) < 0.05
-    assert abs(one_worker["valid/auc"] - two["valid/auc"]) < 0.05
+    assert abs(one_worker["test/auc"] - two["test/auc"]) < tolerance
+    assert abs(one_worker["valid/auc"] - two["valid/auc"]) < tolerance
     assert len(two["worker_nodes"].split(",")) == 2 and two["worker1/peak_rss_mib"] > 0
 
 

@@ -14,8 +14,7 @@ from dataclasses import replace
 import numpy as np
 import pyarrow.fs as pafs
 import pytest
-from conftest import write_movie
-from test_model import tiny_data
+from conftest import tiny_data, write_movie
 
 from mikgnn.config import ModelConfig, TrainConfig
 from mikgnn.datasets import get_dataset

@@ -14,6 +14,10 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "pipelines"))
 import train  # noqa: E402
 
+from mikgnn.config import ModelConfig, TrainConfig  # noqa: E402
+from mikgnn.experiment import build, fit  # noqa: E402
+from mikgnn.processed import load_processed  # noqa: E402
+
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
 
@@ -29,6 +33,17 @@ def test_train_writes_metrics(ray_local, tmp_path, model):
     for key in ("valid/auc", "test/auc", "test/f1", "test/recall@20", "test/ndcg@100", "test/recall@2"):
         assert 0.0 <= metrics[key] <= 1.0, key
     assert 1 <= metrics["best_epoch"] <= 3 and len(metrics["epoch_seconds"]) == len(metrics["history"])
+    valid = [h["valid/auc"] for h in metrics["history"]]
+    assert metrics["best_epoch"] == 1 + valid.index(max(valid))  # the best epoch is the selected one
+    assert metrics["valid/auc"] == max(valid)
+    # The recorded configuration reproduces the run: the library's fit gives the same test metrics.
+    cfg = metrics["config"]
+    train_cfg = TrainConfig(**(cfg["train"] | {"ks": tuple(cfg["train"]["ks"])}))
+    again = fit(build(load_processed(tmp_path / "processed"), ModelConfig(**cfg["model"]), train_cfg), train_cfg)
+    def scores(m: dict) -> dict:
+        return {k: v for k, v in m.items() if k.startswith("test/") and k != "test/seconds"}
+
+    assert len(scores(metrics)) >= 12 and scores(again) == scores(metrics)
     assert metrics["config"]["model"]["model"] == model and metrics["config"]["model"]["dim"] == 8
     assert metrics["config"]["train"]["lr"] == 2e-3  # movie's Table 1
     assert "full ranking" in metrics["protocol"]["topk"]

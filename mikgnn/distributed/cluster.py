@@ -3,7 +3,7 @@
 On a small machine Ray Data reads, Train workers and Tune trial drivers compete for CPUs; a
 read that waits for a whole free CPU can then wait forever. A local cluster therefore
 advertises more logical CPUs than cores (at least 4), and the trial drivers ask for a
-fraction of one (see ``resources.py``).
+fraction of one (``tuner.TRIAL_DRIVER_CPU``).
 """
 
 from __future__ import annotations
