@@ -17,7 +17,6 @@ import argparse
 import json
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -34,17 +33,13 @@ from mikgnn.config import (  # noqa: E402
     PROTOCOLS,
     TRANSFORMS,
     VARIANTS,
-    ParallelConfig,
-    apply_variant,
     as_dict,
-    for_model,
-    table1,
-    table1_ls_weight,
 )
 from mikgnn.datasets import DatasetError, get_dataset  # noqa: E402
 from mikgnn.experiment import build, fit  # noqa: E402
 from mikgnn.prepare import prepare  # noqa: E402
 from mikgnn.processed import load_processed, read_manifest  # noqa: E402
+from mikgnn.settings import Settings, load_config_file, resolve_settings  # noqa: E402
 from mikgnn.storage import resolve  # noqa: E402
 
 
@@ -57,6 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", type=Path,
                    help="run folder for metrics.json (default: runs/<dataset>-<model>-seed<seed>)")
     p.add_argument("--seed", type=int, default=0, help="seed of the data split, neighbour tables and training")
+    p.add_argument("--config", type=Path, help="YAML of model / train / parallel keys (mikgnn/settings.py); "
+                   "precedence: Table 1 < --variant < --config < flags")
     g = p.add_argument_group("model (defaults: the paper's Table 1 for the dataset)")
     g.add_argument("--variant", default="mi-kgnn", choices=list(VARIANTS), help="a variant of Tables 5-7")
     g.add_argument("--kgcn-aggregator", default="sum", choices=KGCN_AGGREGATORS)
@@ -94,7 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="Ray Train checkpoints and results, a folder or URI (s3://...); shared on a multi-node cluster")
     r.add_argument("--placement-strategy", choices=("PACK", "SPREAD"), default="PACK",
                    help="workers packed on few nodes (default) or spread over nodes")
-    r.add_argument("--sync-every", type=int, default=1,
+    r.add_argument("--sync-every", type=int,
                    help="1: average gradients every step (synchronous SGD on the global batch); K > 1: local SGD, "
                    "average the parameters every K steps and at each epoch's end (much less communication)")
     r.add_argument("--batch-per-worker", action="store_true",
@@ -109,31 +106,27 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def settings_from_args(args: argparse.Namespace) -> Settings:
+    """Table 1 < --variant < --config FILE < flags (``mikgnn.settings``)."""
+    model = dict(dim=args.dim, n_neighbours=args.n_neighbours, hops=args.hops, theta=args.theta,
+                 aggregator=args.aggregator, logits=args.logits, neighbour_vector=args.neighbour_vector,
+                 init_std=args.init_std, logit_scale=args.logit_scale, transform=args.transform)
+    train = dict(lr=args.lr, l2=args.l2, l2_mode=args.l2_mode, batch_size=args.batch_size, epochs=args.epochs,
+                 patience=args.patience, protocol=args.protocol, select_metric=args.select_metric,
+                 eval_users=args.eval_users, ls_weight=args.ls_weight, seed=args.seed,
+                 l2_relations=False if args.no_relation_l2 else None)
+    parallel = dict(sync_every=args.sync_every, batch_per_worker=args.batch_per_worker or None,
+                    overlap=args.overlap or None)
+    flags = {name: {k: v for k, v in section.items() if v is not None}
+             for name, section in (("model", model), ("train", train), ("parallel", parallel))}
+    config = load_config_file(args.config) if args.config else None
+    return resolve_settings(args.dataset, args.model, args.variant, args.kgcn_aggregator, config, flags,
+                            config_name=str(args.config))
+
+
 def configs_from_args(args: argparse.Namespace):
-    defaults = table1(Path(args.dataset).name)
-    model = for_model(defaults.model, args.model, args.kgcn_aggregator)
-    if args.model == "mikgnn":
-        model = apply_variant(model, args.variant)
-    overrides = {k: v for k, v in dict(dim=args.dim, n_neighbours=args.n_neighbours, hops=args.hops,
-                                        theta=args.theta, aggregator=args.aggregator, logits=args.logits,
-                                        neighbour_vector=args.neighbour_vector, init_std=args.init_std,
-                                        logit_scale=args.logit_scale, transform=args.transform).items()
-                 if v is not None}
-    model = replace(model, **overrides)
-    ls = args.ls_weight if args.ls_weight is not None else (
-        table1_ls_weight(Path(args.dataset).name) if args.model == "kgcn-ls" else 0.0)
-    train_over = {k: v for k, v in dict(lr=args.lr, l2=args.l2, l2_mode=args.l2_mode, batch_size=args.batch_size,
-                                         epochs=args.epochs, patience=args.patience, protocol=args.protocol,
-                                         select_metric=args.select_metric,
-                                         eval_users=args.eval_users).items() if v is not None}
-    train = replace(defaults.train, seed=args.seed, ls_weight=ls, l2_relations=not args.no_relation_l2,
-                    **train_over)
-    return model, train
-
-
-def parallel_from_args(args) -> ParallelConfig:
-    return ParallelConfig(sync_every=args.sync_every, batch_per_worker=args.batch_per_worker,
-                          overlap=args.overlap)
+    settings = settings_from_args(args)
+    return settings.model, settings.train
 
 
 def _join_cluster(args, processed) -> None:
@@ -145,14 +138,14 @@ def _join_cluster(args, processed) -> None:
     check_shared({"--storage-path": resolve(args.storage_path), "--processed": processed})
 
 
-def _fit_on_ray(args, processed, model_cfg, train_cfg, name: str) -> dict:
+def _fit_on_ray(args, processed, model_cfg, train_cfg, parallel, name: str) -> dict:
     from mikgnn.distributed.trainer import make_trainer
 
     run_name = args.run_name or f"{name}-{args.model}-seed{args.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
     trainer = make_trainer(processed, model_cfg, train_cfg, workers=args.workers,
                            gpus_per_worker=args.gpus_per_worker, cpus_per_worker=args.cpus_per_worker,
                            storage_path=args.storage_path, name=run_name, max_failures=args.max_failures,
-                           placement_strategy=args.placement_strategy, parallel=parallel_from_args(args))
+                           placement_strategy=args.placement_strategy, parallel=parallel)
     result = trainer.fit()
     metrics = dict(result.metrics)
     metrics["workers"] = args.workers
@@ -163,11 +156,13 @@ def _fit_on_ray(args, processed, model_cfg, train_cfg, name: str) -> dict:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        model_cfg, train_cfg = configs_from_args(args)
-        parallel = parallel_from_args(args)
+        settings = settings_from_args(args)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    model_cfg, train_cfg, parallel = settings.model, settings.train, settings.parallel
+    print("settings (Table 1 < variant < config file < flag):\n  " + settings.describe().replace("\n", "\n  "),
+          flush=True)
     if args.threads:
         torch.set_num_threads(args.threads)
     name = Path(args.dataset).name
@@ -198,14 +193,17 @@ def main(argv: list[str] | None = None) -> int:
               f"neighbour {m.get('neighbour_norm', float('nan')):.2g}", flush=True)
 
     start = time.perf_counter()
-    result = _fit_on_ray(args, processed, model_cfg, train_cfg, name) if args.workers else fit(exp, train_cfg, report)
+    if args.workers:
+        result = _fit_on_ray(args, processed, model_cfg, train_cfg, parallel, name)
+    else:
+        result = fit(exp, train_cfg, report)
     protocol = {"ctr": "AUC and F1@0.5 over every row of the split",
                 "topk": ("full ranking: every user with a positive row in the split, candidates = all items "
                          "without a training row") if train_cfg.protocol == "full" else
                         f"sampled: {train_cfg.eval_users} users (seed {train_cfg.seed}), KGCN protocol"}
     result.update(dataset=name, model=args.model, variant=args.variant, protocol=protocol,
                   wall_seconds=time.perf_counter() - start,
-                  config={"model": as_dict(model_cfg), "train": as_dict(train_cfg)}
+                  config={"model": as_dict(model_cfg), "train": as_dict(train_cfg), "origin": settings.origin}
                   | ({"parallel": as_dict(parallel), "workers": args.workers} if args.workers else {}),
                   manifest={k: v for k, v in manifest.items() if k != "raw_sha256"})
     output.mkdir(parents=True, exist_ok=True)

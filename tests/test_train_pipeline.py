@@ -46,12 +46,19 @@ def test_train_writes_metrics(ray_local, tmp_path, model):
     assert len(scores(metrics)) >= 12 and scores(again) == scores(metrics)
     assert metrics["config"]["model"]["model"] == model and metrics["config"]["model"]["dim"] == 8
     assert metrics["config"]["train"]["lr"] == 2e-3  # movie's Table 1
+    assert metrics["config"]["origin"]["train.lr"] == "table1" and metrics["config"]["origin"]["model.dim"] == "flag"
     assert "full ranking" in metrics["protocol"]["topk"]
 
 
 def test_bad_configuration_is_reported(tmp_path, capsys):
     assert train.main(["--dataset", "music", "--theta", "2"]) == 2
     assert "theta must lie in [-1, 1], got 2.0" in capsys.readouterr().err
+    config = tmp_path / "run.yaml"
+    config.write_text("train: {learning_rate: 0.1}\n")
+    assert train.main(["--dataset", "music", "--config", str(config)]) == 2
+    assert f"{config}: unknown key train.learning_rate" in capsys.readouterr().err
+    assert train.main(["--dataset", "music", "--variant", "w/o-neig-att", "--theta", "0.5"]) == 2
+    assert "--variant w/o-neig-att fixes theta = 1.0" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("argv,transform", [

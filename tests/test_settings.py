@@ -1,0 +1,73 @@
+"""Table 1 < variant < config file < flag, resolved in the library (``mikgnn.settings``)."""
+
+from __future__ import annotations
+
+import pytest
+
+from mikgnn.settings import ConfigError, load_config_file, resolve_settings
+
+
+def test_each_layer_overrides_the_one_before_and_says_so(tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_text("model: {dim: 32, n_neighbours: 4}\ntrain: {lr: 0.001, ks: [5, 10]}\nparallel: {sync_every: 4}\n")
+    s = resolve_settings("music", variant="w-r", config=load_config_file(path),
+                         flags={"model": {"n_neighbours": 2}, "train": {"epochs": 3}})
+    assert (s.model.dim, s.model.n_neighbours, s.model.hops, s.model.adjusted_field) == (32, 2, 1, True)
+    assert (s.train.lr, s.train.ks, s.train.epochs, s.train.batch_size) == (0.001, (5, 10), 3, 128)
+    assert s.parallel.sync_every == 4
+    assert s.origin["model.hops"] == "table1" and s.origin["model.adjusted_field"] == "variant"
+    assert s.origin["model.dim"] == "config" and s.origin["model.n_neighbours"] == "flag"
+    assert s.origin["train.batch_size"] == "table1" and s.origin["train.epochs"] == "flag"
+    assert "model.n_neighbours = 2  (flag)" in s.describe().splitlines()
+
+
+def test_the_baselines_take_their_own_settings_and_table1_beta():
+    s = resolve_settings("movie", model="kgcn-ls", kgcn_aggregator="concat")
+    assert (s.model.attention, s.model.aggregator, s.model.transform) == ("relation", "concat", "learned")
+    assert s.train.ls_weight == 1.0 and s.origin["train.ls_weight"] == "table1"
+    assert s.origin["model.attention"] == "model"
+    assert resolve_settings("movie", model="kgcn").train.ls_weight == 0.0
+
+
+def test_a_flag_cannot_silently_undo_the_variant():
+    with pytest.raises(ConfigError, match=r"sets model.theta = 0.5, but --variant w/o-neig-att fixes theta = 1.0"):
+        resolve_settings("music", variant="w/o-neig-att", flags={"model": {"theta": 0.5}})
+    same = resolve_settings("music", variant="w/o-neig-att", flags={"model": {"theta": 1.0}})
+    assert same.model.theta == 1.0
+
+
+def test_a_variant_of_mi_kgnn_is_refused_for_another_model():
+    with pytest.raises(ConfigError, match="--variant fmk is a variant of MI-KGNN.*--model kgcn has none"):
+        resolve_settings("music", model="kgcn", variant="fmk")
+
+
+def test_checks_that_need_two_keys_see_both_layers(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("model: {aggregator: concat}\n")
+    s = resolve_settings("music", config=load_config_file(path), flags={"model": {"transform": "learned"}})
+    assert (s.model.aggregator, s.model.transform) == ("concat", "learned")
+    with pytest.raises(ConfigError, match="config: the concat aggregator maps 2d to d features"):
+        resolve_settings("music", config=load_config_file(path))
+
+
+@pytest.mark.parametrize("text,message", [
+    ("model: {dimm: 8}", r"unknown key model.dimm: model takes \[.*'dim'"),
+    ("optimiser: {lr: 1}", r"unknown section 'optimiser'"),
+    ("train: {seed: 3}", r"train.seed is chosen with --seed"),
+    ("model: {model: kgcn}", r"model.model is chosen with --model"),
+    ("model: [1, 2]", r"section 'model' must be a mapping"),
+    ("model: {dim: [unclosed", r"not valid YAML"),
+])
+def test_a_bad_config_file_names_the_file_and_the_key(tmp_path, text, message):
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=message) as info:
+        load_config_file(path)
+    assert str(path) in str(info.value)
+
+
+def test_a_bad_value_is_reported_with_its_layer(tmp_path):
+    with pytest.raises(ConfigError, match="flag: theta must lie in"):
+        resolve_settings("music", flags={"model": {"theta": 3.0}})
+    with pytest.raises(ConfigError, match="cannot be read"):
+        load_config_file(tmp_path / "absent.yaml")
