@@ -44,7 +44,7 @@ class Settings:
     model: ModelConfig
     train: TrainConfig
     parallel: ParallelConfig
-    origin: dict[str, str]  # "model.theta" -> "table1" | "model" | "variant" | "config" | "flag" | "default"
+    origin: dict[str, str]  # "model.theta" -> table1 | model | variant | job | config | flag | default
 
     def describe(self) -> str:
         """One line per key that is not a dataclass default: ``model.theta = 0.9  (table1)``."""
@@ -87,8 +87,10 @@ def load_config_file(path: str | Path) -> dict[str, dict]:
 
 def resolve_settings(dataset: str, model: str = "mikgnn", variant: str = "mi-kgnn", kgcn_aggregator: str = "sum",
                      config: dict[str, dict] | None = None, flags: dict[str, dict] | None = None,
-                     config_name: str = "config file") -> Settings:
-    """The settings of a run on ``dataset`` (Table 1's name, else music's for a custom set)."""
+                     config_name: str = "config file", job_defaults: dict[str, dict] | None = None) -> Settings:
+    """The settings of a run on ``dataset`` (Table 1's name, else music's for a custom set).
+    ``job_defaults``: an entry point's own defaults (a search's shorter epochs), a layer between
+    the variant and the config file (origin "job")."""
     t = table1(Path(dataset).name)
     values = {"model": for_model(t.model, model, kgcn_aggregator), "parallel": ParallelConfig(),
               "train": replace(t.train, ls_weight=table1_ls_weight(Path(dataset).name) if model == "kgcn-ls" else 0.0)}
@@ -105,7 +107,8 @@ def resolve_settings(dataset: str, model: str = "mikgnn", variant: str = "mi-kgn
         values["model"] = apply_variant(values["model"], variant)
         origin.update({f"model.{k}": "variant" for k in VARIANTS[variant]})
     merged: dict[str, dict] = {}
-    for layer, overrides, name in (("config", config, config_name), ("flag", flags, "a flag")):
+    layers = (("job", job_defaults, "the job's defaults"), ("config", config, config_name), ("flag", flags, "a flag"))
+    for layer, overrides, name in layers:
         for section, keys in (overrides or {}).items():
             for key, value in keys.items():
                 fixed = VARIANTS.get(variant, {})

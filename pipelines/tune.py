@@ -18,18 +18,20 @@ import json
 import shlex
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from mikgnn.config import TRANSFORMS, ParallelConfig, table1  # noqa: E402
+from mikgnn.config import TRANSFORMS  # noqa: E402
 from mikgnn.datasets import DatasetError, get_dataset  # noqa: E402
 from mikgnn.search_space import MAX_FIELD, SearchSpaceError, load_space  # noqa: E402
+from mikgnn.settings import Settings, load_config_file, resolve_settings  # noqa: E402
 from mikgnn.storage import Location, resolve  # noqa: E402
 from mikgnn.tracking_uri import TrackingUriError, probe_tracking_uri  # noqa: E402
 
 MIN_STALL_S, STALL_FACTOR = 600.0, 10.0  # as mikgnn.distributed.watchdog
+# A search's own defaults (a layer of mikgnn.settings): shorter trials, sampled top-K users.
+SEARCH_DEFAULTS = {"train": {"epochs": 20, "protocol": "sampled", "eval_users": 500}}
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -48,7 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers-per-trial", type=int, default=1, help="Ray Train workers per trial")
     p.add_argument("--gpus-per-worker", type=float, default=0.0)
     p.add_argument("--cpus-per-worker", type=float, default=1.0)
-    p.add_argument("--sync-every", type=int, default=1,
+    p.add_argument("--config", type=Path, help="YAML of the fixed (not searched) model / train / parallel keys "
+                   "(mikgnn/settings.py); precedence: Table 1 < search defaults < --config < flags")
+    p.add_argument("--sync-every", type=int,
                    help="with several workers per trial: 1 averages gradients every step; K > 1 is local SGD, "
                    "parameters averaged every K steps")
     p.add_argument("--batch-per-worker", action="store_true",
@@ -58,10 +62,12 @@ def build_parser() -> argparse.ArgumentParser:
                    "step computes, applied one step late")
     p.add_argument("--placement-strategy", choices=("PACK", "SPREAD"), default="PACK",
                    help="where a trial's workers go: packed on few nodes (default) or spread over nodes")
-    p.add_argument("--epochs", type=int, default=20, help="max epochs per trial (early stopping and ASHA cut it)")
-    p.add_argument("--eval-users", type=int, default=500,
-                   help="users sampled (seeded) for each trial's top-K metrics; 0 = full ranking of every user")
-    p.add_argument("--transform", choices=TRANSFORMS, default="identity",
+    p.add_argument("--epochs", type=int, help=f"max epochs per trial (default {SEARCH_DEFAULTS['train']['epochs']}; "
+                   "early stopping and ASHA cut it)")
+    p.add_argument("--eval-users", type=int,
+                   help="users sampled (seeded) for each trial's top-K metrics (default "
+                   f"{SEARCH_DEFAULTS['train']['eval_users']}); 0 = full ranking of every user")
+    p.add_argument("--transform", choices=TRANSFORMS,
                    help="Eq. 16's W1, W2, b: fixed to I, I, 0 (identity, the default) or trained (learned, "
                    "the paper)")
     p.add_argument("--max-field", type=int, default=MAX_FIELD,
@@ -113,8 +119,24 @@ _FLAG_RULES = {
 def check_flags(args: argparse.Namespace) -> None:
     for name, (allowed, must) in _FLAG_RULES.items():
         value = getattr(args, name)
+        if value is None:  # not given: the settings' default
+            continue
         if not allowed(value) or (isinstance(value, float) and value != value):
             raise ValueError(f"--{name.replace('_', '-')} = {value}: must be {must}")
+
+
+def settings_from_args(args: argparse.Namespace, dataset: str) -> Settings:
+    """The fixed settings of every trial; the search space then sets θ, n, h, λ and lr."""
+    train = {"epochs": args.epochs, "seed": args.seed}
+    if args.eval_users is not None:
+        train |= {"protocol": "sampled", "eval_users": args.eval_users} if args.eval_users else {"protocol": "full"}
+    flags = {"model": {"transform": args.transform}, "train": train,
+             "parallel": {"sync_every": args.sync_every, "batch_per_worker": args.batch_per_worker or None,
+                          "overlap": args.overlap or None}}
+    flags = {s: {k: v for k, v in keys.items() if v is not None} for s, keys in flags.items()}
+    config = load_config_file(args.config) if args.config else None
+    return resolve_settings(dataset, config=config, flags=flags, config_name=str(args.config),
+                            job_defaults=SEARCH_DEFAULTS)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -122,8 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     dataset = Path(args.dataset).name
     try:
         check_flags(args)
-        parallel = ParallelConfig(sync_every=args.sync_every, batch_per_worker=args.batch_per_worker,
-                                  overlap=args.overlap)
+        settings = settings_from_args(args, dataset)
         space = load_space(args.space or REPO / "tune_spaces" / f"{dataset}.yaml")
         spec = get_dataset(args.dataset, args.data_root)
         if args.tracking_uri:
@@ -131,6 +152,8 @@ def main(argv: list[str] | None = None) -> int:
     except (SearchSpaceError, DatasetError, TrackingUriError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    print("fixed settings (Table 1 < search defaults < config file < flag):\n  "
+          + settings.describe().replace("\n", "\n  "), flush=True)
     from mikgnn.distributed.cluster import connect
     from mikgnn.distributed.prepare import prepare
     from mikgnn.distributed.shared_storage import check_shared
@@ -152,18 +175,15 @@ def main(argv: list[str] | None = None) -> int:
     except (DatasetError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    defaults = table1(dataset)
     job = TuneJob(
-        processed=processed, space=space, model=replace(defaults.model, transform=args.transform),
-        train=replace(defaults.train, epochs=args.epochs, seed=args.seed,
-                      protocol="sampled" if args.eval_users else "full", eval_users=args.eval_users or 100),
+        processed=processed, space=space, model=settings.model, train=settings.train,
         experiment=args.experiment or dataset, tracking_uri=tracking_uri,
         storage_path=storage, name=_search_name(args, dataset, storage),
         command=shlex.join([sys.executable, *sys.argv]), num_samples=args.num_samples, search=args.search,
         scheduler=args.scheduler, max_concurrent=args.max_concurrent, workers_per_trial=args.workers_per_trial,
         gpus_per_worker=args.gpus_per_worker, cpus_per_worker=args.cpus_per_worker, max_field=args.max_field,
         placement_strategy=args.placement_strategy,
-        parallel=parallel, stall_s=args.stall_timeout or None,
+        parallel=settings.parallel, stall_s=args.stall_timeout or None,
     )
     try:
         _, best = run_search(job, resume=args.resume)

@@ -71,3 +71,24 @@ def test_a_bad_value_is_reported_with_its_layer(tmp_path):
         resolve_settings("music", flags={"model": {"theta": 3.0}})
     with pytest.raises(ConfigError, match="cannot be read"):
         load_config_file(tmp_path / "absent.yaml")
+
+
+def test_a_search_has_its_own_defaults_below_the_config_file_and_the_flags(tmp_path):
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "pipelines"))
+    import tune
+
+    def settings(*argv):
+        return tune.settings_from_args(tune.build_parser().parse_args(["--dataset", "music", *argv]), "music")
+
+    s = settings()
+    assert (s.train.epochs, s.train.protocol, s.train.eval_users) == (20, "sampled", 500)
+    assert s.origin["train.epochs"] == "job" and s.train.lr == 5e-4  # Table 1's lr, searched on top
+    path = tmp_path / "fixed.yaml"
+    path.write_text("train: {epochs: 7, patience: 2}\nmodel: {dim: 8}\n")
+    s = settings("--config", str(path))
+    assert (s.train.epochs, s.train.patience, s.model.dim, s.origin["train.epochs"]) == (7, 2, 8, "config")
+    s = settings("--config", str(path), "--epochs", "3", "--eval-users", "0")
+    assert (s.train.epochs, s.train.protocol, s.origin["train.epochs"]) == (3, "full", "flag")

@@ -33,12 +33,15 @@ def _tune(tmp_path: Path, shared_data: Path, *extra: str) -> subprocess.Complete
     (("--tracking-uri", "http://user:secret@127.0.0.1:9"), "--tracking-uri http://***@127.0.0.1:9"),
     (("--space", "{empty}"), "'n': 'choice' needs a non-empty list 'values'"),
     (("--space", "{inf}"), "'lambda': 'high' = inf is not a number >= 0 (finite)"),
+    (("--config", "{config}"), "config.yaml: unknown key train.epoch: train takes"),
 ], ids=["num-samples", "epochs", "workers", "cpus", "max-concurrent", "stall", "tracking", "tracking-password",
-        "empty-choice", "inf-bound"])
+        "empty-choice", "inf-bound", "config-key"])
 def test_refused_before_ray_starts(tmp_path, shared_data, extra, named):
     (tmp_path / "empty.yaml").write_text(EMPTY_CHOICE)
     (tmp_path / "inf.yaml").write_text(INF_BOUND)
-    extra = [e.format(empty=tmp_path / "empty.yaml", inf=tmp_path / "inf.yaml") for e in extra]
+    (tmp_path / "config.yaml").write_text("train: {epoch: 3}\n")
+    extra = [e.format(empty=tmp_path / "empty.yaml", inf=tmp_path / "inf.yaml", config=tmp_path / "config.yaml")
+             for e in extra]
     start = time.monotonic()
     done = _tune(tmp_path, shared_data, *extra)
     assert done.returncode == 2, done.stderr[-2000:]
