@@ -26,10 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from mikgnn.config import (  # noqa: E402
     AGGREGATORS,
     KGCN_AGGREGATORS,
-    L2_MODES,
-    LOGITS,
     MODELS,
-    NEIGHBOUR_VECTORS,
     PROTOCOLS,
     TRANSFORMS,
     VARIANTS,
@@ -54,7 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed of the data split, neighbour tables and training")
     p.add_argument("--config", type=Path, help="YAML of model / train / parallel keys (mikgnn/settings.py); "
                    "precedence: Table 1 < --variant < --config < flags")
-    g = p.add_argument_group("model (defaults: the paper's Table 1 for the dataset)")
+    g = p.add_argument_group("model (defaults: the paper's Table 1 for the dataset; every other key of "
+                             "ModelConfig / TrainConfig, e.g. logits, init_std, l2_mode, in --config)")
     g.add_argument("--variant", default="mi-kgnn", choices=list(VARIANTS), help="a variant of Tables 5-7")
     g.add_argument("--kgcn-aggregator", default="sum", choices=KGCN_AGGREGATORS)
     g.add_argument("--dim", type=int)
@@ -62,18 +60,12 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--hops", type=int)
     g.add_argument("--theta", type=float)
     g.add_argument("--aggregator", choices=AGGREGATORS, help="override the aggregator")
-    g.add_argument("--logits", choices=LOGITS, help="attention logits: dot product or mean over features")
-    g.add_argument("--neighbour-vector", choices=NEIGHBOUR_VECTORS, help="weighted sum or mean of neighbours")
-    g.add_argument("--init-std", type=float, help="normal(0, std) embedding init instead of Xavier")
-    g.add_argument("--logit-scale", type=float, help="multiplies the attention logits (inverse temperature)")
     g.add_argument("--transform", choices=TRANSFORMS,
                    help="Eq. 16's W1, W2, b: fixed to I, I, 0 (identity: MI-KGNN's default) or trained "
                    "(learned: the paper, and the KGCN baselines' default)")
     t = p.add_argument_group("training")
     t.add_argument("--lr", type=float)
     t.add_argument("--l2", type=float, help="λ")
-    t.add_argument("--l2-mode", choices=L2_MODES)
-    t.add_argument("--no-relation-l2", action="store_true", help="exempt relation embeddings from L2")
     t.add_argument("--ls-weight", type=float, help="β, label smoothness (default: Table 1 for kgcn-ls, else 0)")
     t.add_argument("--batch-size", type=int)
     t.add_argument("--epochs", type=int)
@@ -109,12 +101,10 @@ def build_parser() -> argparse.ArgumentParser:
 def settings_from_args(args: argparse.Namespace) -> Settings:
     """Table 1 < --variant < --config FILE < flags (``mikgnn.settings``)."""
     model = dict(dim=args.dim, n_neighbours=args.n_neighbours, hops=args.hops, theta=args.theta,
-                 aggregator=args.aggregator, logits=args.logits, neighbour_vector=args.neighbour_vector,
-                 init_std=args.init_std, logit_scale=args.logit_scale, transform=args.transform)
-    train = dict(lr=args.lr, l2=args.l2, l2_mode=args.l2_mode, batch_size=args.batch_size, epochs=args.epochs,
+                 aggregator=args.aggregator, transform=args.transform)
+    train = dict(lr=args.lr, l2=args.l2, batch_size=args.batch_size, epochs=args.epochs,
                  patience=args.patience, protocol=args.protocol, select_metric=args.select_metric,
-                 eval_users=args.eval_users, ls_weight=args.ls_weight, seed=args.seed,
-                 l2_relations=False if args.no_relation_l2 else None)
+                 eval_users=args.eval_users, ls_weight=args.ls_weight, seed=args.seed)
     parallel = dict(sync_every=args.sync_every, batch_per_worker=args.batch_per_worker or None,
                     overlap=args.overlap or None)
     flags = {name: {k: v for k, v in section.items() if v is not None}
