@@ -81,8 +81,11 @@ def test_apply_params_keeps_the_rest_of_table1():
 def test_concurrency_is_derived_from_the_cluster():
     from mikgnn.distributed.tuner import plan_concurrency
 
-    assert plan_concurrency({"CPU": 4}, workers=1, cpus_per_worker=1, gpus_per_worker=0) == 2
+    # one worker: the trial process itself trains (1 CPU); one CPU stays free for Ray Data
+    assert plan_concurrency({"CPU": 4}, workers=1, cpus_per_worker=1, gpus_per_worker=0) == 3
+    # two workers: a TorchTrainer, 2 CPUs plus its trial driver's 0.25
     assert plan_concurrency({"CPU": 4}, workers=2, cpus_per_worker=1, gpus_per_worker=0) == 1
+    assert plan_concurrency({"CPU": 5.5}, workers=2, cpus_per_worker=1, gpus_per_worker=0) == 2
     assert plan_concurrency({"CPU": 64, "GPU": 4}, workers=1, cpus_per_worker=1, gpus_per_worker=1) == 4
     with pytest.raises(ValueError, match="kept free for Ray Data"):
         plan_concurrency({"CPU": 4}, workers=4, cpus_per_worker=1, gpus_per_worker=0)

@@ -105,7 +105,7 @@ def trial_params(params: dict, model: ModelConfig, train: TrainConfig) -> dict:
     return top | rest
 
 
-def run_trial(params: dict, job: TuneJob, train_table: ray.ObjectRef | None = None) -> None:
+def run_trial(params: dict, job: TuneJob, train_table: tuple[ray.ObjectRef] | None = None) -> None:
     """One Tune trial: a TorchTrainer reporting to Tune, logged to its own MLflow run."""
     context = tune.get_context()
     trial_id = context.get_trial_id()
@@ -128,7 +128,7 @@ def run_trial(params: dict, job: TuneJob, train_table: ray.ObjectRef | None = No
                          storage_path=job.storage_path / job.name / "train", name=trial_id,
                          callbacks=[TuneReportCallback()], extra_config={"mlflow_run": tracker.address},
                          placement_strategy=job.placement_strategy, parallel=job.parallel,
-                         train_table=train_table).fit()
+                         train_table=train_table[0] if train_table else None).fit()
     except BaseException:
         tracker.end("FAILED")  # a finished run keeps FINISHED
         raise
@@ -190,7 +190,8 @@ def run_search(job: TuneJob, resume: bool = False):
     # (about 6 s a trial on music, measured). ray.put runs no task, so the search's start waits
     # for no CPU (ray.data.from_arrow would: a one-CPU metadata task, left waiting forever on a
     # cluster whose CPUs another job holds). A one-worker trial reads its own split.
-    train_table = ray.put(read_split_table(job.processed, "train")) if job.workers_per_trial > 1 else None
+    # In a tuple: with_parameters resolves a top-level ObjectRef to its value, a nested one not.
+    train_table = (ray.put(read_split_table(job.processed, "train")),) if job.workers_per_trial > 1 else None
     trainable = tune.with_resources(tune.with_parameters(run_trial, job=job, train_table=train_table),
                                     trial_resources(job))
     path = (job.storage_path / job.name).uri
