@@ -72,8 +72,10 @@ def test_bad_movie_input(ray_local, tmp_path, damage, error, message):
     with pytest.raises(error) as info:
         prepare(get_dataset("movie", tmp_path / "raw"), out, seed=0, chunk_bytes=64)
     assert message in str(info.value)
-    assert not out.exists()
-    assert not list((tmp_path / "out").glob(".*")) if (tmp_path / "out").exists() else True
+    # nothing is left: no output, no staging folder, no half-written file anywhere under tmp_path
+    written = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*")
+                     if not p.is_relative_to(tmp_path / "raw"))
+    assert written in ([], ["out"]), written  # "out": the empty parent the staging folder was made in
 
 
 def test_failed_rebuild_keeps_the_previous_output(ray_local, tmp_path):
