@@ -12,6 +12,7 @@ cluster reports, so a default run cannot wait forever for a CPU.
 from __future__ import annotations
 
 import math
+import os
 import sys
 from dataclasses import asdict, dataclass
 
@@ -192,6 +193,12 @@ def run_search(job: TuneJob, resume: bool = False):
     # cluster whose CPUs another job holds). A one-worker trial reads its own split.
     # In a tuple: with_parameters resolves a top-level ObjectRef to its value, a nested one not.
     train_table = (ray.put(read_split_table(job.processed, "train")),) if job.workers_per_trial > 1 else None
+    # Every trial checkpoints every epoch and keeps its 2 newest (num_to_keep bounds the disk: at
+    # movie scale a checkpoint is tens of MB). Tune then forces an experiment-state snapshot
+    # each time a trial has checkpointed twice, which with epochs of a second or two triggers its
+    # "snapshotting ... multiple times in the last 5 seconds" warning on every search. The
+    # snapshot is a small write of the search's state to its storage path; silence the warning.
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     trainable = tune.with_resources(tune.with_parameters(run_trial, job=job, train_table=train_table),
                                     trial_resources(job))
     path = (job.storage_path / job.name).uri
