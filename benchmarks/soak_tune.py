@@ -74,6 +74,9 @@ def main() -> None:
             row = {"search": i, "rc": rc, "wall_s": round(wall, 1), **found,
                    "orphans_removed": stderr.count("removed placement group"),
                    "complete": rc == 0 and found["trials"] > 0 and found["real"] == found["trials"]}
+            errors = [line for line in stderr.splitlines() if line.startswith("error:")]
+            if errors:
+                row["error"] = errors[-1][:300]  # why a search failed, as tune.py said it
             results.append(row)
             print(json.dumps(row), flush=True)
     finally:

@@ -42,5 +42,11 @@ def connect(address: str | None = None, quiet: bool = True) -> None:
     # The dashboard's processes are what remove the placement groups of Train runs that Tune
     # stopped; without them the next trial waits forever for the leaked CPUs. Bound to loopback.
     # address="local": a new cluster, never one that `ray start` left on this machine.
+    # Ray starts its worker processes (Tune trials, Train workers, Data tasks) at nice 15. On a
+    # machine busy with other work at nice 0 they then get ~3 % of a core each, and a search
+    # looks hung: benchmarks/soak_tune.py's hogs left 2 trials without one report in 600 s. The
+    # local cluster's workers share the CPUs as equals instead (RAY_worker_niceness, read by
+    # the raylet this call starts); a cluster of `ray start` keeps its operator's setting.
+    os.environ.setdefault("RAY_worker_niceness", "0")
     ray.init(address="local", num_cpus=local_logical_cpus(), include_dashboard=True, dashboard_host="127.0.0.1",
              log_to_driver=not quiet, configure_logging=True, logging_level="WARNING", runtime_env=runtime_env)
