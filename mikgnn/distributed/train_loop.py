@@ -35,6 +35,14 @@ from mikgnn.training import StepHooks, shuffled_batches, train_epoch
 STATE_FILE = "state.pt"
 
 
+def loop_config(processed: str, model: ModelConfig, train: TrainConfig, cpus_per_worker: float,
+                parallel: ParallelConfig | None = None) -> dict:
+    """What ``run_training`` reads, as plain values that travel to Ray workers (``configs`` reads
+    the dataclasses back)."""
+    return {"processed": processed, "model": asdict(model), "train": asdict(train),
+            "threads_per_worker": max(1, int(cpus_per_worker)), "parallel": asdict(parallel or ParallelConfig())}
+
+
 def configs(config: dict) -> tuple[ModelConfig, TrainConfig]:
     train = dict(config["train"])
     train["ks"] = tuple(train["ks"])

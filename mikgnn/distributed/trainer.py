@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from pathlib import Path
 
 import ray
@@ -11,7 +10,7 @@ from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
 from ray.train.torch import TorchConfig, TorchTrainer
 
 from mikgnn.config import ModelConfig, ParallelConfig, TrainConfig
-from mikgnn.distributed.train_loop import train_loop_per_worker
+from mikgnn.distributed.train_loop import loop_config, train_loop_per_worker
 from mikgnn.storage import Location, resolve
 
 READ_CPUS = 0.25  # a read task asks for a quarter CPU: Train workers holding whole CPUs cannot starve it
@@ -36,9 +35,7 @@ def make_trainer(processed: str | Path | Location, model_cfg: ModelConfig, train
         raise ValueError(f"--workers must be >= 1, got {workers}")
     resources = {"CPU": cpus_per_worker} | ({"GPU": gpus_per_worker} if gpus_per_worker else {})
     processed, storage = resolve(processed), resolve(storage_path)
-    config = {"processed": processed.uri, "model": asdict(model_cfg), "train": asdict(train_cfg),
-              "threads_per_worker": max(1, int(cpus_per_worker)),
-              "parallel": asdict(parallel or ParallelConfig())} | (extra_config or {})
+    config = loop_config(processed.uri, model_cfg, train_cfg, cpus_per_worker, parallel) | (extra_config or {})
     if train_table is not None:
         config["train_table"] = train_table
     return TorchTrainer(

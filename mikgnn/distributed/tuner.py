@@ -1,4 +1,4 @@
-"""Ray Tune over θ, n, h, λ and lr: each trial runs a TorchTrainer and is one MLflow run.
+"""Ray Tune over θ, n, h, λ and lr: every trial is one MLflow run.
 
 A trial of one worker (the default) trains in the trial's own process
 (``distributed.session.TrialSession``); a trial of several workers drives a TorchTrainer.
@@ -34,7 +34,7 @@ from mikgnn.distributed.tracking import (
     close_search_run,
     open_search_run,
 )
-from mikgnn.distributed.train_loop import train_in_trial
+from mikgnn.distributed.train_loop import loop_config, train_in_trial
 from mikgnn.distributed.trainer import make_trainer
 from mikgnn.distributed.watchdog import SearchGuard, StallStopper
 from mikgnn.processed import read_split_table
@@ -107,7 +107,8 @@ def trial_params(params: dict, model: ModelConfig, train: TrainConfig) -> dict:
 
 
 def run_trial(params: dict, job: TuneJob, train_table: tuple[ray.ObjectRef] | None = None) -> None:
-    """One Tune trial: a TorchTrainer reporting to Tune, logged to its own MLflow run."""
+    """One Tune trial, logged to its own MLflow run: the loop in this process for one worker,
+    else a TorchTrainer reporting to Tune."""
     context = tune.get_context()
     trial_id = context.get_trial_id()
     model, train = apply_params(job.model, job.train, params)
@@ -122,7 +123,8 @@ def run_trial(params: dict, job: TuneJob, train_table: tuple[ray.ObjectRef] | No
     model = fitted
     try:
         if job.workers_per_trial == 1:
-            train_in_trial(trial_config(job, model, train) | {"mlflow_run": tracker.address})
+            train_in_trial(loop_config(job.processed.uri, model, train, job.cpus_per_worker)
+                           | {"gpu": job.gpus_per_worker > 0, "mlflow_run": tracker.address})
         else:
             make_trainer(job.processed, model, train, workers=job.workers_per_trial,
                          gpus_per_worker=job.gpus_per_worker, cpus_per_worker=job.cpus_per_worker,
@@ -133,12 +135,6 @@ def run_trial(params: dict, job: TuneJob, train_table: tuple[ray.ObjectRef] | No
     except BaseException:
         tracker.end("FAILED")  # a finished run keeps FINISHED
         raise
-
-
-def trial_config(job: TuneJob, model: ModelConfig, train: TrainConfig) -> dict:
-    """The loop's configuration for a trial that trains in its own process."""
-    return {"processed": job.processed.uri, "model": asdict(model), "train": asdict(train),
-            "threads_per_worker": max(1, int(job.cpus_per_worker)), "gpu": job.gpus_per_worker > 0}
 
 
 def trial_resources(job: TuneJob) -> dict:
