@@ -59,12 +59,7 @@ def l2_penalty(model: Recommender, out: TrainOutput | None, cfg: TrainConfig) ->
 
 
 def _batch_l2_tensors(model: Recommender, out: TrainOutput, cfg: TrainConfig) -> list[torch.Tensor]:
-    weights = [t for t in model.l2_tensors(cfg.l2_relations) if not _is_table(model, t)]
-    return out.embedded + (out.embedded_relations if cfg.l2_relations else []) + weights
-
-
-def _is_table(model: nn.Module, tensor: torch.Tensor) -> bool:
-    return any(m.weight is tensor for m in model.modules() if isinstance(m, nn.Embedding))
+    return out.embedded + (out.embedded_relations if cfg.l2_relations else []) + model.dense_weights()
 
 
 def make_optimizer(model: Recommender, cfg: TrainConfig) -> torch.optim.Optimizer:

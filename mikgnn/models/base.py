@@ -5,6 +5,7 @@
     score_all(users [U], items=None)   -> logits [U, I]      every item (or ``items``)
     recommend(users [U], k, exclude)   -> (items [U, k], logits [U, k])
     l2_tensors(relations)              -> the tensors the full-table L2 penalises
+    dense_weights()                    -> those of them that are not embedding tables
     transform_penalty()                -> ‖W1 + W2‖² of Eq. (24), or None
     diagnostics(users, items)          -> {name: float}, what a run logs about the model
 
@@ -52,6 +53,9 @@ class Recommender(nn.Module):
 
     def l2_tensors(self, relations: bool = True) -> list[torch.Tensor]:
         raise NotImplementedError
+
+    def dense_weights(self) -> list[torch.Tensor]:
+        return []
 
     def transform_penalty(self) -> torch.Tensor | None:
         return None

@@ -148,7 +148,10 @@ class MIKGNN(Recommender):
 
     def l2_tensors(self, relations: bool = True) -> list[torch.Tensor]:
         tables = [self.user.weight, self.entity.weight] + ([self.relation.weight] if relations else [])
-        return tables + [w for layer in self.layers for w in layer.parameters()]
+        return tables + self.dense_weights()
+
+    def dense_weights(self) -> list[torch.Tensor]:
+        return [w for layer in self.layers for w in layer.parameters()]
 
     def transform_penalty(self) -> torch.Tensor | None:
         terms = [t for t in (layer.transform_penalty() for layer in self.layers) if t is not None]
