@@ -138,12 +138,15 @@ _TABLE1 = {
 _TABLE1["movie1m"] = _TABLE1["movie"]
 
 
+TABLE1_MODEL_KEYS = ("dim", "n_neighbours", "hops", "theta")  # the ModelConfig fields Table 1 sets
+TABLE1_TRAIN_KEYS = ("lr", "batch_size", "l2")  # and the TrainConfig ones
+
+
 def table1(dataset: str) -> Table1:
     """Table 1's hyperparameters for ``dataset`` (music's for a custom dataset)."""
     t = _TABLE1.get(dataset, _TABLE1["music"])
-    model = ModelConfig(dim=t["dim"], n_neighbours=t["n_neighbours"], hops=t["hops"], theta=t["theta"])
-    train = TrainConfig(lr=t["lr"], batch_size=t["batch_size"], l2=t["l2"])
-    return Table1(model, train)
+    return Table1(ModelConfig(**{k: t[k] for k in TABLE1_MODEL_KEYS}),
+                  TrainConfig(**{k: t[k] for k in TABLE1_TRAIN_KEYS}))
 
 
 def table1_ls_weight(dataset: str) -> float:

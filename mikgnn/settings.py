@@ -21,6 +21,8 @@ from pathlib import Path
 import yaml
 
 from mikgnn.config import (
+    TABLE1_MODEL_KEYS,
+    TABLE1_TRAIN_KEYS,
     VARIANTS,
     ModelConfig,
     ParallelConfig,
@@ -86,16 +88,17 @@ def load_config_file(path: str | Path) -> dict[str, dict]:
 
 
 def resolve_settings(dataset: str, model: str = "mikgnn", variant: str = "mi-kgnn", kgcn_aggregator: str = "sum",
-                     config: dict[str, dict] | None = None, flags: dict[str, dict] | None = None,
-                     config_name: str = "config file", job_defaults: dict[str, dict] | None = None) -> Settings:
+                     config_file: str | Path | None = None, flags: dict[str, dict] | None = None,
+                     job_defaults: dict[str, dict] | None = None) -> Settings:
     """The settings of a run on ``dataset`` (Table 1's name, else music's for a custom set).
+    ``flags``: {section: {key: value}}, a value of None meaning the flag was not given.
     ``job_defaults``: an entry point's own defaults (a search's shorter epochs), a layer between
     the variant and the config file (origin "job")."""
     t = table1(Path(dataset).name)
     values = {"model": for_model(t.model, model, kgcn_aggregator), "parallel": ParallelConfig(),
               "train": replace(t.train, ls_weight=table1_ls_weight(Path(dataset).name) if model == "kgcn-ls" else 0.0)}
-    origin = {f"{s}.{k}": "table1" for s, keys in (("model", ("dim", "n_neighbours", "hops", "theta")),
-                                                   ("train", ("lr", "batch_size", "l2"))) for k in keys}
+    origin = {f"{s}.{k}": "table1" for s, keys in (("model", TABLE1_MODEL_KEYS), ("train", TABLE1_TRAIN_KEYS))
+              for k in keys}
     for f in fields(ModelConfig):
         if getattr(values["model"], f.name) != getattr(t.model, f.name):
             origin[f"model.{f.name}"] = "model"
@@ -106,12 +109,14 @@ def resolve_settings(dataset: str, model: str = "mikgnn", variant: str = "mi-kgn
             raise ConfigError(f"--variant {variant} is a variant of MI-KGNN (Tables 5-7); --model {model} has none")
         values["model"] = apply_variant(values["model"], variant)
         origin.update({f"model.{k}": "variant" for k in VARIANTS[variant]})
+    config = load_config_file(config_file) if config_file is not None else None
+    given = {section: {k: v for k, v in keys.items() if v is not None} for section, keys in (flags or {}).items()}
+    fixed = VARIANTS.get(variant, {})
     merged: dict[str, dict] = {}
-    layers = (("job", job_defaults, "the job's defaults"), ("config", config, config_name), ("flag", flags, "a flag"))
-    for layer, overrides, name in layers:
+    for layer, overrides, name in (("job", job_defaults, "the job's defaults"), ("config", config, str(config_file)),
+                                   ("flag", given, "a flag")):
         for section, keys in (overrides or {}).items():
             for key, value in keys.items():
-                fixed = VARIANTS.get(variant, {})
                 if section == "model" and key in fixed and value != fixed[key]:
                     raise ConfigError(f"{name} sets model.{key} = {value!r}, but --variant {variant} fixes "
                                       f"{key} = {fixed[key]!r}: drop one of them")

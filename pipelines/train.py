@@ -36,7 +36,7 @@ from mikgnn.datasets import DatasetError, get_dataset  # noqa: E402
 from mikgnn.experiment import build, fit  # noqa: E402
 from mikgnn.prepare import prepare  # noqa: E402
 from mikgnn.processed import load_processed, read_manifest  # noqa: E402
-from mikgnn.settings import Settings, load_config_file, resolve_settings  # noqa: E402
+from mikgnn.settings import Settings, resolve_settings  # noqa: E402
 from mikgnn.storage import resolve  # noqa: E402
 
 
@@ -86,9 +86,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--sync-every", type=int,
                    help="1: average gradients every step (synchronous SGD on the global batch); K > 1: local SGD, "
                    "average the parameters every K steps and at each epoch's end (much less communication)")
-    r.add_argument("--batch-per-worker", action="store_true",
+    r.add_argument("--batch-per-worker", action="store_true", default=None,
                    help="each worker steps on --batch-size rows (global batch W x batch) instead of batch / W")
-    r.add_argument("--overlap", action="store_true",
+    r.add_argument("--overlap", action="store_true", default=None,
                    help="with --sync-every 1: exchange a step's gradients while the next step computes, "
                    "and apply them one step late (hides the communication latency)")
     r.add_argument("--max-failures", type=int, default=3, help="worker-group restarts from the last checkpoint")
@@ -105,13 +105,9 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
     train = dict(lr=args.lr, l2=args.l2, batch_size=args.batch_size, epochs=args.epochs,
                  patience=args.patience, protocol=args.protocol, select_metric=args.select_metric,
                  eval_users=args.eval_users, ls_weight=args.ls_weight, seed=args.seed)
-    parallel = dict(sync_every=args.sync_every, batch_per_worker=args.batch_per_worker or None,
-                    overlap=args.overlap or None)
-    flags = {name: {k: v for k, v in section.items() if v is not None}
-             for name, section in (("model", model), ("train", train), ("parallel", parallel))}
-    config = load_config_file(args.config) if args.config else None
-    return resolve_settings(args.dataset, args.model, args.variant, args.kgcn_aggregator, config, flags,
-                            config_name=str(args.config))
+    parallel = dict(sync_every=args.sync_every, batch_per_worker=args.batch_per_worker, overlap=args.overlap)
+    return resolve_settings(args.dataset, args.model, args.variant, args.kgcn_aggregator, args.config,
+                            {"model": model, "train": train, "parallel": parallel})
 
 
 def configs_from_args(args: argparse.Namespace):

@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from mikgnn.config import TRANSFORMS  # noqa: E402
 from mikgnn.datasets import DatasetError, get_dataset  # noqa: E402
 from mikgnn.search_space import MAX_FIELD, SearchSpaceError, load_space  # noqa: E402
-from mikgnn.settings import Settings, load_config_file, resolve_settings  # noqa: E402
+from mikgnn.settings import Settings, resolve_settings  # noqa: E402
 from mikgnn.storage import Location, resolve  # noqa: E402
 from mikgnn.tracking_uri import TrackingUriError, probe_tracking_uri  # noqa: E402
 
@@ -55,9 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sync-every", type=int,
                    help="with several workers per trial: 1 averages gradients every step; K > 1 is local SGD, "
                    "parameters averaged every K steps")
-    p.add_argument("--batch-per-worker", action="store_true",
+    p.add_argument("--batch-per-worker", action="store_true", default=None,
                    help="each worker steps on the full Table 1 batch (global batch = workers x batch)")
-    p.add_argument("--overlap", action="store_true",
+    p.add_argument("--overlap", action="store_true", default=None,
                    help="with several workers per trial and --sync-every 1: exchange gradients while the next "
                    "step computes, applied one step late")
     p.add_argument("--placement-strategy", choices=("PACK", "SPREAD"), default="PACK",
@@ -131,12 +131,9 @@ def settings_from_args(args: argparse.Namespace, dataset: str) -> Settings:
     if args.eval_users is not None:
         train |= {"protocol": "sampled", "eval_users": args.eval_users} if args.eval_users else {"protocol": "full"}
     flags = {"model": {"transform": args.transform}, "train": train,
-             "parallel": {"sync_every": args.sync_every, "batch_per_worker": args.batch_per_worker or None,
-                          "overlap": args.overlap or None}}
-    flags = {s: {k: v for k, v in keys.items() if v is not None} for s, keys in flags.items()}
-    config = load_config_file(args.config) if args.config else None
-    return resolve_settings(dataset, config=config, flags=flags, config_name=str(args.config),
-                            job_defaults=SEARCH_DEFAULTS)
+             "parallel": {"sync_every": args.sync_every, "batch_per_worker": args.batch_per_worker,
+                          "overlap": args.overlap}}
+    return resolve_settings(dataset, config_file=args.config, flags=flags, job_defaults=SEARCH_DEFAULTS)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -10,7 +10,7 @@ from mikgnn.settings import ConfigError, load_config_file, resolve_settings
 def test_each_layer_overrides_the_one_before_and_says_so(tmp_path):
     path = tmp_path / "run.yaml"
     path.write_text("model: {dim: 32, n_neighbours: 4}\ntrain: {lr: 0.001, ks: [5, 10]}\nparallel: {sync_every: 4}\n")
-    s = resolve_settings("music", variant="w-r", config=load_config_file(path),
+    s = resolve_settings("music", variant="w-r", config_file=path,
                          flags={"model": {"n_neighbours": 2}, "train": {"epochs": 3}})
     assert (s.model.dim, s.model.n_neighbours, s.model.hops, s.model.adjusted_field) == (32, 2, 1, True)
     assert (s.train.lr, s.train.ks, s.train.epochs, s.train.batch_size) == (0.001, (5, 10), 3, 128)
@@ -44,10 +44,10 @@ def test_a_variant_of_mi_kgnn_is_refused_for_another_model():
 def test_checks_that_need_two_keys_see_both_layers(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text("model: {aggregator: concat}\n")
-    s = resolve_settings("music", config=load_config_file(path), flags={"model": {"transform": "learned"}})
+    s = resolve_settings("music", config_file=path, flags={"model": {"transform": "learned"}})
     assert (s.model.aggregator, s.model.transform) == ("concat", "learned")
     with pytest.raises(ConfigError, match="config: the concat aggregator maps 2d to d features"):
-        resolve_settings("music", config=load_config_file(path))
+        resolve_settings("music", config_file=path)
 
 
 @pytest.mark.parametrize("text,message", [
