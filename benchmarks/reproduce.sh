@@ -10,6 +10,6 @@ EPOCHS=${EPOCHS:-40}
 for seed in $SEEDS; do
   for model in mikgnn kgcn mf; do
     .venv/bin/python pipelines/train.py --dataset "$DATASET" --model "$model" --seed "$seed" \
-      --epochs "$EPOCHS" --patience 5 --output "runs/repro-$DATASET/$model-seed$seed"
+      --epochs "$EPOCHS" --set patience=5 --output "runs/repro-$DATASET/$model-seed$seed"
   done
 done

@@ -8,7 +8,8 @@ working folder, with its own MLflow store and Ray results; the processed dataset
 first search and reused by the others, as ``make run`` reuses it. The hog is busy
 loops, one process each, for the whole soak. A search that has not ended after ``--limit``
 seconds is killed and counted as hung. Prints one JSON line per search and a summary: how many
-completed (exit 0, every trial run FINISHED or KILLED with real validation metrics), their wall
+completed (exit 0, one MLflow run for each of the --num-samples trials, every one FINISHED or
+KILLED with real validation metrics), their wall
 times, and the placement groups the search's guard removed.
 """
 
@@ -55,6 +56,8 @@ def main() -> None:
     hogs = [multiprocessing.Process(target=_hog, daemon=True) for _ in range(args.hogs)]
     for hog in hogs:
         hog.start()
+    extra = args.extra
+    expected = int(extra[extra.index("--num-samples") + 1]) if "--num-samples" in extra else 8  # tune.py's default
     results, root = [], Path(tempfile.mkdtemp(prefix="mikgnn-soak-"))
     try:
         for i in range(args.searches):
@@ -73,7 +76,7 @@ def main() -> None:
             found = _check(uri)
             row = {"search": i, "rc": rc, "wall_s": round(wall, 1), **found,
                    "orphans_removed": stderr.count("removed placement group"),
-                   "complete": rc == 0 and found["trials"] > 0 and found["real"] == found["trials"]}
+                   "complete": rc == 0 and found["trials"] == expected and found["real"] == expected}
             errors = [line for line in stderr.splitlines() if line.startswith("error:")]
             if errors:
                 row["error"] = errors[-1][:300]  # why a search failed, as tune.py said it

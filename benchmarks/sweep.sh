@@ -11,8 +11,8 @@ L2S=${L2S:-9.1e-5 1e-5}
 for model in mikgnn kgcn; do
   for lr in $LRS; do
     for l2 in $L2S; do
-      .venv/bin/python pipelines/train.py --dataset "$DATASET" --model "$model" --lr "$lr" --l2 "$l2" \
-        --epochs 40 --patience 5 --output "runs/sweep-$DATASET/$model-lr$lr-l2$l2-seed0" "${@:2}"
+      .venv/bin/python pipelines/train.py --dataset "$DATASET" --model "$model" --set lr="$lr" --set l2="$l2" \
+        --epochs 40 --set patience=5 --output "runs/sweep-$DATASET/$model-lr$lr-l2$l2-seed0" "${@:2}"
     done
   done
 done

@@ -4,7 +4,7 @@
 # embeddings exempt from L2. MI-KGNN, Table 1, best epoch by validation AUC (patience 5, at most
 # 40 epochs), full-ranking top-K; one run per seed, two at a time with one thread each.
 #   benchmarks/switches.sh music "0 1 2"      then: python benchmarks/summarize.py runs/switches-music
-#   EXTRA="--transform learned" OUT=runs/switches-music-learned benchmarks/switches.sh music "0 1 2"
+#   EXTRA="--set transform=learned" OUT=runs/switches-music-learned benchmarks/switches.sh music "0 1 2"
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=benchmarks/two_at_a_time.sh
@@ -15,14 +15,14 @@ EXTRA=${EXTRA:-}
 OUT=${OUT:-runs/switches-$DATASET}
 declare -A SWITCHES=(
   [defaults]=""
-  [l2-batch]="--l2-mode batch"
-  [logits-dot]="--logits dot"
-  [neighbours-sum]="--neighbour-vector sum"
-  [no-relation-l2]="--no-relation-l2"
+  [l2-batch]="--set l2_mode=batch"
+  [logits-dot]="--set logits=dot"
+  [neighbours-sum]="--set neighbour_vector=sum"
+  [no-relation-l2]="--set l2_relations=false"
 )
 run() {
   # shellcheck disable=SC2086
-  .venv/bin/python pipelines/train.py --dataset "$DATASET" --seed "$2" --epochs 40 --patience 5 --threads 1 \
+  .venv/bin/python pipelines/train.py --dataset "$DATASET" --seed "$2" --epochs 40 --set patience=5 --set threads=1 \
     ${SWITCHES[$1]} $EXTRA --output "$OUT/$1-seed$2" > "$OUT/$1-seed$2.log" 2>&1
 }
 mkdir -p "$OUT"

@@ -13,8 +13,8 @@ EPOCHS=${EPOCHS:-40}
 RUNS=${RUNS:-mikgnn-identity mikgnn-learned kgcn-identity kgcn-learned}
 run() {
   local model=${1%-*} transform=${1##*-}
-  .venv/bin/python pipelines/train.py --dataset "$DATASET" --model "$model" --transform "$transform" --seed "$2" \
-    --epochs "$EPOCHS" --patience 5 --threads 1 --output "runs/transform-$DATASET/$1-seed$2" \
+  .venv/bin/python pipelines/train.py --dataset "$DATASET" --model "$model" --set transform="$transform" --seed "$2" \
+    --epochs "$EPOCHS" --set patience=5 --set threads=1 --output "runs/transform-$DATASET/$1-seed$2" \
     > "runs/transform-$DATASET/$1-seed$2.log" 2>&1
 }
 mkdir -p "runs/transform-$DATASET"

@@ -31,7 +31,7 @@ def main() -> None:
     uri = f"sqlite:///{work / 'mlflow.db'}"
     cmd = [sys.executable, str(REPO / "pipelines" / "tune.py"), "--dataset", args.dataset,
            "--num-samples", str(args.num_samples), "--tracking-uri", uri, "--storage-path", str(work / "ray"),
-           "--name", "bench", *args.extra]
+           "--set", "name=bench", *args.extra]
     start = time.perf_counter()
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
     wall = time.perf_counter() - start

@@ -35,7 +35,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         cmd = [sys.executable, str(REPO / "pipelines" / "train.py"), "--dataset", "movie",
                "--processed", str(args.processed), "--workers", str(args.workers), "--epochs", str(args.epochs),
-               "--protocol", "sampled", "--eval-users", "100", "--output", tmp, "--storage-path",
+               "--set", "protocol=sampled", "--set", "eval_users=100", "--output", tmp, "--storage-path",
                str(Path(tmp) / "ray"), *args.extra]
         start = time.perf_counter()
         subprocess.run(cmd, check=True)

@@ -12,6 +12,14 @@ NEIGHBOUR_VECTORS = ("sum", "mean")
 L2_MODES = ("full", "batch", "w1w2")
 PROTOCOLS = ("full", "sampled")
 TRANSFORMS = ("identity", "learned")
+PLACEMENTS = ("PACK", "SPREAD")
+SEARCHERS = ("optuna", "random")
+SCHEDULERS = ("asha", "fifo")
+# Largest full receptive field n^h a search trains as it is; a larger one is trained with the
+# receptive-field adjustment (FMK r: n entities per hop). 64 keeps every h <= 2 point of the
+# shipped spaces exact on CPUs; an h = 3 or 4 epoch at the full field takes minutes on 2 cores
+# (docs/benchmarks.md), so raise it on GPUs.
+MAX_FIELD = 64
 
 
 @dataclass(frozen=True)
@@ -81,9 +89,12 @@ class TrainConfig:
     protocol: str = "full"
     eval_users: int = 100
     ks: tuple[int, ...] = (2, 10, 20, 50, 100)
+    threads: int = 0  # torch threads of a one-process run (0: torch's choice); Ray workers size their own
 
     def __post_init__(self) -> None:
         _one_of("l2_mode", self.l2_mode, L2_MODES)
+        if self.threads < 0:
+            raise ValueError(f"threads must be >= 0 (0: torch's choice), got {self.threads}")
         _one_of("protocol", self.protocol, PROTOCOLS)
         if self.lr <= 0 or self.batch_size < 1 or self.epochs < 1 or self.patience < 1:
             raise ValueError(f"lr > 0, batch_size >= 1, epochs >= 1, patience >= 1 required: {self}")
@@ -106,20 +117,62 @@ class ParallelConfig:
     instead of ``batch_size / W``.
     overlap (with sync_every = 1): a step's gradient exchange runs while the next step
     computes, and is applied one step late (``distributed.gradients.OverlappedGradients``).
+    cpus_per_worker, placement_strategy (PACK: on few nodes; SPREAD: over nodes) and
+    max_failures (worker-group restarts from the last checkpoint) size and place the group.
     """
 
     sync_every: int = 1
     batch_per_worker: bool = False
     overlap: bool = False
+    cpus_per_worker: float = 1.0
+    placement_strategy: str = "PACK"
+    max_failures: int = 3
 
     def __post_init__(self) -> None:
         if self.sync_every < 1:
             raise ValueError(f"sync_every must be >= 1, got {self.sync_every}")
+        if not self.cpus_per_worker > 0:
+            raise ValueError(f"cpus_per_worker must be > 0, got {self.cpus_per_worker}")
+        _one_of("placement_strategy", self.placement_strategy, PLACEMENTS)
+        if self.max_failures < 0:
+            raise ValueError(f"max_failures must be >= 0, got {self.max_failures}")
         if self.overlap and self.sync_every != 1:
             raise ValueError(f"overlap averages gradients every step; it cannot go with sync_every={self.sync_every}")
 
     def worker_batch(self, batch_size: int, workers: int) -> int:
         return batch_size if self.batch_per_worker else max(1, batch_size // workers)
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    """How ``pipelines/tune.py`` searches (``mikgnn.distributed.tuner``).
+
+    search: Optuna TPE or random sampling. scheduler: ASHA stops weak trials at rungs; fifo
+    runs every trial to its end. max_concurrent: a cap on concurrent trials (None: what the
+    cluster fits). max_field: see ``MAX_FIELD``. stall_timeout: seconds without a report after
+    which the watchdog stops a trial or the search (0: 10x the longest wait between two epochs
+    so far, at least 600 s). experiment: the MLflow experiment ("": the dataset's name).
+    name: the search's name under the storage path ("": <dataset>-<time>).
+    """
+
+    search: str = "optuna"
+    scheduler: str = "asha"
+    max_concurrent: int | None = None
+    max_field: int = MAX_FIELD
+    stall_timeout: float = 0.0
+    experiment: str = ""
+    name: str = ""
+
+    def __post_init__(self) -> None:
+        _one_of("search", self.search, SEARCHERS)
+        _one_of("scheduler", self.scheduler, SCHEDULERS)
+        if self.max_concurrent is not None and self.max_concurrent < 1:
+            raise ValueError(f"max_concurrent must be >= 1, got {self.max_concurrent}")
+        if self.max_field < 1:
+            raise ValueError(f"max_field must be >= 1, got {self.max_field}")
+        if not self.stall_timeout >= 0:
+            raise ValueError(f"stall_timeout must be >= 0 seconds (0: derived from the epoch times), "
+                             f"got {self.stall_timeout}")
 
 
 @dataclass(frozen=True)

@@ -142,11 +142,6 @@ def apply_params(model: ModelConfig, train: TrainConfig, params: dict) -> tuple[
     return model, train
 
 
-# Largest full receptive field n^h a search trains as it is; a larger one is trained with the
-# receptive-field adjustment (FMK r: n entities per hop). 64 keeps every h <= 2 point of the
-# shipped spaces exact on CPUs; an h = 3 or 4 epoch at the full field takes minutes on 2 cores
-# (docs/benchmarks.md), so raise it on GPUs.
-MAX_FIELD = 64
 
 
 def fit_field(model: ModelConfig, max_field: int | None) -> ModelConfig:

@@ -1,20 +1,26 @@
-"""What a run trains, resolved from four layers: Table 1 < variant < config file < flags.
+"""What a run trains, resolved from layers: Table 1 < variant < job defaults < config file < flags.
 
 A later layer overrides an earlier one key by key, with one exception: a key a variant fixes
 (θ = 1 for w/o-neig-att, say) cannot be changed by a config file or a flag, since the run
 would then not be that variant; that is an error naming both. ``Settings.origin`` says which
 layer set every key; runs print it and record it.
 
-A config file is YAML with the sections ``model``, ``train`` and ``parallel``, whose keys are
-the fields of ``ModelConfig``, ``TrainConfig`` and ``ParallelConfig``; an unknown section or
-key is refused with its name::
+A config file is YAML with the sections ``model``, ``train``, ``parallel`` and (for a search)
+``search``, whose keys are the fields of ``ModelConfig``, ``TrainConfig``, ``ParallelConfig``
+and ``SearchConfig``; an unknown section or key, or a value of the wrong type, is refused with
+its name::
 
     model: {dim: 32, n_neighbours: 16}
     train: {lr: 0.001, l2_relations: false}
+
+The same keys are flags too: ``--set dim=32 --set train.lr=0.001`` (``parse_overrides``); a
+bare key names the one section that has it.
 """
 
 from __future__ import annotations
 
+import types
+import typing
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
@@ -26,6 +32,7 @@ from mikgnn.config import (
     VARIANTS,
     ModelConfig,
     ParallelConfig,
+    SearchConfig,
     TrainConfig,
     apply_variant,
     for_model,
@@ -33,7 +40,8 @@ from mikgnn.config import (
     table1_ls_weight,
 )
 
-SECTIONS = {"model": ModelConfig, "train": TrainConfig, "parallel": ParallelConfig}
+SECTIONS = {"model": ModelConfig, "train": TrainConfig, "parallel": ParallelConfig, "search": SearchConfig}
+RUN_SECTIONS = ("model", "train", "parallel")  # what one training run takes; a search adds "search"
 CHOSEN_BY_FLAG = {"model.model": "--model", "train.seed": "--seed"}  # run identity: flags only
 
 
@@ -46,6 +54,7 @@ class Settings:
     model: ModelConfig
     train: TrainConfig
     parallel: ParallelConfig
+    search: SearchConfig
     origin: dict[str, str]  # "model.theta" -> table1 | model | variant | job | config | flag | default
 
     def describe(self) -> str:
@@ -60,8 +69,42 @@ class Settings:
         return "\n".join(lines)
 
 
-def load_config_file(path: str | Path) -> dict[str, dict]:
-    """The sections of a config file, each key checked against its dataclass."""
+def _check_value(where: str, section: str, key: str, value):
+    """``value`` as the field ``section.key`` takes it (a list as a tuple), else ConfigError."""
+    hint = typing.get_type_hints(SECTIONS[section])[key]
+    allowed = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
+    if isinstance(value, list):
+        value = tuple(value)
+    for kind in allowed:
+        kind = typing.get_origin(kind) or kind
+        if kind is type(None) and value is None:
+            return value
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            return float(value)
+        if kind is float and isinstance(value, str):  # YAML reads 1e-6 (no dot) as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        if kind is not type(None) and isinstance(value, kind) and (kind is bool or not isinstance(value, bool)):
+            return value
+    names = " or ".join("None" if k is type(None) else getattr(typing.get_origin(k) or k, "__name__", str(k))
+                        for k in allowed)
+    raise ConfigError(f"{where}: {section}.{key} = {value!r}: expected {names}")
+
+
+def _check_key(where: str, section: str, key: str, sections: tuple[str, ...]) -> None:
+    if section not in sections:
+        raise ConfigError(f"{where}: unknown section {section!r}: choose from {list(sections)}")
+    known = {f.name for f in fields(SECTIONS[section])}
+    if key not in known:
+        raise ConfigError(f"{where}: unknown key {section}.{key}: {section} takes {sorted(known)}")
+    if f"{section}.{key}" in CHOSEN_BY_FLAG:
+        raise ConfigError(f"{where}: {section}.{key} is chosen with {CHOSEN_BY_FLAG[section + '.' + key]}")
+
+
+def load_config_file(path: str | Path, sections: tuple[str, ...] = tuple(SECTIONS)) -> dict[str, dict]:
+    """The sections of a config file, each key and value checked against its dataclass."""
     path = Path(path)
     try:
         raw = yaml.safe_load(path.read_text())
@@ -71,31 +114,70 @@ def load_config_file(path: str | Path) -> dict[str, dict]:
         raise ConfigError(f"{path}: not valid YAML ({exc})") from None
     raw = raw or {}
     if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: expected a mapping of sections {list(SECTIONS)}")
+        raise ConfigError(f"{path}: expected a mapping of sections {list(sections)}")
+    out: dict[str, dict] = {}
     for section, values in raw.items():
-        if section not in SECTIONS:
-            raise ConfigError(f"{path}: unknown section {section!r}: choose from {list(SECTIONS)}")
+        if section not in sections:
+            raise ConfigError(f"{path}: unknown section {section!r}: choose from {list(sections)}")
         if not isinstance(values, dict):
             raise ConfigError(f"{path}: section {section!r} must be a mapping of keys to values")
-        known = {f.name for f in fields(SECTIONS[section])}
-        for key in values:
-            if key not in known:
-                raise ConfigError(f"{path}: unknown key {section}.{key}: {section} takes {sorted(known)}")
-            if f"{section}.{key}" in CHOSEN_BY_FLAG:
-                raise ConfigError(f"{path}: {section}.{key} is chosen with {CHOSEN_BY_FLAG[section + '.' + key]}")
-    return {section: {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
-            for section, values in raw.items()}
+        for key, value in values.items():
+            _check_key(str(path), section, key, sections)
+            out.setdefault(section, {})[key] = _check_value(str(path), section, key, value)
+    return out
+
+
+def parse_overrides(pairs: list[str] | None, sections: tuple[str, ...] = tuple(SECTIONS)) -> dict[str, dict]:
+    """``--set`` values, ``key=value`` or ``section.key=value``, each value read as YAML
+    (``0.5``, ``true``, ``[2, 10]``, ``null``): {section: {key: value}}."""
+    out: dict[str, dict] = {}
+    for pair in pairs or []:
+        name, sep, text = pair.partition("=")
+        name = name.strip()
+        if not sep or not name:
+            raise ConfigError(f"--set {pair!r}: expected KEY=VALUE, e.g. --set dim=32")
+        if "." in name:
+            section, key = name.split(".", 1)
+        else:
+            owners = [s for s in sections if name in {f.name for f in fields(SECTIONS[s])}]
+            if len(owners) != 1:
+                raise ConfigError(f"--set {pair!r}: " + (f"{name} is a key of {owners}: write section.{name}" if owners
+                                  else f"unknown key {name!r}; the keys: {_all_keys(sections)}"))
+            section, key = owners[0], name
+        _check_key(f"--set {pair!r}", section, key, sections)
+        try:
+            value = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"--set {pair!r}: the value is not valid YAML ({exc})") from None
+        out.setdefault(section, {})[key] = _check_value(f"--set {pair!r}", section, key, value)
+    return out
+
+
+def _all_keys(sections: tuple[str, ...]) -> str:
+    return "; ".join(f"{s}: {', '.join(f.name for f in fields(SECTIONS[s]))}" for s in sections)
+
+
+def merge_flags(*layers: dict[str, dict]) -> dict[str, dict]:
+    """Flag layers in order, later ones winning key by key; a value of None counts as not given."""
+    out: dict[str, dict] = {}
+    for layer in layers:
+        for section, keys in layer.items():
+            out.setdefault(section, {}).update({k: v for k, v in keys.items() if v is not None})
+    return out
 
 
 def resolve_settings(dataset: str, model: str = "mikgnn", variant: str = "mi-kgnn", kgcn_aggregator: str = "sum",
                      config_file: str | Path | None = None, flags: dict[str, dict] | None = None,
-                     job_defaults: dict[str, dict] | None = None) -> Settings:
+                     job_defaults: dict[str, dict] | None = None,
+                     sections: tuple[str, ...] = RUN_SECTIONS) -> Settings:
     """The settings of a run on ``dataset`` (Table 1's name, else music's for a custom set).
     ``flags``: {section: {key: value}}, a value of None meaning the flag was not given.
     ``job_defaults``: an entry point's own defaults (a search's shorter epochs), a layer between
-    the variant and the config file (origin "job")."""
+    the variant and the config file (origin "job"). ``sections``: what the entry point takes;
+    a config file's other sections are refused."""
     t = table1(Path(dataset).name)
     values = {"model": for_model(t.model, model, kgcn_aggregator), "parallel": ParallelConfig(),
+              "search": SearchConfig(),
               "train": replace(t.train, ls_weight=table1_ls_weight(Path(dataset).name) if model == "kgcn-ls" else 0.0)}
     origin = {f"{s}.{k}": "table1" for s, keys in (("model", TABLE1_MODEL_KEYS), ("train", TABLE1_TRAIN_KEYS))
               for k in keys}
@@ -109,7 +191,7 @@ def resolve_settings(dataset: str, model: str = "mikgnn", variant: str = "mi-kgn
             raise ConfigError(f"--variant {variant} is a variant of MI-KGNN (Tables 5-7); --model {model} has none")
         values["model"] = apply_variant(values["model"], variant)
         origin.update({f"model.{k}": "variant" for k in VARIANTS[variant]})
-    config = load_config_file(config_file) if config_file is not None else None
+    config = load_config_file(config_file, sections) if config_file is not None else None
     given = {section: {k: v for k, v in keys.items() if v is not None} for section, keys in (flags or {}).items()}
     fixed = VARIANTS.get(variant, {})
     merged: dict[str, dict] = {}
@@ -122,9 +204,11 @@ def resolve_settings(dataset: str, model: str = "mikgnn", variant: str = "mi-kgn
                                       f"{key} = {fixed[key]!r}: drop one of them")
                 origin[f"{section}.{key}"] = layer
                 merged.setdefault(section, {})[key] = value
+    where = {"job": "the job's defaults", "config": str(config_file), "flag": "the flags"}
     for section, keys in merged.items():  # once per section: a check may need two keys (concat, learned)
         try:
             values[section] = replace(values[section], **keys)
         except (TypeError, ValueError) as exc:
-            raise ConfigError(f"{' and '.join(sorted({origin[f'{section}.{k}'] for k in keys}))}: {exc}") from None
-    return Settings(values["model"], values["train"], values["parallel"], origin)
+            layers = sorted({where[origin[f"{section}.{k}"]] for k in keys})
+            raise ConfigError(f"{' and '.join(layers)}: {exc}") from None
+    return Settings(values["model"], values["train"], values["parallel"], values["search"], origin)

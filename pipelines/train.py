@@ -2,9 +2,14 @@
 
 Examples:
     python pipelines/train.py --dataset music
-    python pipelines/train.py --dataset music --model kgcn --kgcn-aggregator concat --seed 1
-    python pipelines/train.py --dataset music --variant fmk --hops 2
-    python pipelines/train.py --dataset movie1m --model mf --protocol sampled --eval-users 100
+    python pipelines/train.py --dataset music --model kgcn --set aggregator=concat --seed 1
+    python pipelines/train.py --dataset music --variant fmk --set hops=2
+    python pipelines/train.py --dataset movie1m --model mf --set protocol=sampled --set eval_users=100
+    python pipelines/train.py --dataset music --workers 2 --set sync_every=4 --set batch_per_worker=true
+
+Settings: the paper's Table 1 for the dataset < --variant < --config FILE < --set and the other
+flags; the run prints which layer set each key. Every key (ModelConfig, TrainConfig,
+ParallelConfig in mikgnn/config.py) is listed in docs/model.md.
 
 The dataset is prepared first if needed (pipelines/prepare.py). Writes
 <output>/metrics.json: validation and test metrics of the best epoch ('valid/auc',
@@ -23,20 +28,12 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from mikgnn.config import (  # noqa: E402
-    AGGREGATORS,
-    KGCN_AGGREGATORS,
-    MODELS,
-    PROTOCOLS,
-    TRANSFORMS,
-    VARIANTS,
-    as_dict,
-)
+from mikgnn.config import MODELS, VARIANTS, as_dict  # noqa: E402
 from mikgnn.datasets import DatasetError, get_dataset  # noqa: E402
 from mikgnn.experiment import build, fit  # noqa: E402
 from mikgnn.prepare import prepare  # noqa: E402
 from mikgnn.processed import load_processed, read_manifest  # noqa: E402
-from mikgnn.settings import Settings, resolve_settings  # noqa: E402
+from mikgnn.settings import RUN_SECTIONS, Settings, merge_flags, parse_overrides, resolve_settings  # noqa: E402
 from mikgnn.storage import resolve  # noqa: E402
 
 
@@ -44,70 +41,32 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--dataset", required=True, help="movie, music, restaurant, movie1m or a custom folder")
     p.add_argument("--model", default="mikgnn", choices=MODELS)
+    p.add_argument("--variant", default="mi-kgnn", choices=list(VARIANTS), help="a variant of Tables 5-7 (MI-KGNN)")
+    p.add_argument("--config", type=Path, help="YAML of model / train / parallel keys (mikgnn/settings.py)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", dest="overrides",
+                   help="any config key, repeatable: --set hops=2 --set train.lr=0.001 (keys: docs/model.md)")
+    p.add_argument("--epochs", type=int, help="max epochs (default: Table 1's 30; early stopping cuts it)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the data split, neighbour tables and training")
     p.add_argument("--data-root", help="raw datasets folder (default: $MIKGNN_DATA_ROOT, else ./data)")
     p.add_argument("--processed", help="processed dataset, a folder or URI (default: processed/<dataset>-seed<seed>)")
     p.add_argument("--output", type=Path,
                    help="run folder for metrics.json (default: runs/<dataset>-<model>-seed<seed>)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the data split, neighbour tables and training")
-    p.add_argument("--config", type=Path, help="YAML of model / train / parallel keys (mikgnn/settings.py); "
-                   "precedence: Table 1 < --variant < --config < flags")
-    g = p.add_argument_group("model (defaults: the paper's Table 1 for the dataset; every other key of "
-                             "ModelConfig / TrainConfig, e.g. logits, init_std, l2_mode, in --config)")
-    g.add_argument("--variant", default="mi-kgnn", choices=list(VARIANTS), help="a variant of Tables 5-7")
-    g.add_argument("--kgcn-aggregator", default="sum", choices=KGCN_AGGREGATORS)
-    g.add_argument("--dim", type=int)
-    g.add_argument("--n-neighbours", "-n", type=int)
-    g.add_argument("--hops", type=int)
-    g.add_argument("--theta", type=float)
-    g.add_argument("--aggregator", choices=AGGREGATORS, help="override the aggregator")
-    g.add_argument("--transform", choices=TRANSFORMS,
-                   help="Eq. 16's W1, W2, b: fixed to I, I, 0 (identity: MI-KGNN's default) or trained "
-                   "(learned: the paper, and the KGCN baselines' default)")
-    t = p.add_argument_group("training")
-    t.add_argument("--lr", type=float)
-    t.add_argument("--l2", type=float, help="λ")
-    t.add_argument("--ls-weight", type=float, help="β, label smoothness (default: Table 1 for kgcn-ls, else 0)")
-    t.add_argument("--batch-size", type=int)
-    t.add_argument("--epochs", type=int)
-    t.add_argument("--patience", type=int)
-    t.add_argument("--select-metric", help="validation metric of early stopping and of the best epoch: auc (default), "
-                   "f1, recall@K or ndcg@K for a K of --ks (2, 10, 20, 50, 100)")
-    t.add_argument("--protocol", choices=PROTOCOLS, help="top-K users: full (every test user) or sampled")
-    t.add_argument("--eval-users", type=int, help="users sampled by --protocol sampled (KGCN: 100)")
-    t.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
-    r = p.add_argument_group("Ray Train (data-parallel; leave out --workers for one process)")
-    r.add_argument("--workers", type=int, help="number of TorchTrainer workers (gloo on CPU, NCCL on GPU)")
+    r = p.add_argument_group("Ray Train (data-parallel; leave out --workers for one process without Ray)")
+    r.add_argument("--workers", type=int, help="TorchTrainer workers (gloo on CPU, NCCL on GPU)")
     r.add_argument("--gpus-per-worker", type=float, default=0.0)
-    r.add_argument("--cpus-per-worker", type=float, default=1.0)
     r.add_argument("--storage-path", default="ray_results",
-                   help="Ray Train checkpoints and results, a folder or URI (s3://...); shared on a multi-node cluster")
-    r.add_argument("--placement-strategy", choices=("PACK", "SPREAD"), default="PACK",
-                   help="workers packed on few nodes (default) or spread over nodes")
-    r.add_argument("--sync-every", type=int,
-                   help="1: average gradients every step (synchronous SGD on the global batch); K > 1: local SGD, "
-                   "average the parameters every K steps and at each epoch's end (much less communication)")
-    r.add_argument("--batch-per-worker", action="store_true", default=None,
-                   help="each worker steps on --batch-size rows (global batch W x batch) instead of batch / W")
-    r.add_argument("--overlap", action="store_true", default=None,
-                   help="with --sync-every 1: exchange a step's gradients while the next step computes, "
-                   "and apply them one step late (hides the communication latency)")
-    r.add_argument("--max-failures", type=int, default=3, help="worker-group restarts from the last checkpoint")
-    r.add_argument("--run-name", help="Ray Train run name; an existing run of that name under --storage-path "
-                   "resumes from its last checkpoint (default: a new, time-stamped name)")
+                   help="checkpoints and results, a folder or URI (s3://...); shared on a multi-node cluster")
+    r.add_argument("--run-name", help="an existing run of that name under --storage-path resumes from its last "
+                   "checkpoint (default: a new, time-stamped name)")
     r.add_argument("--address", help="Ray cluster address (default: $RAY_ADDRESS, else a local Ray)")
     return p
 
 
 def settings_from_args(args: argparse.Namespace) -> Settings:
-    """Table 1 < --variant < --config FILE < flags (``mikgnn.settings``)."""
-    model = dict(dim=args.dim, n_neighbours=args.n_neighbours, hops=args.hops, theta=args.theta,
-                 aggregator=args.aggregator, transform=args.transform)
-    train = dict(lr=args.lr, l2=args.l2, batch_size=args.batch_size, epochs=args.epochs,
-                 patience=args.patience, protocol=args.protocol, select_metric=args.select_metric,
-                 eval_users=args.eval_users, ls_weight=args.ls_weight, seed=args.seed)
-    parallel = dict(sync_every=args.sync_every, batch_per_worker=args.batch_per_worker, overlap=args.overlap)
-    return resolve_settings(args.dataset, args.model, args.variant, args.kgcn_aggregator, args.config,
-                            {"model": model, "train": train, "parallel": parallel})
+    """Table 1 < --variant < --config FILE < --set and the other flags (``mikgnn.settings``)."""
+    flags = merge_flags(parse_overrides(args.overrides, RUN_SECTIONS),
+                        {"train": {"epochs": args.epochs, "seed": args.seed}})
+    return resolve_settings(args.dataset, args.model, args.variant, config_file=args.config, flags=flags)
 
 
 def configs_from_args(args: argparse.Namespace):
@@ -129,9 +88,9 @@ def _fit_on_ray(args, processed, model_cfg, train_cfg, parallel, name: str) -> d
 
     run_name = args.run_name or f"{name}-{args.model}-seed{args.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
     trainer = make_trainer(processed, model_cfg, train_cfg, workers=args.workers,
-                           gpus_per_worker=args.gpus_per_worker, cpus_per_worker=args.cpus_per_worker,
-                           storage_path=args.storage_path, name=run_name, max_failures=args.max_failures,
-                           placement_strategy=args.placement_strategy, parallel=parallel)
+                           gpus_per_worker=args.gpus_per_worker, cpus_per_worker=parallel.cpus_per_worker,
+                           storage_path=args.storage_path, name=run_name, max_failures=parallel.max_failures,
+                           placement_strategy=parallel.placement_strategy, parallel=parallel)
     result = trainer.fit()
     metrics = dict(result.metrics)
     metrics["workers"] = args.workers
@@ -149,8 +108,8 @@ def main(argv: list[str] | None = None) -> int:
     model_cfg, train_cfg, parallel = settings.model, settings.train, settings.parallel
     print("settings (Table 1 < variant < config file < flag):\n  " + settings.describe().replace("\n", "\n  "),
           flush=True)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    if train_cfg.threads and not args.workers:
+        torch.set_num_threads(train_cfg.threads)
     name = Path(args.dataset).name
     try:
         processed = resolve(args.processed or Path("processed") / f"{name}-seed{args.seed}")

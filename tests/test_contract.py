@@ -60,3 +60,15 @@ def test_the_l2_tensors_are_parameters_the_model_trains(model):
     params = {id(p) for p in model.parameters()}
     tensors = model.l2_tensors()
     assert tensors and all(id(t) in params for t in tensors)
+
+
+def test_n_has_one_source_the_neighbour_tables_must_match_the_config():
+    from mikgnn.models.mikgnn import MIKGNN
+
+    data = tiny_data()
+    model = build_model(data, ModelConfig(n_neighbours=4), seed=0)
+    assert model.n == 4 == model.config.n_neighbours
+    with pytest.raises(ValueError, match=r"do not hold n = 8 neighbours per entity"):
+        MIKGNN(n_users=data.n_users, n_items=data.n_items, n_entities=data.n_entities,
+               n_relations=model.relation.num_embeddings, adj_entity=model.adj_entity,
+               adj_relation=model.adj_relation, config=ModelConfig(n_neighbours=8))

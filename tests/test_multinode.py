@@ -121,7 +121,7 @@ def cluster(tmp_path_factory):
 def _tune(address: str, work: Path, *extra: str) -> subprocess.CompletedProcess:
     (work / "space.yaml").write_text(SPACE)
     args = ["--dataset", "movie", "--data-root", str(work / "raw"), "--processed", str(work / "processed"),
-            "--space", str(work / "space.yaml"), "--epochs", "2", "--eval-users", "50", "--address", address]
+            "--space", str(work / "space.yaml"), "--epochs", "2", "--set", "eval_users=50", "--address", address]
     if "--tracking-uri" not in extra:
         args += ["--tracking-uri", f"sqlite:///{work / 'mlflow.db'}"]
     args += extra
@@ -132,8 +132,8 @@ def _tune(address: str, work: Path, *extra: str) -> subprocess.CompletedProcess:
 def test_tune_runs_on_two_nodes_and_uses_both(cluster):
     address, _, work = cluster
     write_movie(work / "raw", n_users=60)
-    done = _tune(address, work, "--num-samples", "2", "--workers-per-trial", "2", "--placement-strategy", "SPREAD",
-                 "--scheduler", "fifo", "--storage-path", str(work / "ray_results"), "--name", "two-nodes")
+    done = _tune(address, work, "--num-samples", "2", "--workers-per-trial", "2", "--set", "placement_strategy=SPREAD",
+                 "--set", "scheduler=fifo", "--storage-path", str(work / "ray_results"), "--set", "name=two-nodes")
     assert done.returncode == 0, done.stderr[-3000:]
     assert "best configuration:" in done.stdout
     nodes = _nodes(address)
@@ -154,11 +154,11 @@ def test_a_path_one_node_cannot_see_is_refused(cluster):
         pytest.skip("no mount namespace here (unshare -m not permitted): every node sees every path")
     write_movie(work / "raw", n_users=60)
     done = _tune(address, work, "--num-samples", "1", "--storage-path", str(private / "results"),
-                 "--name", "blind")
+                 "--set", "name=blind")
     assert done.returncode == 2
     assert f"--storage-path {private / 'results'}" in done.stderr and "do not see" in done.stderr
     assert "Traceback" not in done.stderr
     assert not (private / "results" / "blind").exists()  # stopped before any trial started
     done = _tune(address, work, "--num-samples", "1", "--storage-path", str(work / "ray_results"),
-                 "--name", "blind-store", "--tracking-uri", f"sqlite:///{private / 'mlflow.db'}")
+                 "--set", "name=blind-store", "--tracking-uri", f"sqlite:///{private / 'mlflow.db'}")
     assert done.returncode == 2 and f"--tracking-uri {private}" in done.stderr, done.stderr[-2000:]

@@ -63,8 +63,8 @@ def _args(work: Path, shared_data: Path, processed: Path, name: str, samples: in
     (work / "space.yaml").write_text(SPACE)
     return ["--dataset", "music", "--data-root", str(shared_data), "--processed", str(processed),
             "--space", str(work / "space.yaml"), "--num-samples", str(samples), "--epochs", "2",
-            "--eval-users", "100", "--tracking-uri", f"sqlite:///{work / 'mlflow.db'}",
-            "--storage-path", str(work / "ray_results"), "--name", name, "--max-concurrent", "1", *extra]
+            "--set", "eval_users=100", "--tracking-uri", f"sqlite:///{work / 'mlflow.db'}",
+            "--storage-path", str(work / "ray_results"), "--set", f"name={name}", "--set", "max_concurrent=1", *extra]
 
 
 def _runs(work: Path, kind: str) -> list:
@@ -105,8 +105,8 @@ def test_the_watchdog_stops_a_trial_that_waits_and_names_what_for(shared_data, p
     try:
         start = time.monotonic()
         done = subprocess.run([sys.executable, str(REPO / "pipelines" / "tune.py"),
-                               *_args(tmp_path, shared_data, processed, "stall", 1, "--stall-timeout", "20",
-                                      "--workers-per-trial", "2", "--cpus-per-worker", "0.25",
+                               *_args(tmp_path, shared_data, processed, "stall", 1, "--set", "stall_timeout=20",
+                                      "--workers-per-trial", "2", "--set", "cpus_per_worker=0.25",
                                       "--address", ray_local.get_runtime_context().gcs_address)],
                               capture_output=True, text=True, timeout=300, cwd=REPO)
         wall = time.monotonic() - start

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from mikgnn.settings import ConfigError, load_config_file, resolve_settings
+from mikgnn.settings import RUN_SECTIONS, ConfigError, load_config_file, parse_overrides, resolve_settings
 
 
 def test_each_layer_overrides_the_one_before_and_says_so(tmp_path):
@@ -46,7 +46,7 @@ def test_checks_that_need_two_keys_see_both_layers(tmp_path):
     path.write_text("model: {aggregator: concat}\n")
     s = resolve_settings("music", config_file=path, flags={"model": {"transform": "learned"}})
     assert (s.model.aggregator, s.model.transform) == ("concat", "learned")
-    with pytest.raises(ConfigError, match="config: the concat aggregator maps 2d to d features"):
+    with pytest.raises(ConfigError, match=r"c\.yaml: the concat aggregator maps 2d to d features"):
         resolve_settings("music", config_file=path)
 
 
@@ -57,17 +57,20 @@ def test_checks_that_need_two_keys_see_both_layers(tmp_path):
     ("model: {model: kgcn}", r"model.model is chosen with --model"),
     ("model: [1, 2]", r"section 'model' must be a mapping"),
     ("model: {dim: [unclosed", r"not valid YAML"),
+    ("model: {dim: 8.5}", r"model.dim = 8.5: expected int"),
+    ("train: {l2_relations: 0}", r"train.l2_relations = 0: expected bool"),
+    ("search: {scheduler: fifo}", r"unknown section 'search'"),  # train.py takes no search section
 ])
 def test_a_bad_config_file_names_the_file_and_the_key(tmp_path, text, message):
     path = tmp_path / "bad.yaml"
     path.write_text(text)
     with pytest.raises(ConfigError, match=message) as info:
-        load_config_file(path)
+        load_config_file(path, RUN_SECTIONS)
     assert str(path) in str(info.value)
 
 
 def test_a_bad_value_is_reported_with_its_layer(tmp_path):
-    with pytest.raises(ConfigError, match="flag: theta must lie in"):
+    with pytest.raises(ConfigError, match="the flags: theta must lie in"):
         resolve_settings("music", flags={"model": {"theta": 3.0}})
     with pytest.raises(ConfigError, match="cannot be read"):
         load_config_file(tmp_path / "absent.yaml")
@@ -90,5 +93,29 @@ def test_a_search_has_its_own_defaults_below_the_config_file_and_the_flags(tmp_p
     path.write_text("train: {epochs: 7, patience: 2}\nmodel: {dim: 8}\n")
     s = settings("--config", str(path))
     assert (s.train.epochs, s.train.patience, s.model.dim, s.origin["train.epochs"]) == (7, 2, 8, "config")
-    s = settings("--config", str(path), "--epochs", "3", "--eval-users", "0")
+    s = settings("--config", str(path), "--epochs", "3", "--set", "protocol=full")
     assert (s.train.epochs, s.train.protocol, s.origin["train.epochs"]) == (3, "full", "flag")
+
+
+def test_set_takes_every_key_with_its_type_and_section():
+    got = parse_overrides(["dim=32", "train.lr=0.001", "ks=[2, 10]", "init_std=null", "overlap=true",
+                           "cpus_per_worker=2", "scheduler=fifo"])
+    assert got == {"model": {"dim": 32, "init_std": None}, "train": {"lr": 0.001, "ks": (2, 10)},
+                   "parallel": {"overlap": True, "cpus_per_worker": 2.0}, "search": {"scheduler": "fifo"}}
+    s = resolve_settings("music", model="kgcn", flags=parse_overrides(["aggregator=neighbor", "l2=1e-6"]))
+    assert (s.model.aggregator, s.model.transform, s.train.l2) == ("neighbor", "learned", 1e-6)
+    assert s.origin["model.aggregator"] == "flag"
+
+
+@pytest.mark.parametrize("pair,message", [
+    ("dim", r"expected KEY=VALUE"),
+    ("dim=abc", r"--set 'dim=abc': model.dim = 'abc': expected int"),
+    ("dimm=3", r"unknown key 'dimm'; the keys: model: model, dim"),
+    ("model.lr=1", r"unknown key model.lr"),
+    ("seed=3", r"train.seed is chosen with --seed"),
+    ("overlap=1", r"parallel.overlap = 1: expected bool"),
+    ("scheduler=fifo", r"unknown key 'scheduler'"),  # not a key of a one-process run
+])
+def test_a_bad_set_names_the_pair(pair, message):
+    with pytest.raises(ConfigError, match=message):
+        parse_overrides([pair], RUN_SECTIONS)

@@ -27,7 +27,7 @@ def test_train_writes_metrics(ray_local, tmp_path, model):
     out = tmp_path / "run"
     code = train.main(["--dataset", "movie", "--data-root", str(tmp_path / "raw"), "--model", model,
                        "--processed", str(tmp_path / "processed"), "--output", str(out),
-                       "--epochs", "3", "--batch-size", "64", "--dim", "8", "-n", "4"])
+                       "--epochs", "3", "--set", "batch_size=64", "--set", "dim=8", "--set", "n_neighbours=4"])
     assert code == 0
     metrics = json.loads((out / "metrics.json").read_text())
     for key in ("valid/auc", "test/auc", "test/f1", "test/recall@20", "test/ndcg@100", "test/recall@2"):
@@ -51,20 +51,20 @@ def test_train_writes_metrics(ray_local, tmp_path, model):
 
 
 def test_bad_configuration_is_reported(tmp_path, capsys):
-    assert train.main(["--dataset", "music", "--theta", "2"]) == 2
+    assert train.main(["--dataset", "music", "--set", "theta=2"]) == 2
     assert "theta must lie in [-1, 1], got 2.0" in capsys.readouterr().err
     config = tmp_path / "run.yaml"
     config.write_text("train: {learning_rate: 0.1}\n")
     assert train.main(["--dataset", "music", "--config", str(config)]) == 2
     assert f"{config}: unknown key train.learning_rate" in capsys.readouterr().err
-    assert train.main(["--dataset", "music", "--variant", "w/o-neig-att", "--theta", "0.5"]) == 2
+    assert train.main(["--dataset", "music", "--variant", "w/o-neig-att", "--set", "theta=0.5"]) == 2
     assert "--variant w/o-neig-att fixes theta = 1.0" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("argv,transform", [
-    ([], "identity"), (["--transform", "learned"], "learned"),
+    ([], "identity"), (["--set", "transform=learned"], "learned"),
     (["--model", "kgcn"], "learned"), (["--model", "kgcn-ls"], "learned"),
-    (["--model", "kgcn", "--transform", "identity"], "identity"),
+    (["--model", "kgcn", "--set", "transform=identity"], "identity"),
 ])
 def test_transform_defaults_and_flag(argv, transform):
     model, _ = train.configs_from_args(train.build_parser().parse_args(["--dataset", "music", *argv]))
@@ -72,10 +72,10 @@ def test_transform_defaults_and_flag(argv, transform):
 
 
 def test_concat_without_a_learned_transform_is_reported(capsys):
-    assert train.main(["--dataset", "music", "--aggregator", "concat"]) == 2
+    assert train.main(["--dataset", "music", "--set", "aggregator=concat"]) == 2
     assert "concat aggregator maps 2d to d features and has no identity transform" in capsys.readouterr().err
     model, _ = train.configs_from_args(train.build_parser().parse_args(
-        ["--dataset", "music", "--aggregator", "concat", "--transform", "learned"]))
+        ["--dataset", "music", "--set", "aggregator=concat", "--set", "transform=learned"]))
     assert (model.aggregator, model.transform) == ("concat", "learned")
 
 
@@ -85,7 +85,8 @@ def test_one_process_training_needs_neither_ray_nor_mlflow(tmp_path):
     write_movie(tmp_path / "raw", n_users=30)
     out = tmp_path / "run"
     argv = ["train.py", "--dataset", "movie", "--data-root", str(tmp_path / "raw"), "--epochs", "2",
-            "--processed", str(tmp_path / "processed"), "--output", str(out), "--dim", "8", "-n", "4"]
+            "--processed", str(tmp_path / "processed"), "--output", str(out),
+            "--set", "dim=8", "--set", "n_neighbours=4"]
     script = ("import runpy, sys\n"
               "for name in ('ray', 'mlflow'):\n"
               "    sys.modules[name] = None  # import ray -> ImportError\n"

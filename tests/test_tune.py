@@ -33,8 +33,8 @@ def _args(work: Path, shared_data: Path, name: str, samples: int, *extra: str) -
     (work / "space.yaml").write_text(SPACE)
     return ["--dataset", "music", "--data-root", str(shared_data), "--processed", str(work / "processed"),
             "--space", str(work / "space.yaml"), "--num-samples", str(samples), "--epochs", "3",
-            "--eval-users", "200", "--tracking-uri", f"sqlite:///{work / 'mlflow.db'}",
-            "--storage-path", str(work / "ray_results"), "--name", name, *extra]
+            "--set", "eval_users=200", "--tracking-uri", f"sqlite:///{work / 'mlflow.db'}",
+            "--storage-path", str(work / "ray_results"), "--set", f"name={name}", *extra]
 
 
 def _trial_runs(uri: str, experiment: str = "music") -> list:
@@ -119,6 +119,10 @@ def test_one_mlflow_run_per_trial(search):
     assert searches[0].data.tags["best_trial"] in {r.data.tags["mikgnn.trial_id"] for r in runs}
     assert {"best.theta", "best.n", "best.h", "best.lambda", "best.lr"} <= set(searches[0].data.tags)
     assert "tune.py" in searches[0].data.tags["command"]
+    recorded = client.download_artifacts(searches[0].info.run_id, "settings.txt", str(search))
+    lines = Path(recorded).read_text().splitlines()
+    assert "train.epochs = 3  (flag)" in lines and "train.protocol = 'sampled'  (job)" in lines
+    assert "train.eval_users = 200  (flag)" in lines and "model.dim = 16  (table1)" in lines
 
 
 def _free_port() -> int:
@@ -168,7 +172,7 @@ def test_interrupted_search_resumes_with_each_trial_once(shared_data, ray_local,
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     address = ray_local.get_runtime_context().gcs_address
     cmd = [sys.executable, str(REPO / "pipelines" / "tune.py"),
-           *_args(tmp_path, shared_data, "t2", 4, "--max-concurrent", "1", "--address", address)]
+           *_args(tmp_path, shared_data, "t2", 4, "--set", "max_concurrent=1", "--address", address)]
     first = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 300
     while time.time() < deadline and first.poll() is None:
@@ -191,3 +195,27 @@ def test_interrupted_search_resumes_with_each_trial_once(shared_data, ray_local,
     assert all(r.info.status != "RUNNING" for r in runs)
     search_run = MlflowClient(uri).search_runs([runs[0].info.experiment_id], "tags.`mikgnn.kind` = 'search'")
     assert len(search_run) == 1 and search_run[0].info.status == "FINISHED"
+
+
+def test_a_trial_that_fails_before_its_own_code_runs_still_gets_a_failed_run(ray_local, tmp_path):
+    """A trial whose actor cannot even start (a broken import on a node, say) never reaches the
+    code that opens its MLflow run; the search records it anyway, FAILED, with the error."""
+    from ray import tune
+
+    from mikgnn.distributed.tuner import MlflowStatusCallback
+
+    def broken(config):
+        raise RuntimeError("no module named mikgnn_on_this_node")
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    tuner = tune.Tuner(tune.with_resources(broken, {"cpu": 0.25}),
+                       param_space={"theta": tune.grid_search([0.1, 0.2])},
+                       run_config=tune.RunConfig(name="broken", storage_path=str(tmp_path / "ray_results"),
+                                                 callbacks=[MlflowStatusCallback(uri, "music", "broken")]))
+    results = tuner.fit()
+    assert results.num_errors == 2
+    runs = _trial_runs(uri)
+    assert len(runs) == 2 and sorted(float(r.data.params["theta"]) for r in runs) == [0.1, 0.2]
+    for run in runs:
+        assert run.info.status == "FAILED" and run.data.tags["mikgnn.search"] == "broken"
+        assert "no module named mikgnn_on_this_node" in run.data.tags["failure_reason"]

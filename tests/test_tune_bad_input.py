@@ -26,15 +26,19 @@ def _tune(tmp_path: Path, shared_data: Path, *extra: str) -> subprocess.Complete
     (("--num-samples", "0"), "--num-samples = 0: must be an integer >= 1"),
     (("--epochs", "0"), "--epochs = 0: must be an integer >= 1"),
     (("--workers-per-trial", "0"), "--workers-per-trial = 0: must be an integer >= 1"),
-    (("--cpus-per-worker", "0"), "--cpus-per-worker = 0.0: must be a number > 0"),
-    (("--max-concurrent", "0"), "--max-concurrent = 0: must be an integer >= 1"),
-    (("--stall-timeout", "-1"), "--stall-timeout = -1.0"),
+    (("--set", "cpus_per_worker=0"), "the flags: cpus_per_worker must be > 0, got 0.0"),
+    (("--set", "max_concurrent=0"), "the flags: max_concurrent must be >= 1, got 0"),
+    (("--set", "stall_timeout=-1"), "the flags: stall_timeout must be >= 0 seconds"),
+    (("--set", "scheduler=hyperband"), "unknown scheduler 'hyperband': choose one of ['asha', 'fifo']"),
+    (("--set", "max_field=many"), "--set 'max_field=many': search.max_field = 'many': expected int"),
+    (("--set", "epoch=3"), "--set 'epoch=3': unknown key 'epoch'"),
     (("--tracking-uri", "http://127.0.0.1:9"), "--tracking-uri http://127.0.0.1:9: no MLflow server answered"),
     (("--tracking-uri", "http://user:secret@127.0.0.1:9"), "--tracking-uri http://***@127.0.0.1:9"),
     (("--space", "{empty}"), "'n': 'choice' needs a non-empty list 'values'"),
     (("--space", "{inf}"), "'lambda': 'high' = inf is not a number >= 0 (finite)"),
     (("--config", "{config}"), "config.yaml: unknown key train.epoch: train takes"),
-], ids=["num-samples", "epochs", "workers", "cpus", "max-concurrent", "stall", "tracking", "tracking-password",
+], ids=["num-samples", "epochs", "workers", "cpus", "max-concurrent", "stall", "scheduler", "type", "unknown-key",
+        "tracking", "tracking-password",
         "empty-choice", "inf-bound", "config-key"])
 def test_refused_before_ray_starts(tmp_path, shared_data, extra, named):
     (tmp_path / "empty.yaml").write_text(EMPTY_CHOICE)

@@ -135,21 +135,26 @@ FAILURE_TAG = "failure_reason"
 
 
 def close_if_running(tracking_uri: str, experiment: str, trial_id: str, status: str,
-                     reason: str | None = None) -> None:
+                     reason: str | None = None) -> bool:
     """Give a trial's run a terminal status unless it has one (a stopped or crashed trial);
-    ``reason`` becomes its ``failure_reason`` tag."""
+    ``reason`` becomes its ``failure_reason`` tag. False when the trial has no run."""
     client = MlflowClient(tracking_uri)
     found = client.get_experiment_by_name(experiment)
     if found is None:
-        return
-    for run in client.search_runs([found.experiment_id], filter_string=f"tags.`{TRIAL_TAG}` = '{trial_id}'"):
+        return False
+    runs = client.search_runs([found.experiment_id], filter_string=f"tags.`{TRIAL_TAG}` = '{trial_id}'")
+    for run in runs:
         if run.info.status == "RUNNING":
             if reason:
                 client.set_tag(run.info.run_id, FAILURE_TAG, reason[:5000])
             client.set_terminated(run.info.run_id, status=status)
+    return bool(runs)
 
 
-def open_search_run(tracking_uri: str, experiment: str, name: str, command: str, space: dict) -> str:
+def open_search_run(tracking_uri: str, experiment: str, name: str, command: str, space: dict,
+                    settings: str = "") -> str:
+    """The search's own run: its command, its space and (``settings.txt``) the fixed settings
+    of its trials with the layer that set each."""
     client = MlflowClient(tracking_uri)
     exp = experiment_id(client, experiment)
     found = client.search_runs([exp], filter_string=f"tags.`{KIND_TAG}` = 'search' and tags.`{SEARCH_TAG}` = '{name}'")
@@ -164,6 +169,8 @@ def open_search_run(tracking_uri: str, experiment: str, name: str, command: str,
         path = Path(tmp) / "search_space.json"
         path.write_text(json.dumps(space, indent=2))
         client.log_artifact(run.info.run_id, str(path))
+    if settings:
+        client.log_text(run.info.run_id, settings + "\n", "settings.txt")
     return run.info.run_id
 
 

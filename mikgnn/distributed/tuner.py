@@ -23,7 +23,7 @@ from ray.tune.integration.ray_train import TuneReportCallback
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 from ray.tune.search import BasicVariantGenerator
 
-from mikgnn.config import ModelConfig, ParallelConfig, TrainConfig
+from mikgnn.config import MAX_FIELD, ModelConfig, ParallelConfig, TrainConfig
 from mikgnn.distributed.placement import release_job_placement_groups
 from mikgnn.distributed.tracking import (
     FAILURE_TAG,
@@ -38,7 +38,7 @@ from mikgnn.distributed.train_loop import loop_config, train_in_trial
 from mikgnn.distributed.trainer import make_trainer
 from mikgnn.distributed.watchdog import SearchGuard, StallStopper
 from mikgnn.processed import read_split_table
-from mikgnn.search_space import MAX_FIELD, SearchSpace, apply_params, fit_field, start_point
+from mikgnn.search_space import SearchSpace, apply_params, fit_field, start_point
 from mikgnn.storage import Location
 
 TRIAL_DRIVER_CPU = 0.25
@@ -68,6 +68,7 @@ class TuneJob:
     placement_strategy: str = "PACK"
     parallel: ParallelConfig = ParallelConfig()
     stall_s: float | None = None  # the watchdog's bound; None: derived from the epoch times
+    settings: str = ""  # Settings.describe(): each fixed key and the layer that set it
 
 
 def plan_concurrency(cluster: dict, workers: int, cpus_per_worker: float, gpus_per_worker: float) -> int:
@@ -144,6 +145,16 @@ def trial_resources(job: TuneJob) -> dict:
     return {"CPU": job.cpus_per_worker} | ({"GPU": job.gpus_per_worker} if job.gpus_per_worker else {})
 
 
+def _last_error_line(trial_dir: str | None) -> str:
+    """The exception line of a trial's error.txt, or a placeholder when it wrote none."""
+    lines = []
+    if trial_dir and os.path.exists(os.path.join(trial_dir, "error.txt")):
+        with open(os.path.join(trial_dir, "error.txt")) as f:
+            lines = [line.strip() for line in f if line.strip()]
+    return next((line for line in reversed(lines) if "Error" in line or "Exception" in line),
+                lines[-1] if lines else "no error file")[:500]
+
+
 class MlflowStatusCallback(tune.Callback):
     """A trial stopped by the scheduler or crashed ends KILLED / FAILED, never RUNNING."""
 
@@ -154,8 +165,14 @@ class MlflowStatusCallback(tune.Callback):
         close_if_running(self.tracking_uri, self.experiment, trial.trial_id, "KILLED")
 
     def on_trial_error(self, iteration, trials, trial, **info):
-        close_if_running(self.tracking_uri, self.experiment, trial.trial_id, "FAILED",
-                         reason=f"the trial raised an error; see {trial.local_path}/error.txt")
+        reason = f"the trial raised an error: {_last_error_line(trial.local_path)} (see {trial.local_path}/error.txt)"
+        if not close_if_running(self.tracking_uri, self.experiment, trial.trial_id, "FAILED", reason=reason):
+            # it failed before its own code opened a run (its actor could not start, say):
+            # record it anyway, so that MLflow holds every trial of the search
+            tracker = TrialTracker.open(self.tracking_uri, self.experiment, trial.trial_id, str(trial),
+                                        {k: v for k, v in trial.config.items()}, search=self.search)
+            tracker.client.set_tag(tracker.run_id, FAILURE_TAG, reason[:5000])
+            tracker.end("FAILED")
 
     def stalled(self, trial_id: str | None, reason: str) -> None:
         """The watchdog's record: the stalled trial's run (or, for the whole search, every
@@ -181,7 +198,8 @@ def run_search(job: TuneJob, resume: bool = False):
                                    job.gpus_per_worker)
     if job.max_concurrent is not None:
         concurrency = min(concurrency, job.max_concurrent)
-    search_run_id = open_search_run(job.tracking_uri, job.experiment, job.name, job.command, job.space.as_dict())
+    search_run_id = open_search_run(job.tracking_uri, job.experiment, job.name, job.command, job.space.as_dict(),
+                                    job.settings)
     # A search of TorchTrainers reads the train split once, by the driver, into Ray's object
     # store: each trial's workers then take their rows of it without a read of their own
     # (about 6 s a trial on music, measured). ray.put runs no task, so the search's start waits

@@ -41,6 +41,9 @@ class MIKGNN(Recommender):
         super().__init__()
         self.config, self.n_items = config, n_items
         d, h = config.dim, config.hops
+        if adj_entity.shape != adj_relation.shape or adj_entity.shape[1] != config.n_neighbours:
+            raise ValueError(f"neighbour tables {tuple(adj_entity.shape)} / {tuple(adj_relation.shape)} do not "
+                             f"hold n = {config.n_neighbours} neighbours per entity: draw them with that n")
         self.register_buffer("adj_entity", adj_entity, persistent=False)  # [E, n]
         self.register_buffer("adj_relation", adj_relation, persistent=False)  # [E, n]
         self.user = nn.Embedding(n_users, d)
