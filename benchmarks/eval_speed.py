@@ -3,6 +3,8 @@
     python benchmarks/eval_speed.py --dataset music       (needs processed/music-seed0)
     python benchmarks/eval_speed.py --dataset music --hops 2 --neighbours 8
     python benchmarks/eval_speed.py --dataset music --transform learned
+    python benchmarks/eval_speed.py --dataset music --hops 4 --adjusted-field --users 500 --threads 1
+                                                        # a search trial's validation grid (8x4, FMK r)
 """
 
 from __future__ import annotations
@@ -33,15 +35,20 @@ def main() -> None:
     p.add_argument("--neighbours", type=int, help="n (default: Table 1)")
     p.add_argument("--transform", choices=("identity", "learned"), default="identity",
                    help="Eq. 16's W1, W2, b (default: identity, MI-KGNN's default)")
+    p.add_argument("--adjusted-field", action="store_true", help="FMK r, as a search trains n^h > max_field")
+    p.add_argument("--users", type=int, help="score the first N users (a search validates 500; default: all)")
+    p.add_argument("--threads", type=int, help="torch threads (a search's trial: 1; default: torch's choice)")
     args = p.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     data = load_processed(args.processed or Path("processed") / f"{args.dataset}-seed0")
     t = table1(args.dataset)
     model = replace(t.model, hops=args.hops or t.model.hops, n_neighbours=args.neighbours or t.model.n_neighbours,
-                    transform=args.transform)
+                    transform=args.transform, adjusted_field=args.adjusted_field)
     exp = build(data, model, t.train)
     g = torch.Generator().manual_seed(0)
     train = exp.splits["train"]
-    users, items = torch.arange(data.n_users), torch.arange(data.n_items)
+    users, items = torch.arange(min(args.users or data.n_users, data.n_users)), torch.arange(data.n_items)
     timings = {"epoch_s": [], "grid_s": [], "test_eval_s": []}
     for _ in range(args.repeats):
         timings["epoch_s"].append(train_epoch(exp.model, exp.optimizer,
@@ -53,7 +60,8 @@ def main() -> None:
         evaluate(exp.model, "test", exp.splits["test"], train, data.n_items, t.train)
         timings["test_eval_s"].append(time.perf_counter() - start)
     print(json.dumps({k: round(min(v), 3) for k, v in timings.items()}
-                     | {"threads": torch.get_num_threads(), "hops": model.hops, "neighbours": model.n_neighbours}))
+                     | {"threads": torch.get_num_threads(), "hops": model.hops, "neighbours": model.n_neighbours,
+                        "adjusted_field": model.adjusted_field, "users": len(users)}))
 
 
 if __name__ == "__main__":

@@ -11,6 +11,11 @@ can hold the paper's sweeps, Tables 8 and 9, without their whole cross product):
 
     field:  {type: choice, values: [[2, 1], [4, 1], [8, 1], [8, 2], [8, 3]]}
 
+``type: grid`` takes the same list as ``choice`` but trains every value (with ``search:
+random``; a space of grid dimensions is a sweep, their cross product times --num-samples):
+
+    field:  {type: grid, values: [[2, 1], [4, 1], [8, 1], [16, 1], [32, 1]]}     # Table 8
+
 Parameters left out of a file keep the dataset's Table 1 value. A trial whose receptive field
 n^h is larger than the search allows is still trained for real, with the paper's receptive-field
 adjustment (FMK r, ``field_adjusted``); no point of a space is ever skipped.
@@ -26,7 +31,8 @@ import yaml
 
 from mikgnn.config import ModelConfig, TrainConfig
 
-KINDS = ("uniform", "loguniform", "choice")
+KINDS = ("uniform", "loguniform", "choice", "grid")
+LISTS = ("choice", "grid")  # the kinds that take a list of values
 # name -> (check of one value, what it must be)
 _RULES = {
     "theta": (lambda v: isinstance(v, (int, float)) and -1 <= v <= 1, "a number in [-1, 1]"),
@@ -58,8 +64,13 @@ class SearchSpace:
     source: Path
 
     def as_dict(self) -> dict:
-        return {d.name: {"type": d.kind, **({"values": list(d.values)} if d.kind == "choice"
+        return {d.name: {"type": d.kind, **({"values": list(d.values)} if d.kind in LISTS
                                              else {"low": d.low, "high": d.high})} for d in self.dimensions}
+
+    @property
+    def grid_size(self) -> int:
+        """Trials of one sample: the product of the grid dimensions' sizes (1 without any)."""
+        return math.prod(len(d.values) for d in self.dimensions if d.kind == "grid")
 
 
 def load_space(path: str | Path) -> SearchSpace:
@@ -84,10 +95,10 @@ def _dimension(path: Path, name, spec) -> Dimension:
     if not isinstance(spec, dict) or spec.get("type") not in KINDS:
         raise SearchSpaceError(f"{where}: needs 'type' one of {list(KINDS)}, got {spec!r}")
     check, must = _RULES[name]
-    if spec["type"] == "choice":
+    if spec["type"] in LISTS:
         values = spec.get("values")
         if not isinstance(values, list) or not values:
-            raise SearchSpaceError(f"{where}: 'choice' needs a non-empty list 'values'")
+            raise SearchSpaceError(f"{where}: '{spec['type']}' needs a non-empty list 'values'")
         bad = [v for v in values if not check(v)]
         if bad:
             raise SearchSpaceError(f"{where}: values {bad} are not {must}")
@@ -95,18 +106,25 @@ def _dimension(path: Path, name, spec) -> Dimension:
             values = [field_label(*v) for v in values]
         if len(set(values)) < len(values):
             raise SearchSpaceError(f"{where}: 'values' repeats a value: {values}")
-        return Dimension(name, "choice", values=tuple(values))
+        return Dimension(name, spec["type"], values=tuple(values))
     low, high = spec.get("low"), spec.get("high")
     for bound, value in (("low", low), ("high", high)):
         if not check(value) or not math.isfinite(value):
             raise SearchSpaceError(f"{where}: '{bound}' = {value!r} is not {must} (finite)")
     if name in ("n", "h", "field"):
-        raise SearchSpaceError(f"{where}: an integer parameter takes type 'choice'")
+        raise SearchSpaceError(f"{where}: an integer parameter takes type 'choice' or 'grid'")
     if not low < high:
         raise SearchSpaceError(f"{where}: needs low < high, got {low} >= {high}")
     if spec["type"] == "loguniform" and low <= 0:
         raise SearchSpaceError(f"{where}: loguniform needs low > 0, got {low}")
     return Dimension(name, spec["type"], float(low), float(high))
+
+
+def check_sampler(space: SearchSpace, search: str) -> None:
+    """A sweep (a 'grid' dimension) trains every value, which only random search's grid does."""
+    if space.grid_size > 1 and search != "random":
+        raise SearchSpaceError(f"{space.source}: a 'grid' dimension is a sweep of every value; run it with "
+                               f"--set search=random (search {search!r} samples, it cannot sweep)")
 
 
 def field_label(n: int, h: int) -> str:
@@ -126,7 +144,7 @@ def start_point(space: SearchSpace, model: ModelConfig, train: TrainConfig) -> d
     point = {"theta": model.theta, "n": model.n_neighbours, "h": model.hops, "lambda": train.l2, "lr": train.lr,
              "field": field_label(model.n_neighbours, model.hops)}
     point = {d.name: point[d.name] for d in space.dimensions}
-    inside = all(point[d.name] in d.values if d.kind == "choice" else d.low <= point[d.name] <= d.high
+    inside = all(point[d.name] in d.values if d.kind in LISTS else d.low <= point[d.name] <= d.high
                  for d in space.dimensions)
     return point if inside else None
 

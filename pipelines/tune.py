@@ -28,7 +28,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from mikgnn.datasets import DatasetError, get_dataset  # noqa: E402
-from mikgnn.search_space import SearchSpaceError, load_space  # noqa: E402
+from mikgnn.search_space import SearchSpaceError, check_sampler, load_space  # noqa: E402
 from mikgnn.settings import SECTIONS, Settings, merge_flags, parse_overrides, resolve_settings  # noqa: E402
 from mikgnn.storage import Location, resolve  # noqa: E402
 from mikgnn.tracking_uri import TrackingUriError, probe_tracking_uri  # noqa: E402
@@ -115,6 +115,7 @@ def main(argv: list[str] | None = None) -> int:
         check_flags(args)
         settings = settings_from_args(args, dataset)
         space = load_space(args.space or REPO / "tune_spaces" / f"{dataset}.yaml")
+        check_sampler(space, settings.search.search)
         spec = get_dataset(args.dataset, args.data_root)
         if args.tracking_uri:
             probe_tracking_uri(args.tracking_uri)

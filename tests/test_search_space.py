@@ -104,3 +104,18 @@ def test_a_search_starts_from_table1_when_the_space_holds_it(tmp_path):
     assert start_point(load_space(path), t.model, t.train) is None  # lr = 5e-4 lies below
     path.write_text("n: {type: choice, values: [4, 8]}\n")
     assert start_point(load_space(path), t.model, t.train) == {"n": 8}
+
+
+def test_a_grid_dimension_is_a_sweep_of_every_value(tmp_path):
+    from mikgnn.search_space import check_sampler
+
+    path = tmp_path / "table8.yaml"
+    path.write_text("field: {type: grid, values: [[2, 1], [4, 1], [8, 1], [16, 1], [32, 1]]}\n"
+                    "lr: {type: choice, values: [0.0005, 0.001]}\n")
+    space = load_space(path)
+    assert space.grid_size == 5 and space.as_dict()["field"] == {"type": "grid", "values": ["2x1", "4x1", "8x1",
+                                                                                          "16x1", "32x1"]}
+    check_sampler(space, "random")
+    with pytest.raises(SearchSpaceError, match="a 'grid' dimension is a sweep of every value"):
+        check_sampler(space, "optuna")
+    check_sampler(load_space(SPACES[0]), "optuna")  # the shipped spaces sample

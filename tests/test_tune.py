@@ -219,3 +219,17 @@ def test_a_trial_that_fails_before_its_own_code_runs_still_gets_a_failed_run(ray
     for run in runs:
         assert run.info.status == "FAILED" and run.data.tags["mikgnn.search"] == "broken"
         assert "no module named mikgnn_on_this_node" in run.data.tags["failure_reason"]
+
+
+def test_a_grid_space_sweeps_every_point_once(shared_data, ray_local, tmp_path):
+    """A sweep (Tables 8 and 9): one trial per grid value, no extra Table 1 trial, each trained."""
+    args = _args(tmp_path, shared_data, "sweep", 1, "--set", "search=random", "--set", "scheduler=fifo",
+                 "--address", ray_local.get_runtime_context().gcs_address)
+    (tmp_path / "sweep.yaml").write_text("field: {type: grid, values: [[2, 1], [4, 1]]}\n")
+    args[args.index("--space") + 1] = str(tmp_path / "sweep.yaml")
+    args[args.index("--epochs") + 1] = "2"
+    done = _tune(args)
+    assert done.returncode == 0, done.stderr[-3000:]
+    runs = _trial_runs(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    assert sorted((r.data.params["n"], r.data.params["h"]) for r in runs) == [("2", "1"), ("4", "1")]
+    assert all(r.info.status == "FINISHED" and "test/recall_at_20" in r.data.metrics for r in runs)

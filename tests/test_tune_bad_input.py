@@ -13,6 +13,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 EMPTY_CHOICE = "n: {type: choice, values: []}\n"
 INF_BOUND = "lambda: {type: loguniform, low: 1.0e-8, high: .inf}\n"
+GRID = "field: {type: grid, values: [[2, 1], [4, 1]]}\n"
 
 
 def _tune(tmp_path: Path, shared_data: Path, *extra: str) -> subprocess.CompletedProcess:
@@ -37,15 +38,17 @@ def _tune(tmp_path: Path, shared_data: Path, *extra: str) -> subprocess.Complete
     (("--space", "{empty}"), "'n': 'choice' needs a non-empty list 'values'"),
     (("--space", "{inf}"), "'lambda': 'high' = inf is not a number >= 0 (finite)"),
     (("--config", "{config}"), "config.yaml: unknown key train.epoch: train takes"),
+    (("--space", "{grid}"), "grid.yaml: a 'grid' dimension is a sweep of every value; run it with --set search=random"),
 ], ids=["num-samples", "epochs", "workers", "cpus", "max-concurrent", "stall", "scheduler", "type", "unknown-key",
         "tracking", "tracking-password",
-        "empty-choice", "inf-bound", "config-key"])
+        "empty-choice", "inf-bound", "config-key", "grid-with-optuna"])
 def test_refused_before_ray_starts(tmp_path, shared_data, extra, named):
     (tmp_path / "empty.yaml").write_text(EMPTY_CHOICE)
     (tmp_path / "inf.yaml").write_text(INF_BOUND)
     (tmp_path / "config.yaml").write_text("train: {epoch: 3}\n")
-    extra = [e.format(empty=tmp_path / "empty.yaml", inf=tmp_path / "inf.yaml", config=tmp_path / "config.yaml")
-             for e in extra]
+    (tmp_path / "grid.yaml").write_text(GRID)
+    extra = [e.format(empty=tmp_path / "empty.yaml", inf=tmp_path / "inf.yaml", config=tmp_path / "config.yaml",
+                      grid=tmp_path / "grid.yaml") for e in extra]
     start = time.monotonic()
     done = _tune(tmp_path, shared_data, *extra)
     assert done.returncode == 2, done.stderr[-2000:]

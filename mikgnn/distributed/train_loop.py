@@ -133,14 +133,14 @@ def run_training(config: dict, session) -> None:
         if world > 1:
             dist.broadcast(flag, src=0)
         stop = bool(flag.item())
+        if rank == 0 and logger is not None:  # before the report: Tune may stop the trial at it
+            logger.log_epochs(state.history)
         with tempfile.TemporaryDirectory() as folder:
             if rank == 0:
                 _save(exp, state, generator, folder)
                 session.report(dict(metrics, best_epoch=state.best_epoch), folder)
             else:
                 session.report({})
-        if rank == 0 and logger is not None:
-            logger.log_epochs(state.history)
     facts = worker_facts(world)
     if rank == 0:
         result = finish(exp, state, train_cfg)  # the model now holds the best epoch's weights

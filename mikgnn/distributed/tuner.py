@@ -38,7 +38,7 @@ from mikgnn.distributed.train_loop import loop_config, train_in_trial
 from mikgnn.distributed.trainer import make_trainer
 from mikgnn.distributed.watchdog import SearchGuard, StallStopper
 from mikgnn.processed import read_split_table
-from mikgnn.search_space import SearchSpace, apply_params, fit_field, start_point
+from mikgnn.search_space import SearchSpace, apply_params, check_sampler, fit_field, start_point
 from mikgnn.storage import Location
 
 TRIAL_DRIVER_CPU = 0.25
@@ -91,7 +91,9 @@ def plan_concurrency(cluster: dict, workers: int, cpus_per_worker: float, gpus_p
 def tune_domains(space: SearchSpace) -> dict:
     out = {}
     for d in space.dimensions:
-        if d.kind == "choice":
+        if d.kind == "grid":
+            out[d.name] = tune.grid_search(list(d.values))
+        elif d.kind == "choice":
             out[d.name] = tune.choice(list(d.values))
         elif d.kind == "loguniform":
             out[d.name] = tune.loguniform(d.low, d.high)
@@ -119,7 +121,7 @@ def run_trial(params: dict, job: TuneJob, train_table: tuple[ray.ObjectRef] | No
                                 search=job.name)
     if fitted != model:
         tracker.client.set_tag(tracker.run_id, "field_adjusted",
-                               f"n^h = {model.n_neighbours ** model.hops} > --max-field {job.max_field}: trained "
+                               f"n^h = {model.n_neighbours ** model.hops} > max_field {job.max_field}: trained "
                                "with the receptive-field adjustment (FMK r), n entities per hop")
     model = fitted
     try:
@@ -133,6 +135,9 @@ def run_trial(params: dict, job: TuneJob, train_table: tuple[ray.ObjectRef] | No
                          callbacks=[TuneReportCallback()], extra_config={"mlflow_run": tracker.address},
                          placement_strategy=job.placement_strategy, parallel=job.parallel,
                          train_table=train_table[0] if train_table else None).fit()
+    except SystemExit:  # Tune stopped the trial (ASHA, the search's end) in a reused actor
+        tracker.end("KILLED")
+        raise
     except BaseException:
         tracker.end("FAILED")  # a finished run keeps FINISHED
         raise
@@ -224,9 +229,13 @@ def run_search(job: TuneJob, resume: bool = False):
         tuner = tune.Tuner(
             trainable,
             param_space=tune_domains(job.space),
+            # reuse_actors: a trial's process serves the next trial, so torch, MLflow's store
+            # and matplotlib are imported once per slot, not once per trial (about 3 s a trial
+            # on 2 cores, docs/benchmarks.md). A trial stopped mid-epoch is not reused: Tune
+            # waits 2 s for its thread, then starts a fresh actor as before.
             tune_config=tune.TuneConfig(metric=METRIC, mode="max", num_samples=job.num_samples,
                                         search_alg=_search_alg(job), scheduler=_scheduler(job),
-                                        max_concurrent_trials=concurrency),
+                                        max_concurrent_trials=concurrency, reuse_actors=True),
             run_config=tune.RunConfig(name=job.name, storage_path=job.storage_path.uri,
                                       callbacks=[status, guard], stop=StallStopper(guard),
                                       checkpoint_config=tune.CheckpointConfig(num_to_keep=2)),
@@ -241,7 +250,7 @@ def run_search(job: TuneJob, resume: bool = False):
         if leftovers:
             print(f"removed {leftovers} placement group(s) that stopped trials left behind", file=sys.stderr)
     stalled = MlflowClient(job.tracking_uri).get_run(search_run_id).data.tags.get(FAILURE_TAG)
-    summary = summarize(results, job.num_samples, stalled)
+    summary = summarize(results, job.num_samples * job.space.grid_size, stalled)
     status = "FINISHED" if summary["complete"] else "FAILED" if summary["failure"] else "KILLED"
     close_search_run(job.tracking_uri, search_run_id, summary, status=status, reason=summary["failure"])
     return results, summary
@@ -271,7 +280,8 @@ def _search_alg(job: TuneJob):
     holds it (``search_space.start_point``)."""
     if job.search not in ("optuna", "random"):
         raise ValueError(f"unknown --search {job.search!r}: choose optuna or random")
-    start = start_point(job.space, job.model, job.train)
+    check_sampler(job.space, job.search)
+    start = start_point(job.space, job.model, job.train) if job.space.grid_size == 1 else None  # a sweep has it
     points = [start] if start else None
     if job.search == "random":
         return BasicVariantGenerator(points_to_evaluate=points)

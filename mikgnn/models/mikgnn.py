@@ -11,7 +11,7 @@ from mikgnn.config import ModelConfig
 from mikgnn.graph import receptive_field, receptive_field_adjusted
 from mikgnn.models.aggregators import make_aggregator
 from mikgnn.models.base import Field, Recommender, TrainOutput
-from mikgnn.models.score_grid import score_grid
+from mikgnn.models.score_grid import score_grid, softmax_last
 
 
 class MIKGNN(Recommender):
@@ -87,9 +87,11 @@ class MIKGNN(Recommender):
         message = relations * neighbours  # r_j ⊙ e_j  [B, m, f, d]
         if not self.config.pruned:
             message = torch.softmax(message, dim=-1)  # φ, Eq. (17), (19)
-        a_user = torch.softmax((user[..., None, None, :] * message).sum(-1) * self.scale, dim=-1)  # Eq. (18)
-        a_center = torch.softmax((center.unsqueeze(-2) * message).sum(-1) * self.scale, dim=-1)  # Eq. (20)
-        return self.config.theta * a_user + (1.0 - self.config.theta) * a_center  # Eq. (21)  [B, m, f]
+        # the logits as products [B, m, f, d] @ [B, (m), d, 1]: no [B, m, f, d] temporaries
+        softmax = softmax_last if not torch.is_grad_enabled() else lambda x: torch.softmax(x, dim=-1)
+        a_user = softmax(torch.matmul(message, user[..., None, :, None]).squeeze(-1) * self.scale)  # Eq. (18)
+        a_center = softmax(torch.matmul(message, center[..., None]).squeeze(-1) * self.scale)  # Eq. (20)
+        return torch.lerp(a_center, a_user, self.config.theta)  # Eq. (21): θ a_user + (1 - θ) a_center  [B, m, f]
 
     def aggregate(self, i: int, user: torch.Tensor, center: torch.Tensor, children: torch.Tensor,
                   relations: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

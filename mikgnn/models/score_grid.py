@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import torch
 
-GRID_BYTES = 64 << 20  # working memory for one chunk of the users x items score grid (h > 1)
+GRID_BYTES = 128 << 20  # working memory for one chunk of the users x items score grid (h > 1)
 GRID_CACHE_BYTES = 16 << 20  # h = 1: small chunks stay in cache and reuse freed memory (2x faster here)
 
 
@@ -49,8 +49,10 @@ def score_grid(model, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
     parts = {k: _first_parts(model, vectors[k], vectors[k + 1], rel_vectors[k]) for k in model.schedule[0]}
     if cfg.hops == 1:  # per user: a few [I, n] attention maps and [I, d] vectors
         per_user, budget = 4 * items.numel() * (3 * model.n + 2 * cfg.dim), GRID_CACHE_BYTES
-    else:  # per user: every node of every item's receptive field, a few times over
-        per_user, budget = 4 * items.numel() * cfg.dim * sum(v.shape[1] for v in vectors[:-1]) * 8, GRID_BYTES
+    else:  # per user: every node whose vector depends on the user, a few times over
+        # (under FMK r only the item and its n hop-1 children do: deeper hops have one child)
+        nodes = 1 + model.n if cfg.adjusted_field else sum(v.shape[1] for v in vectors[:-1])
+        per_user, budget = 4 * items.numel() * cfg.dim * nodes * 8, GRID_BYTES
     chunk = max(1, budget // per_user)
     return torch.cat([_grid_chunk(model, users[s : s + chunk], vectors, rel_vectors, parts)
                       for s in range(0, users.numel(), chunk)])
@@ -81,14 +83,15 @@ def _first_parts(model, center: torch.Tensor, children: torch.Tensor, relations:
 
 
 def _first_iteration(model, user: torch.Tensor, parts: _FirstParts) -> torch.Tensor:
-    """Iteration 1's output for every user and node: user [U, d] -> [U, I m, d]."""
+    """Iteration 1's output for every user and node: user [U, d] -> [U, I m, d], or [1, I m, d]
+    where it does not depend on the user (later iterations broadcast it, once per item)."""
     cfg = model.config
     nodes, f, _ = parts.part.shape
     if cfg.attention == "uniform" or f == 1:  # w/o att., or one child (weight 1): free of the user
         x = parts.base + parts.part.sum(1) / f  # [I m, d]
-        return model.layers[0].activate_(x).unsqueeze(0).expand(user.shape[0], -1, -1)  # [U, I m, d]
+        return model.layers[0].activate_(x).unsqueeze(0)  # [1, I m, d]
     logits = (user @ parts.keys_t).view(-1, nodes, f) * model.scale  # Eq. (18)  [U, I m, f]
-    weights = _softmax_last(logits)  # [U, I m, f]
+    weights = softmax_last(logits)  # [U, I m, f]
     if cfg.attention == "dual":
         weights = torch.lerp(parts.a_center.unsqueeze(0), weights, cfg.theta)  # Eq. (21)
     x = torch.bmm(weights.transpose(0, 1), parts.part).transpose(0, 1) + parts.base  # Eq. (15-16)  [U, I m, d]
@@ -102,7 +105,7 @@ def _grid_chunk(model, users: torch.Tensor, vectors: list[torch.Tensor], rel_vec
     n_users, (items, _, d) = user.shape[0], vectors[0].shape
     h = model.config.hops
     if h == 1:
-        item = _first_iteration(model, user, parts[0])  # [U, I, d]
+        item = _first_iteration(model, user, parts[0]).expand(n_users, -1, -1)  # [U, I, d]
         return torch.bmm(item, user.unsqueeze(-1)).squeeze(-1)  # Eq. (23)  [U, I]
 
     # Iterations 2..h on [U, I, m, d] states. A state that does not depend on the user (a hop
@@ -110,7 +113,7 @@ def _grid_chunk(model, users: torch.Tensor, vectors: list[torch.Tensor], rel_vec
     # [1, I, m, d] and broadcasts, so it is computed once per item, not once per user.
     state = [v.unsqueeze(0) for v in vectors]  # [1, I, m_k, d]
     for k, p in parts.items():
-        state[k] = _first_iteration(model, user, p).view(n_users, items, -1, d)  # [U, I, m_k, d]
+        state[k] = _first_iteration(model, user, p).view(-1, items, vectors[k].shape[1], d)  # [U or 1, I, m_k, d]
     if not model.config.layer_by_layer:
         state = state[: len(parts)]
     rel_state = [r.unsqueeze(0) for r in rel_vectors[: h - 1]]  # [1, I, m_(k+1), d]
@@ -119,7 +122,8 @@ def _grid_chunk(model, users: torch.Tensor, vectors: list[torch.Tensor], rel_vec
     return torch.bmm(item, user.unsqueeze(-1)).squeeze(-1)  # Eq. (23)  [U, I]
 
 
-def _softmax_last(x: torch.Tensor) -> torch.Tensor:
-    """Softmax over a short last dim, in place; faster than torch.softmax there on CPU."""
+def softmax_last(x: torch.Tensor) -> torch.Tensor:
+    """Softmax over a short last dim, in place (so only without autograd); faster than
+    torch.softmax there on CPU."""
     x = (x - x.amax(-1, keepdim=True)).exp_()
     return x.div_(x.sum(-1, keepdim=True))
