@@ -49,6 +49,28 @@ class ConfigError(ValueError):
     """A config file or an override that cannot be applied; the message names file and key."""
 
 
+# The entry scripts' own flags (the rest are settings keys): flag -> (allowed, what it must be).
+# Every entry point checks the flags it has, before Ray or MLflow start.
+FLAG_RULES = {
+    "num_samples": (lambda v: v >= 1, "an integer >= 1"),
+    "epochs": (lambda v: v >= 1, "an integer >= 1"),
+    "workers": (lambda v: v >= 1, "an integer >= 1 (leave it out for one process without Ray)"),
+    "workers_per_trial": (lambda v: v >= 1, "an integer >= 1"),
+    "gpus_per_worker": (lambda v: 0 <= v <= 64, "a number of GPUs in [0, 64]"),
+    "seed": (lambda v: 0 <= v < 2**32, "an integer in [0, 2^32)"),
+}
+
+
+def check_flags(args) -> None:
+    """Each flag of ``args`` (an argparse namespace) that has a rule, or a ConfigError naming it."""
+    for name, (allowed, must) in FLAG_RULES.items():
+        value = getattr(args, name, None)
+        if value is None:  # not given, or not a flag of this entry point
+            continue
+        if (isinstance(value, float) and value != value) or not allowed(value):
+            raise ConfigError(f"--{name.replace('_', '-')} = {value}: must be {must}")
+
+
 @dataclass(frozen=True)
 class Settings:
     model: ModelConfig
@@ -210,5 +232,6 @@ def resolve_settings(dataset: str, model: str = "mikgnn", variant: str = "mi-kgn
             values[section] = replace(values[section], **keys)
         except (TypeError, ValueError) as exc:
             layers = sorted({where[origin[f"{section}.{k}"]] for k in keys})
-            raise ConfigError(f"{' and '.join(layers)}: {exc}") from None
+            given = ", ".join(f"{section}.{k} = {v!r}" for k, v in keys.items())
+            raise ConfigError(f"{' and '.join(layers)}: {exc} (given: {given})") from None
     return Settings(values["model"], values["train"], values["parallel"], values["search"], origin)

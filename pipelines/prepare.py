@@ -19,9 +19,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from mikgnn.cli import add_debug_flag, usage_error  # noqa: E402
 from mikgnn.datasets import DatasetError, get_dataset  # noqa: E402
 from mikgnn.distributed.prepare import prepare  # noqa: E402
 from mikgnn.prepare import download_missing  # noqa: E402
+from mikgnn.settings import check_flags  # noqa: E402
 
 
 def default_output(dataset: str, seed: int) -> Path:
@@ -39,21 +41,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--download", action="store_true",
                    help="fetch missing raw files from their official addresses")
     p.add_argument("--address", help="Ray cluster address (default: $RAY_ADDRESS, else a local Ray)")
+    add_debug_flag(p)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        check_flags(args)
         spec = get_dataset(args.dataset, args.data_root)
         if args.download:
             download_missing(spec)
         spec.check_present()
         output = args.output or default_output(args.dataset, args.seed)
         manifest = prepare(spec, output, args.seed, address=args.address)
-    except DatasetError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    except (DatasetError, ValueError) as exc:
+        return usage_error(exc, args.debug)
     print(json.dumps({k: v for k, v in manifest.items() if k != "raw_sha256"}, indent=2))
     return 0
 

@@ -28,12 +28,20 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from mikgnn.cli import add_debug_flag, usage_error  # noqa: E402
 from mikgnn.config import MODELS, VARIANTS, as_dict  # noqa: E402
 from mikgnn.datasets import DatasetError, get_dataset  # noqa: E402
 from mikgnn.experiment import build, fit  # noqa: E402
 from mikgnn.prepare import prepare  # noqa: E402
 from mikgnn.processed import load_processed, read_manifest  # noqa: E402
-from mikgnn.settings import RUN_SECTIONS, Settings, merge_flags, parse_overrides, resolve_settings  # noqa: E402
+from mikgnn.settings import (  # noqa: E402
+    RUN_SECTIONS,
+    Settings,
+    check_flags,
+    merge_flags,
+    parse_overrides,
+    resolve_settings,
+)
 from mikgnn.storage import resolve  # noqa: E402
 
 
@@ -59,6 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--run-name", help="an existing run of that name under --storage-path resumes from its last "
                    "checkpoint (default: a new, time-stamped name)")
     r.add_argument("--address", help="Ray cluster address (default: $RAY_ADDRESS, else a local Ray)")
+    add_debug_flag(p)
     return p
 
 
@@ -74,12 +83,17 @@ def configs_from_args(args: argparse.Namespace):
     return settings.model, settings.train
 
 
-def _join_cluster(args, processed) -> None:
-    """Connect to Ray; on a multi-node cluster, stop now if a node cannot see the storage."""
-    from mikgnn.distributed.cluster import connect
+def _join_cluster(args, processed, parallel) -> None:
+    """Connect to Ray; stop now if the cluster cannot hold the workers, or (multi-node) a node
+    cannot see the storage."""
+    import ray
+
+    from mikgnn.distributed.cluster import connect, plan_concurrency
     from mikgnn.distributed.shared_storage import check_shared
 
     connect(args.address)
+    plan_concurrency(ray.cluster_resources(), args.workers, parallel.cpus_per_worker, args.gpus_per_worker,
+                     what=f"--workers {args.workers}", flag="--workers")
     check_shared({"--storage-path": resolve(args.storage_path), "--processed": processed})
 
 
@@ -101,10 +115,10 @@ def _fit_on_ray(args, processed, model_cfg, train_cfg, parallel, name: str) -> d
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        check_flags(args)
         settings = settings_from_args(args)
     except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return usage_error(exc, args.debug)
     model_cfg, train_cfg, parallel = settings.model, settings.train, settings.parallel
     print("settings (Table 1 < variant < config file < flag):\n  " + settings.describe().replace("\n", "\n  "),
           flush=True)
@@ -114,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         processed = resolve(args.processed or Path("processed") / f"{name}-seed{args.seed}")
         if args.workers:
-            _join_cluster(args, processed)
+            _join_cluster(args, processed, parallel)
         manifest = read_manifest(processed)
         if manifest is None:  # one process prepares in-process; --workers prepares on Ray
             executor = None
@@ -125,8 +139,7 @@ def main(argv: list[str] | None = None) -> int:
             manifest = prepare(get_dataset(args.dataset, args.data_root), processed, args.seed, executor=executor)
         exp = None if args.workers else build(load_processed(processed), model_cfg, train_cfg)  # Ray: workers load
     except (DatasetError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return usage_error(exc, args.debug)
     output = args.output or Path("runs") / f"{name}-{args.model}-seed{args.seed}"
 
     def report(epoch: int, m: dict) -> None:

@@ -27,9 +27,17 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from mikgnn.cli import add_debug_flag, usage_error  # noqa: E402
 from mikgnn.datasets import DatasetError, get_dataset  # noqa: E402
 from mikgnn.search_space import SearchSpaceError, check_sampler, load_space  # noqa: E402
-from mikgnn.settings import SECTIONS, Settings, merge_flags, parse_overrides, resolve_settings  # noqa: E402
+from mikgnn.settings import (  # noqa: E402
+    SECTIONS,
+    Settings,
+    check_flags,
+    merge_flags,
+    parse_overrides,
+    resolve_settings,
+)
 from mikgnn.storage import Location, resolve  # noqa: E402
 from mikgnn.tracking_uri import TrackingUriError, probe_tracking_uri  # noqa: E402
 
@@ -65,39 +73,26 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--workers-per-trial", type=int, default=1, help="Ray Train workers per trial")
     r.add_argument("--gpus-per-worker", type=float, default=0.0)
     r.add_argument("--address", help="Ray cluster address (default: $RAY_ADDRESS, else a local Ray)")
+    add_debug_flag(p)
     return p
 
 
 def _search_name(args, name: str, dataset: str, storage: Location) -> str:
-    """--resume NAME, else the search's name key, else the latest search (--resume), else a new name."""
-    if args.resume or name:
-        return args.resume or name
-    if args.resume == "":
-        found = sorted((c for c in storage.children() if c.name.startswith(f"{dataset}-")),
-                       key=lambda c: c.mtime())
-        if found:
-            return found[-1].name
-        raise SystemExit(f"error: --resume: no earlier search of {dataset} under {args.storage_path}")
-    return f"{dataset}-{time.strftime('%Y%m%d-%H%M%S')}"
-
-
-# flag -> (is the value allowed, what it must be); checked before Ray or MLflow start
-_FLAG_RULES = {
-    "num_samples": (lambda v: v >= 1, "an integer >= 1"),
-    "epochs": (lambda v: v >= 1, "an integer >= 1"),
-    "workers_per_trial": (lambda v: v >= 1, "an integer >= 1"),
-    "gpus_per_worker": (lambda v: v >= 0, "a number >= 0"),
-    "seed": (lambda v: v >= 0, "an integer >= 0"),
-}
-
-
-def check_flags(args: argparse.Namespace) -> None:
-    for name, (allowed, must) in _FLAG_RULES.items():
-        value = getattr(args, name)
-        if value is None:  # not given: the settings' default
-            continue
-        if not allowed(value) or (isinstance(value, float) and value != value):
-            raise ValueError(f"--{name.replace('_', '-')} = {value}: must be {must}")
+    """The search to run: --resume NAME (which must exist), else --resume's latest search of
+    the dataset, else the search's name key, else a new time-stamped name."""
+    if args.resume is None:
+        return name or f"{dataset}-{time.strftime('%Y%m%d-%H%M%S')}"
+    found = sorted((c for c in storage.children() if (c / "tuner.pkl").exists()), key=lambda c: c.mtime())
+    wanted = args.resume or name
+    if wanted:
+        if wanted not in {c.name for c in found}:
+            raise ValueError(f"--resume {wanted}: no such search under --storage-path {args.storage_path}; "
+                             f"the searches there: {[c.name for c in found] or 'none'}")
+        return wanted
+    ours = [c for c in found if c.name.startswith(f"{dataset}-")]
+    if not ours:
+        raise ValueError(f"--resume: no earlier search of {dataset} under --storage-path {args.storage_path}")
+    return ours[-1].name
 
 
 def settings_from_args(args: argparse.Namespace, dataset: str) -> Settings:
@@ -114,22 +109,23 @@ def main(argv: list[str] | None = None) -> int:
     try:
         check_flags(args)
         settings = settings_from_args(args, dataset)
+        spec = get_dataset(args.dataset, args.data_root)
         space = load_space(args.space or REPO / "tune_spaces" / f"{dataset}.yaml")
         check_sampler(space, settings.search.search)
-        spec = get_dataset(args.dataset, args.data_root)
+        storage = resolve(args.storage_path)
+        name = _search_name(args, settings.search.name, dataset, storage)
         if args.tracking_uri:
             probe_tracking_uri(args.tracking_uri)
     except (SearchSpaceError, DatasetError, TrackingUriError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return usage_error(exc, args.debug)
     print("fixed settings (Table 1 < search defaults < config file < flag):\n  "
           + settings.describe().replace("\n", "\n  "), flush=True)
     parallel, search = settings.parallel, settings.search
-    from mikgnn.distributed.cluster import connect
+    from mikgnn.distributed.cluster import connect, plan_concurrency
     from mikgnn.distributed.prepare import prepare
     from mikgnn.distributed.shared_storage import check_shared
     from mikgnn.distributed.tracking import default_tracking_uri, local_store_folder
-    from mikgnn.distributed.tuner import TuneJob, plan_concurrency, run_search
+    from mikgnn.distributed.tuner import TuneJob, run_search
 
     connect(args.address)
     try:
@@ -138,19 +134,17 @@ def main(argv: list[str] | None = None) -> int:
         plan_concurrency(ray.cluster_resources(), args.workers_per_trial, parallel.cpus_per_worker,
                          args.gpus_per_worker)
         processed = resolve(args.processed or Path("processed") / f"{dataset}-seed{args.seed}")
-        storage = resolve(args.storage_path)
         tracking_uri = args.tracking_uri or default_tracking_uri()
         store = local_store_folder(tracking_uri)
         check_shared({"--storage-path": storage, "--processed": processed}
                      | ({"--tracking-uri": resolve(store)} if store else {}))
         prepare(spec, processed, args.seed, address=args.address)
     except (DatasetError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return usage_error(exc, args.debug)
     job = TuneJob(
         processed=processed, space=space, model=settings.model, train=settings.train,
         experiment=search.experiment or dataset, tracking_uri=tracking_uri,
-        storage_path=storage, name=_search_name(args, search.name, dataset, storage),
+        storage_path=storage, name=name,
         command=shlex.join([sys.executable, *sys.argv]), num_samples=args.num_samples, search=search.search,
         scheduler=search.scheduler, max_concurrent=search.max_concurrent, workers_per_trial=args.workers_per_trial,
         gpus_per_worker=args.gpus_per_worker, cpus_per_worker=parallel.cpus_per_worker, max_field=search.max_field,
@@ -160,8 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         _, best = run_search(job, resume=args.resume is not None)
     except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return usage_error(exc, args.debug)
     if best["errors"]:
         print(f"{best['errors']} trial(s) failed; their MLflow runs are FAILED with a 'failure_reason' tag",
               file=sys.stderr)

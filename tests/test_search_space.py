@@ -79,7 +79,7 @@ def test_apply_params_keeps_the_rest_of_table1():
 
 
 def test_concurrency_is_derived_from_the_cluster():
-    from mikgnn.distributed.tuner import plan_concurrency
+    from mikgnn.distributed.cluster import plan_concurrency
 
     # one worker: the trial process itself trains (1 CPU); one CPU stays free for Ray Data
     assert plan_concurrency({"CPU": 4}, workers=1, cpus_per_worker=1, gpus_per_worker=0) == 3

@@ -2,19 +2,23 @@
 
 On a small machine Ray Data reads, Train workers and Tune trial drivers compete for CPUs; a
 read that waits for a whole free CPU can then wait forever. A local cluster therefore
-advertises more logical CPUs than cores (at least 4), and the trial drivers ask for a
-fraction of one (``tuner.TRIAL_DRIVER_CPU``).
+advertises more logical CPUs than cores (at least 4), the trial drivers ask for a fraction
+of one (``TRIAL_DRIVER_CPU``), and ``plan_concurrency`` keeps one CPU free for Ray Data and
+refuses, before anything is scheduled, a run the cluster cannot hold.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import os
 from pathlib import Path
 
 import ray
 
 MIN_LOCAL_LOGICAL_CPUS = 4
+TRIAL_DRIVER_CPU = 0.25  # a Tune trial that drives a TorchTrainer: it waits, it does not compute
+DATA_CPUS = 1.0  # kept free for Ray Data reads
 # Ray Train's controller collects each worker's report every this many seconds, and a worker's
 # second report of an epoch waits for that (a queue of one). Ray's default of 2 s cost every
 # trial up to 2 s per epoch, more than a music epoch itself.
@@ -50,3 +54,23 @@ def connect(address: str | None = None, quiet: bool = True) -> None:
     os.environ.setdefault("RAY_worker_niceness", "0")
     ray.init(address="local", num_cpus=local_logical_cpus(), include_dashboard=True, dashboard_host="127.0.0.1",
              log_to_driver=not quiet, configure_logging=True, logging_level="WARNING", runtime_env=runtime_env)
+
+
+def plan_concurrency(cluster: dict, workers: int, cpus_per_worker: float, gpus_per_worker: float,
+                     what: str = "a trial", flag: str = "--workers-per-trial") -> int:
+    """How many runs of ``workers`` workers fit at once without starving Ray Data; raises,
+    naming ``flag``, when not even one does. ``cluster``: ``ray.cluster_resources()``."""
+    per_trial = workers * cpus_per_worker + (TRIAL_DRIVER_CPU if workers > 1 else 0.0)
+    cpus = float(cluster.get("CPU", 0))
+    by_cpu = math.floor((cpus - DATA_CPUS) / per_trial + 1e-9)
+    if by_cpu < 1:
+        raise ValueError(f"{what} needs {per_trial:g} CPUs plus {DATA_CPUS:g} kept free for Ray Data, "
+                         f"but the cluster has {cpus:g}: lower {flag} or cpus_per_worker, or add CPUs")
+    if gpus_per_worker:
+        gpus = float(cluster.get("GPU", 0))
+        by_gpu = math.floor(gpus / (workers * gpus_per_worker) + 1e-9)
+        if by_gpu < 1:
+            raise ValueError(f"{what} needs {workers * gpus_per_worker:g} GPUs (--gpus-per-worker "
+                             f"{gpus_per_worker:g}), the cluster has {gpus:g}")
+        return min(by_cpu, by_gpu)
+    return by_cpu

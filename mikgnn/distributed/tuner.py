@@ -24,6 +24,7 @@ from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 from ray.tune.search import BasicVariantGenerator
 
 from mikgnn.config import MAX_FIELD, ModelConfig, ParallelConfig, TrainConfig
+from mikgnn.distributed.cluster import TRIAL_DRIVER_CPU, plan_concurrency
 from mikgnn.distributed.placement import release_job_placement_groups
 from mikgnn.distributed.tracking import (
     FAILURE_TAG,
@@ -41,8 +42,6 @@ from mikgnn.processed import read_split_table
 from mikgnn.search_space import SearchSpace, apply_params, check_sampler, fit_field, start_point
 from mikgnn.storage import Location
 
-TRIAL_DRIVER_CPU = 0.25
-DATA_CPUS = 1.0
 METRIC = "valid/recall@20"
 
 
@@ -69,23 +68,6 @@ class TuneJob:
     parallel: ParallelConfig = ParallelConfig()
     stall_s: float | None = None  # the watchdog's bound; None: derived from the epoch times
     settings: str = ""  # Settings.describe(): each fixed key and the layer that set it
-
-
-def plan_concurrency(cluster: dict, workers: int, cpus_per_worker: float, gpus_per_worker: float) -> int:
-    """How many trials can run at once without starving Ray Data; raises when not even one can."""
-    per_trial = workers * cpus_per_worker + (TRIAL_DRIVER_CPU if workers > 1 else 0.0)
-    cpus = float(cluster.get("CPU", 0))
-    by_cpu = math.floor((cpus - DATA_CPUS) / per_trial + 1e-9)
-    if by_cpu < 1:
-        raise ValueError(f"a trial needs {per_trial:g} CPUs plus {DATA_CPUS:g} kept free for Ray Data, "
-                         f"but the cluster has {cpus:g}: lower --workers-per-trial or add CPUs")
-    if gpus_per_worker:
-        gpus = float(cluster.get("GPU", 0))
-        by_gpu = math.floor(gpus / (workers * gpus_per_worker) + 1e-9)
-        if by_gpu < 1:
-            raise ValueError(f"a trial needs {workers * gpus_per_worker:g} GPUs, the cluster has {gpus:g}")
-        return min(by_cpu, by_gpu)
-    return by_cpu
 
 
 def tune_domains(space: SearchSpace) -> dict:

@@ -1,0 +1,26 @@
+"""How the entry scripts (``pipelines/``) report a usage error: one line, exit code 2.
+
+Bad input (a flag, a settings key, a search-space file, a dataset) is refused before Ray or
+MLflow start, with one line that names the flag, or the file and key, and the value; no
+traceback unless the script was given ``--debug``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import traceback
+
+USAGE = 2  # the exit code of a usage error
+
+
+def add_debug_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--debug", action="store_true", help="print the traceback of an error")
+
+
+def usage_error(exc: BaseException, debug: bool = False) -> int:
+    """Print ``exc`` as ``error: ...`` (with its traceback under --debug); the exit code."""
+    if debug:
+        traceback.print_exception(exc, file=sys.stderr)
+    print(f"error: {exc}", file=sys.stderr)
+    return USAGE

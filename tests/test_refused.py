@@ -1,0 +1,133 @@
+"""The catalogue of bad input: every entry point refuses it before Ray or MLflow start.
+
+One case a line: the script, its arguments, and what the one-line message must name. Each
+case must exit with code 2, print no traceback, write nothing (no processed folder, no runs/,
+no MLflow store, no Ray results), and end within seconds. docs/benchmarks.md records the count.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+# (script, arguments, a part of the message); {data}: the real data root, {tmp}: the case's folder
+CASES = [
+    ("prepare", "--dataset nosuch", "unknown dataset 'nosuch': choose one of"),
+    ("prepare", "--dataset music --seed -1", "--seed = -1: must be an integer in [0, 2^32)"),
+    ("prepare", "--dataset music --data-root {tmp}/empty", "missing raw file(s) in"),
+    ("prepare", "--dataset {tmp}/nofolder", "custom dataset folder"),
+    ("train", "--dataset music --epochs 0", "--epochs = 0: must be an integer >= 1"),
+    ("train", "--dataset music --seed -1", "--seed = -1"),
+    ("train", "--dataset music --workers 0", "--workers = 0: must be an integer >= 1"),
+    ("train", "--dataset music --workers 2 --gpus-per-worker -1", "--gpus-per-worker = -1.0"),
+    ("train", "--dataset music --set theta=2", "theta must lie in [-1, 1], got 2"),
+    ("train", "--dataset music --set dim=abc", "--set 'dim=abc': model.dim = 'abc': expected int"),
+    ("train", "--dataset music --set dimm=3", "--set 'dimm=3': unknown key 'dimm'"),
+    ("train", "--dataset music --set dim", "--set 'dim': expected KEY=VALUE"),
+    ("train", "--dataset music --set seed=3", "train.seed is chosen with --seed"),
+    ("train", "--dataset music --set scheduler=fifo", "unknown key 'scheduler'"),
+    ("train", "--dataset music --variant w/o-neig-att --set theta=0.5", "--variant w/o-neig-att fixes theta = 1.0"),
+    ("train", "--dataset music --model kgcn --variant fmk", "--variant fmk is a variant of MI-KGNN"),
+    ("train", "--dataset music --set aggregator=concat", "concat aggregator maps 2d to d features"),
+    ("train", "--dataset music --set select_metric=recall@7", "unknown select_metric 'recall@7'"),
+    ("train", "--dataset music --set protocol=everyone", "unknown protocol 'everyone'"),
+    ("train", "--dataset music --set l2=-1", "l2 and ls_weight must be >= 0"),
+    ("train", "--dataset music --set lr=0", "lr > 0"),
+    ("train", "--dataset music --set init_std=0", "init_std must be > 0"),
+    ("train", "--dataset music --config {tmp}/absent.yaml", "absent.yaml: cannot be read"),
+    ("train", "--dataset music --config {tmp}/badkey.yaml", "badkey.yaml: unknown key train.epoch: train takes"),
+    ("train", "--dataset music --config {tmp}/search.yaml", "search.yaml: unknown section 'search'"),
+    ("train", "--dataset nosuch", "unknown dataset 'nosuch'"),
+    ("train", "--dataset music --data-root {tmp}/empty", "missing raw file(s) in"),
+    ("tune", "--dataset music --num-samples 0", "--num-samples = 0: must be an integer >= 1"),
+    ("tune", "--dataset music --epochs 0", "--epochs = 0: must be an integer >= 1"),
+    ("tune", "--dataset music --workers-per-trial 0", "--workers-per-trial = 0: must be an integer >= 1"),
+    ("tune", "--dataset music --gpus-per-worker -1", "--gpus-per-worker = -1.0"),
+    ("tune", "--dataset music --seed -1", "--seed = -1"),
+    ("tune", "--dataset music --set cpus_per_worker=0", "cpus_per_worker must be > 0, got 0.0"),
+    ("tune", "--dataset music --set max_concurrent=0", "max_concurrent must be >= 1, got 0"),
+    ("tune", "--dataset music --set stall_timeout=-1", "stall_timeout must be >= 0 seconds"),
+    ("tune", "--dataset music --set scheduler=hyperband", "unknown scheduler 'hyperband'"),
+    ("tune", "--dataset music --set search=grid", "unknown search 'grid'"),
+    ("tune", "--dataset music --set max_field=many", "search.max_field = 'many': expected int"),
+    ("tune", "--dataset music --set placement_strategy=RANDOM", "unknown placement_strategy 'RANDOM'"),
+    ("tune", "--dataset music --set overlap=true --set sync_every=4", "cannot go with sync_every=4"),
+    ("tune", "--dataset music --set epoch=3", "--set 'epoch=3': unknown key 'epoch'"),
+    ("tune", "--dataset music --tracking-uri http://127.0.0.1:9", "http://127.0.0.1:9: no MLflow server"),
+    ("tune", "--dataset music --tracking-uri http://u:secret@127.0.0.1:9", "--tracking-uri http://***@127.0.0.1:9"),
+    ("tune", "--dataset music --space {tmp}/empty.yaml", "'n': 'choice' needs a non-empty list 'values'"),
+    ("tune", "--dataset music --space {tmp}/inf.yaml", "'lambda': 'high' = inf is not a number >= 0 (finite)"),
+    ("tune", "--dataset music --space {tmp}/grid.yaml", "a 'grid' dimension is a sweep of every value"),
+    ("tune", "--dataset music --space {tmp}/absent.yaml", "absent.yaml does not exist"),
+    ("tune", "--dataset music --config {tmp}/badkey.yaml", "badkey.yaml: unknown key train.epoch"),
+    ("tune", "--dataset music --resume nosuch", "--resume nosuch: no such search under --storage-path"),
+    ("tune", "--dataset nosuch", "unknown dataset 'nosuch'"),
+    ("tune", "--dataset music --data-root {tmp}/empty", "missing raw file(s) in"),
+]
+FILES = {
+    "badkey.yaml": "train: {epoch: 3}\n",
+    "search.yaml": "search: {scheduler: fifo}\n",
+    "empty.yaml": "n: {type: choice, values: []}\n",
+    "inf.yaml": "lambda: {type: loguniform, low: 1.0e-8, high: .inf}\n",
+    "grid.yaml": "field: {type: grid, values: [[2, 1], [4, 1]]}\n",
+}
+WRITTEN = ("processed", "runs", "mlflow.db", "mlruns", "ray_results")
+
+
+def run(script: str, args: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(REPO / "pipelines" / f"{script}.py"), *args],
+                          capture_output=True, text=True, timeout=120, cwd=cwd)
+
+
+@pytest.mark.parametrize("script,args,named", CASES, ids=[f"{c[0]}:{c[1][10:]}" for c in CASES])
+def test_refused_before_ray_starts(tmp_path, shared_data, script, args, named):
+    for name, text in FILES.items():
+        (tmp_path / name).write_text(text)
+    (tmp_path / "empty").mkdir()
+    argv = args.format(tmp=tmp_path).split()
+    if "--data-root" not in argv:
+        argv += ["--data-root", str(shared_data)]
+    start = time.monotonic()
+    done = run(script, argv, tmp_path)
+    wall = time.monotonic() - start
+    assert done.returncode == 2, (done.stdout + done.stderr)[-2000:]
+    assert named in done.stderr, done.stderr[-2000:]
+    assert "Traceback" not in done.stderr and "secret" not in done.stdout + done.stderr
+    assert [line for line in done.stderr.splitlines() if line.startswith("error:")], done.stderr
+    assert not [w for w in WRITTEN if (tmp_path / w).exists()]
+    assert wall < 30, f"{wall:.1f} s"  # a Python start and the imports; no Ray, no MLflow
+
+
+def test_debug_prints_the_traceback(tmp_path, shared_data):
+    done = run("train", ["--dataset", "music", "--data-root", str(shared_data), "--epochs", "0", "--debug"], tmp_path)
+    assert done.returncode == 2 and "Traceback" in done.stderr and "--epochs = 0" in done.stderr
+
+
+def test_the_catalogue_covers_every_entry_point():
+    scripts = {c[0] for c in CASES}
+    assert scripts == {"prepare", "train", "tune"} and len(CASES) >= 30
+
+
+@pytest.mark.ray
+@pytest.mark.parametrize("script,args,named", [
+    ("train", "--workers 1 --gpus-per-worker 1", "--workers 1 needs 1 GPUs (--gpus-per-worker 1), the cluster has 0"),
+    ("tune", "--gpus-per-worker 1", "a trial needs 1 GPUs (--gpus-per-worker 1), the cluster has 0"),
+    ("tune", "--workers-per-trial 8", "a trial needs 8.25 CPUs plus 1 kept free for Ray Data"),
+])
+def test_resources_the_cluster_lacks_are_refused_before_anything_runs(tmp_path, shared_data, ray_local, script,
+                                                                     args, named):
+    """Checked against what the cluster reports, before anything is scheduled (no hang)."""
+    address = ray_local.get_runtime_context().gcs_address
+    done = run(script, ["--dataset", "music", "--data-root", str(shared_data), "--address", address,
+                        "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}", *args.split()]
+               if script == "tune" else ["--dataset", "music", "--data-root", str(shared_data),
+                                         "--address", address, *args.split()], tmp_path)
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert named in done.stderr and "Traceback" not in done.stderr
+    assert not (tmp_path / "ray_results").exists() and not (tmp_path / "runs").exists()
