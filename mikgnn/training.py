@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -17,6 +18,10 @@ from mikgnn.metrics import auc, batch_mean_auc, f1_at_half, ranking_users, topk_
 from mikgnn.models import Recommender, TrainOutput
 
 SCORE_BATCH = 65_536
+
+
+class NonFiniteLoss(ArithmeticError):
+    """The training loss became NaN or infinite: the run stops at once and counts as failed."""
 
 
 @dataclass(frozen=True)
@@ -115,7 +120,11 @@ def train_epoch(model: Recommender, optimizer: torch.optim.Optimizer, batches, c
         optimizer.step()
         if hooks.after_step is not None:
             hooks.after_step(model)
-        total += float(loss.detach()) * len(batch)
+        value = float(loss.detach())
+        if not math.isfinite(value):  # a diverged run is a failure, never a result
+            raise NonFiniteLoss(f"the training loss is {value} at step {count // max(len(batch), 1) + 1} of the "
+                                f"epoch (lr {cfg.lr:g}, λ {cfg.l2:g}): training diverged; lower the learning rate")
+        total += value * len(batch)
         count += len(batch)
     if hooks.end_of_epoch is not None:
         hooks.end_of_epoch(model)

@@ -43,6 +43,7 @@ from mikgnn.settings import (  # noqa: E402
     resolve_settings,
 )
 from mikgnn.storage import resolve  # noqa: E402
+from mikgnn.training import NonFiniteLoss  # noqa: E402
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -151,10 +152,14 @@ def main(argv: list[str] | None = None) -> int:
               f"neighbour {m.get('neighbour_norm', float('nan')):.2g}", flush=True)
 
     start = time.perf_counter()
-    if args.workers:
-        result = _fit_on_ray(args, processed, model_cfg, train_cfg, parallel, name)
-    else:
-        result = fit(exp, train_cfg, report)
+    try:
+        if args.workers:
+            result = _fit_on_ray(args, processed, model_cfg, train_cfg, parallel, name)
+        else:
+            result = fit(exp, train_cfg, report)
+    except NonFiniteLoss as exc:  # nothing is written: a diverged run has no result
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     protocol = {"ctr": "AUC and F1@0.5 over every row of the split",
                 "topk": ("full ranking: every user with a positive row in the split, candidates = all items "
                          "without a training row") if train_cfg.protocol == "full" else

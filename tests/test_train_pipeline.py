@@ -97,3 +97,15 @@ def test_one_process_training_needs_neither_ray_nor_mlflow(tmp_path):
     assert "wrote" in done.stdout and (tmp_path / "processed" / "manifest.json").is_file()
     metrics = json.loads((out / "metrics.json").read_text())
     assert 0.0 <= metrics["test/auc"] <= 1.0 and len(metrics["history"]) == 2
+
+
+def test_a_diverged_run_fails_and_writes_nothing(tmp_path, capsys):
+    """A NaN or infinite loss stops the run at once: exit 1, the reason, no metrics.json."""
+    write_movie(tmp_path / "raw", n_users=30)
+    out = tmp_path / "run"
+    code = train.main(["--dataset", "movie", "--data-root", str(tmp_path / "raw"), "--epochs", "3",
+                       "--processed", str(tmp_path / "processed"), "--output", str(out), "--set", "lr=1e38"])
+    assert code == 1
+    err = capsys.readouterr().err
+    assert "training diverged" in err and "lr 1e+38" in err
+    assert not out.exists()

@@ -13,6 +13,8 @@ checkpoint, so a restarted worker group resumes after the last finished epoch.
 
 from __future__ import annotations
 
+import json
+import pickle
 import resource
 import tempfile
 from dataclasses import asdict
@@ -32,7 +34,7 @@ from mikgnn.preprocess.split import SPLITS
 from mikgnn.processed import load_processed
 from mikgnn.training import StepHooks, shuffled_batches, train_epoch
 
-STATE_FILE = "state.pt"
+STATE_FILE, STATE_JSON = "state.pt", "state.json"
 
 
 def loop_config(processed: str, model: ModelConfig, train: TrainConfig, cpus_per_worker: float,
@@ -63,8 +65,16 @@ def worker_facts(world: int) -> dict:
 
 
 def _save(exp, state: FitState, generator: torch.Generator, folder: str) -> None:
+    """Tensors (state dicts, the RNG state) in ``state.pt``, loaded back with weights_only; the
+    rest of the resume state (epoch, best metric, history) as JSON beside them."""
     torch.save({"model": exp.model.state_dict(), "optimizer": exp.optimizer.state_dict(),
-                "state": asdict(state), "generator": generator.get_state()}, Path(folder) / STATE_FILE)
+                "best_state": state.best_state, "generator": generator.get_state()}, Path(folder) / STATE_FILE)
+    plain = {k: v for k, v in asdict(state).items() if k != "best_state"}
+    (Path(folder) / STATE_JSON).write_text(json.dumps(plain))
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that holds more than tensors and plain data, or lacks its parts."""
 
 
 def _restore(exp, generator: torch.Generator, session) -> FitState:
@@ -72,11 +82,20 @@ def _restore(exp, generator: torch.Generator, session) -> FitState:
     if checkpoint is None:
         return FitState()
     with checkpoint.as_directory() as folder:
-        saved = torch.load(Path(folder) / STATE_FILE, weights_only=False)
+        path = Path(folder) / STATE_FILE
+        try:
+            # weights_only: tensors and plain containers only, so a planted object cannot run
+            saved = torch.load(path, weights_only=True)
+            plain = json.loads((Path(folder) / STATE_JSON).read_text())
+        except (pickle.UnpicklingError, RuntimeError) as exc:
+            raise CheckpointError(f"checkpoint {path} holds more than tensors and plain data, so it is not "
+                                  f"loaded (it could run code): {str(exc).splitlines()[0]}") from None
+        except (OSError, ValueError) as exc:
+            raise CheckpointError(f"checkpoint {folder} is incomplete or unreadable: {exc}") from None
     exp.model.load_state_dict(saved["model"])
     exp.optimizer.load_state_dict(saved["optimizer"])
     generator.set_state(saved["generator"])
-    return FitState(**saved["state"])
+    return FitState(**plain, best_state=saved["best_state"])
 
 
 def _hooks(parallel: ParallelConfig, world: int, optimizer: torch.optim.Optimizer) -> StepHooks | None:
