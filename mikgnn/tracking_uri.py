@@ -9,21 +9,13 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
+from mikgnn.redact import redact
+
 PROBE_TIMEOUT_S = 5.0
 
 
 class TrackingUriError(ValueError):
     pass
-
-
-def _shown(uri: str) -> str:
-    """The URI without its user-info (a password never reaches a message)."""
-    parts = urllib.parse.urlsplit(uri)
-    if parts.username or parts.password:
-        host = parts.hostname or ""
-        netloc = f"***@{host}" + (f":{parts.port}" if parts.port else "")
-        return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
-    return uri
 
 
 def probe_tracking_uri(uri: str, timeout_s: float = PROBE_TIMEOUT_S) -> None:
@@ -49,5 +41,5 @@ def probe_tracking_uri(uri: str, timeout_s: float = PROBE_TIMEOUT_S) -> None:
         return  # the server answered (an auth error, an old server without /health): reachable
     except (urllib.error.URLError, OSError, ValueError) as exc:
         reason = getattr(exc, "reason", exc)
-        raise TrackingUriError(f"--tracking-uri {_shown(uri)}: no MLflow server answered within {timeout_s:g} s "
+        raise TrackingUriError(f"--tracking-uri {redact(uri)}: no MLflow server answered within {timeout_s:g} s "
                                f"({reason})") from None

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import sys
 import time
@@ -29,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from mikgnn.cli import add_debug_flag, usage_error  # noqa: E402
 from mikgnn.datasets import DatasetError, get_dataset  # noqa: E402
+from mikgnn.redact import redact, split_credentials  # noqa: E402
 from mikgnn.search_space import SearchSpaceError, check_sampler, load_space  # noqa: E402
 from mikgnn.settings import (  # noqa: E402
     SECTIONS,
@@ -95,6 +97,17 @@ def _search_name(args, name: str, dataset: str, storage: Location) -> str:
     return ours[-1].name
 
 
+def _credentials_to_environment(uri: str) -> str:
+    """A tracking URI with user-info: the credentials go to MLflow's environment variables
+    (inherited by the trials of a local Ray; on a cluster, set them on the nodes) and the URI
+    the search records, pickles and logs holds none."""
+    bare, user, password = split_credentials(uri)
+    if user is not None:
+        os.environ["MLFLOW_TRACKING_USERNAME"] = user
+        os.environ["MLFLOW_TRACKING_PASSWORD"] = password or ""
+    return bare
+
+
 def settings_from_args(args: argparse.Namespace, dataset: str) -> Settings:
     """The fixed settings of every trial (the search space then sets θ, n, h, λ and lr) and of
     the search itself."""
@@ -116,6 +129,7 @@ def main(argv: list[str] | None = None) -> int:
         name = _search_name(args, settings.search.name, dataset, storage)
         if args.tracking_uri:
             probe_tracking_uri(args.tracking_uri)
+        tracking_uri = _credentials_to_environment(args.tracking_uri) if args.tracking_uri else None
     except (SearchSpaceError, DatasetError, TrackingUriError, ValueError) as exc:
         return usage_error(exc, args.debug)
     print("fixed settings (Table 1 < search defaults < config file < flag):\n  "
@@ -134,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
         plan_concurrency(ray.cluster_resources(), args.workers_per_trial, parallel.cpus_per_worker,
                          args.gpus_per_worker)
         processed = resolve(args.processed or Path("processed") / f"{dataset}-seed{args.seed}")
-        tracking_uri = args.tracking_uri or default_tracking_uri()
+        tracking_uri = tracking_uri or default_tracking_uri()
         store = local_store_folder(tracking_uri)
         check_shared({"--storage-path": storage, "--processed": processed}
                      | ({"--tracking-uri": resolve(store)} if store else {}))
@@ -145,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
         processed=processed, space=space, model=settings.model, train=settings.train,
         experiment=search.experiment or dataset, tracking_uri=tracking_uri,
         storage_path=storage, name=name,
-        command=shlex.join([sys.executable, *sys.argv]), num_samples=args.num_samples, search=search.search,
+        command=redact(shlex.join([sys.executable, *sys.argv])), num_samples=args.num_samples, search=search.search,
         scheduler=search.scheduler, max_concurrent=search.max_concurrent, workers_per_trial=args.workers_per_trial,
         gpus_per_worker=args.gpus_per_worker, cpus_per_worker=parallel.cpus_per_worker, max_field=search.max_field,
         placement_strategy=parallel.placement_strategy, parallel=parallel, stall_s=search.stall_timeout or None,
@@ -168,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
     print("best configuration" + ("" if best["complete"] else " so far") + ":", json.dumps(best["params"]))
     print(json.dumps({k: round(v, 4) for k, v in sorted(best["metrics"].items())
                       if k.startswith(("valid/", "test/")) and "@" in k or k.endswith("auc")}, indent=1))
-    print(f"MLflow: experiment '{job.experiment}' at {job.tracking_uri}; search '{job.name}'")
+    print(f"MLflow: experiment '{job.experiment}' at {redact(job.tracking_uri)}; search '{job.name}'")
     return 1 if best["failure"] else 0
 
 

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+import uuid
 from pathlib import Path
 
 import pytest
@@ -233,3 +234,43 @@ def test_a_grid_space_sweeps_every_point_once(shared_data, ray_local, tmp_path):
     runs = _trial_runs(f"sqlite:///{tmp_path / 'mlflow.db'}")
     assert sorted((r.data.params["n"], r.data.params["h"]) for r in runs) == [("2", "1"), ("4", "1")]
     assert all(r.info.status == "FINISHED" and "test/recall_at_20" in r.data.metrics for r in runs)
+
+
+def test_a_password_in_the_tracking_uri_is_never_recorded(shared_data, tmp_path):
+    """The password of --tracking-uri http://user:PASSWORD@host reaches neither the MLflow
+    store, nor the output, nor the storage path (Tune's pickles), nor Ray's logs; the trials
+    still log to the server (credentials from the environment, on a fresh local Ray)."""
+    secret = f"pw{uuid.uuid4().hex}"
+    port = _free_port()
+    store = tmp_path / "server"
+    store.mkdir()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", f"sqlite:///{store / 'mlflow.db'}",
+         "--default-artifact-root", str(store / "artifacts"), "--host", "127.0.0.1", "--port", str(port),
+         "--workers", "1"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        for _ in range(120):
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2)
+                break
+            except OSError:
+                time.sleep(0.5)
+        args = _args(tmp_path, shared_data, "secret", 2)
+        args[args.index("--tracking-uri") + 1] = f"http://alice:{secret}@127.0.0.1:{port}"
+        args[args.index("--epochs") + 1] = "2"
+        started = time.time()
+        done = _tune(args)
+        assert done.returncode == 0, done.stderr[-3000:]
+        runs = _trial_runs(f"http://127.0.0.1:{port}")
+        assert len(runs) == 2 and all("valid/auc" in r.data.metrics for r in runs)
+        search = MlflowClient(f"http://127.0.0.1:{port}").search_runs(
+            [runs[0].info.experiment_id], filter_string="tags.`mikgnn.kind` = 'search'")[0]
+        assert "alice:***" not in search.data.tags["command"] and "***@127.0.0.1" in search.data.tags["command"]
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
+    assert secret not in done.stdout + done.stderr
+    logs = [p for p in Path("/tmp/ray").glob("session_*/logs/**/*") if p.is_file() and p.stat().st_mtime >= started]
+    for path in [*tmp_path.rglob("*"), *logs]:
+        if path.is_file():
+            assert secret.encode() not in path.read_bytes(), path
