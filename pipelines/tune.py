@@ -183,7 +183,9 @@ def main(argv: list[str] | None = None) -> int:
     print(json.dumps({k: round(v, 4) for k, v in sorted(best["metrics"].items())
                       if k.startswith(("valid/", "test/")) and "@" in k or k.endswith("auc")}, indent=1))
     print(f"MLflow: experiment '{job.experiment}' at {redact(job.tracking_uri)}; search '{job.name}'")
-    return 1 if best["failure"] else 0
+    if best["failure"]:
+        return 1
+    return 0 if best["complete"] else 130  # interrupted: not a completed search
 
 
 if __name__ == "__main__":

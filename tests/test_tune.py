@@ -174,7 +174,7 @@ def test_interrupted_search_resumes_with_each_trial_once(shared_data, ray_local,
     address = ray_local.get_runtime_context().gcs_address
     cmd = [sys.executable, str(REPO / "pipelines" / "tune.py"),
            *_args(tmp_path, shared_data, "t2", 4, "--set", "max_concurrent=1", "--address", address)]
-    first = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    first = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 300
     while time.time() < deadline and first.poll() is None:
         time.sleep(2)
@@ -186,15 +186,24 @@ def test_interrupted_search_resumes_with_each_trial_once(shared_data, ray_local,
             break
     assert first.poll() is None, "the search ended before it could be interrupted"
     first.send_signal(signal.SIGINT)
-    first.wait(timeout=120)
-    assert len(_trial_runs(uri)) < 4
+    out, _ = first.communicate(timeout=120)
+    assert first.returncode == 130 and "--resume t2" in out  # not a completed search, and how to go on
+    interrupted = _trial_runs(uri)
+    assert len(interrupted) < 4 and all(r.info.status != "RUNNING" for r in interrupted)
+    client = MlflowClient(uri)
+    search_run = client.search_runs([interrupted[0].info.experiment_id], "tags.`mikgnn.kind` = 'search'")
+    assert search_run[0].info.status == "KILLED"
     second = _tune([*cmd[2:], "--resume"])
     assert second.returncode == 0, second.stderr[-3000:]
     runs = _trial_runs(uri)
     ids = [r.data.tags["mikgnn.trial_id"] for r in runs]
     assert len(ids) == len(set(ids)) == 4
     assert all(r.info.status != "RUNNING" for r in runs)
-    search_run = MlflowClient(uri).search_runs([runs[0].info.experiment_id], "tags.`mikgnn.kind` = 'search'")
+    for run in runs:  # a resumed trial logs no epoch twice
+        for key in ("valid/auc", "test/auc"):
+            steps = [m.step for m in client.get_metric_history(run.info.run_id, key)]
+            assert len(steps) == len(set(steps)), (key, steps)
+    search_run = client.search_runs([runs[0].info.experiment_id], "tags.`mikgnn.kind` = 'search'")
     assert len(search_run) == 1 and search_run[0].info.status == "FINISHED"
 
 

@@ -142,6 +142,23 @@ def _last_error_line(trial_dir: str | None) -> str:
                 lines[-1] if lines else "no error file")[:500]
 
 
+def close_running_trials(tracking_uri: str, experiment: str, search: str, status: str, reason: str,
+                         mark_search: bool = False) -> None:
+    """End every RUNNING trial run of ``search`` with ``status`` and ``reason``; with
+    ``mark_search``, tag the search's own run with the reason too (read back by run_search)."""
+    client = MlflowClient(tracking_uri)
+    found = client.get_experiment_by_name(experiment)
+    if found is None:
+        return
+    for run in client.search_runs([found.experiment_id], filter_string=f"tags.`{SEARCH_TAG}` = '{search}'"):
+        if run.data.tags.get(KIND_TAG) == "search":
+            if mark_search:
+                client.set_tag(run.info.run_id, FAILURE_TAG, reason)
+        elif run.info.status == "RUNNING":
+            client.set_tag(run.info.run_id, FAILURE_TAG, reason)
+            client.set_terminated(run.info.run_id, status=status)
+
+
 class MlflowStatusCallback(tune.Callback):
     """A trial stopped by the scheduler or crashed ends KILLED / FAILED, never RUNNING."""
 
@@ -167,16 +184,7 @@ class MlflowStatusCallback(tune.Callback):
         if trial_id is not None:
             close_if_running(self.tracking_uri, self.experiment, trial_id, "FAILED", reason=reason)
             return
-        client = MlflowClient(self.tracking_uri)
-        found = client.get_experiment_by_name(self.experiment)
-        if found is None:
-            return
-        for run in client.search_runs([found.experiment_id], filter_string=f"tags.`{SEARCH_TAG}` = '{self.search}'"):
-            if run.data.tags.get(KIND_TAG) == "search":
-                client.set_tag(run.info.run_id, FAILURE_TAG, reason)  # read back by run_search
-            elif run.info.status == "RUNNING":
-                client.set_tag(run.info.run_id, FAILURE_TAG, reason)
-                client.set_terminated(run.info.run_id, status="FAILED")
+        close_running_trials(self.tracking_uri, self.experiment, self.search, "FAILED", reason, mark_search=True)
 
 
 def run_search(job: TuneJob, resume: bool = False):
@@ -234,6 +242,9 @@ def run_search(job: TuneJob, resume: bool = False):
     stalled = MlflowClient(job.tracking_uri).get_run(search_run_id).data.tags.get(FAILURE_TAG)
     summary = summarize(results, job.num_samples * job.space.grid_size, stalled)
     status = "FINISHED" if summary["complete"] else "FAILED" if summary["failure"] else "KILLED"
+    if status == "KILLED":  # interrupted: a trial Tune stopped on its way out is not left RUNNING
+        close_running_trials(job.tracking_uri, job.experiment, job.name, "KILLED",
+                             "the search was interrupted; --resume continues it")
     close_search_run(job.tracking_uri, search_run_id, summary, status=status, reason=summary["failure"])
     return results, summary
 
