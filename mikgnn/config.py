@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, replace
 
-MODELS = ("mikgnn", "kgcn", "kgcn-ls", "mf")
+MODELS = ("mikgnn", "kgcn", "kgcn-ls", "mf", "lightgcn")
 ATTENTIONS = ("dual", "uniform", "relation")
 AGGREGATORS = ("interaction", "sum", "concat", "neighbor")
 LOGITS = ("dot", "mean")
@@ -237,6 +237,8 @@ def for_model(model: ModelConfig, name: str, kgcn_aggregator: str = "sum") -> Mo
     if name in ("kgcn", "kgcn-ls"):
         _one_of("kgcn aggregator", kgcn_aggregator, KGCN_AGGREGATORS)
         return replace(model, model=name, attention="relation", aggregator=kgcn_aggregator, transform="learned")
+    if name == "lightgcn":
+        return replace(model, model=name, hops=3)  # K = 3 layers, its paper's setting
     return replace(model, model=name)
 
 

@@ -30,6 +30,7 @@ from mikgnn.distributed.gradients import OverlappedGradients, average_gradients
 from mikgnn.distributed.session import TrainWorkerSession, TrialSession
 from mikgnn.distributed.tracking import TrialTracker
 from mikgnn.experiment import FitState, build, finish, run_epoch
+from mikgnn.models import needs_train_rows
 from mikgnn.preprocess.split import SPLITS
 from mikgnn.processed import load_processed
 from mikgnn.training import StepHooks, shuffled_batches, train_epoch
@@ -125,7 +126,7 @@ def run_training(config: dict, session) -> None:
     torch.set_num_threads(max(1, int(config.get("threads_per_worker", 1))))
     model_cfg, train_cfg = configs(config)
     # Rank 0 validates and tests; the others need the KG, and the train rows for label smoothness.
-    needed = SPLITS if rank == 0 else (("train",) if train_cfg.ls_weight > 0 else ())
+    needed = SPLITS if rank == 0 else (("train",) if train_cfg.ls_weight > 0 or needs_train_rows(model_cfg) else ())
     data = load_processed(config["processed"], splits=needed)
     exp = build(data, model_cfg, train_cfg)
     exp.model.to(device)

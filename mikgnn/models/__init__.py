@@ -11,12 +11,24 @@ from mikgnn.models.mf import MF
 from mikgnn.models.mikgnn import MIKGNN
 from mikgnn.processed import ProcessedDataset
 
-__all__ = ["MF", "MIKGNN", "Field", "Recommender", "TrainOutput", "build_model"]
+__all__ = ["MF", "MIKGNN", "Field", "Recommender", "TrainOutput", "build_model", "needs_train_rows"]
+
+
+def needs_train_rows(cfg: ModelConfig) -> bool:
+    """Whether the model is built from the train split's rows (a user-item graph), so every
+    data-parallel worker must load them."""
+    from mikgnn.baselines import NEEDS_TRAIN_ROWS
+
+    return cfg.model in NEEDS_TRAIN_ROWS
 
 
 def build_model(data: ProcessedDataset, cfg: ModelConfig, seed: int) -> Recommender:
     """The model of ``cfg`` over ``data``; neighbour tables are drawn from ``seed``."""
     torch.manual_seed(seed)
+    from mikgnn.baselines import BUILDERS  # the baselines build on this package's contract
+
+    if cfg.model in BUILDERS:
+        return BUILDERS[cfg.model](data, cfg, seed)
     if cfg.model == "mf":
         return MF(n_users=data.n_users, n_items=data.n_items, dim=cfg.dim)
     kg = data.kg
