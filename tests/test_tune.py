@@ -4,6 +4,7 @@ interrupted search resumed."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -132,10 +133,12 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_mlflow_server_rest_and_browser(search, tmp_path):
+@contextlib.contextmanager
+def _mlflow_server(store: str, *extra: str):
+    """A real `mlflow server` on a free loopback port, answering /health: yields its address."""
     port = _free_port()
     server = subprocess.Popen(
-        [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", f"sqlite:///{search / 'mlflow.db'}",
+        [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", store, *extra,
          "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     base = f"http://127.0.0.1:{port}"
@@ -146,6 +149,14 @@ def test_mlflow_server_rest_and_browser(search, tmp_path):
                 break
             except OSError:
                 time.sleep(0.5)
+        yield base
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
+
+
+def test_mlflow_server_rest_and_browser(search, tmp_path):
+    with _mlflow_server(f"sqlite:///{search / 'mlflow.db'}") as base:
         experiment = json.load(urllib.request.urlopen(
             f"{base}/api/2.0/mlflow/experiments/get-by-name?experiment_name=music"))["experiment"]
         request = urllib.request.Request(f"{base}/api/2.0/mlflow/runs/search", method="POST",
@@ -164,9 +175,6 @@ def test_mlflow_server_rest_and_browser(search, tmp_path):
              f"{base}/#/experiments/{experiment['experiment_id']}/runs"],
             capture_output=True, text=True, timeout=120).stdout
         assert any(name in dom for name in names if name.startswith("run_trial")), dom[-2000:]
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=30)
 
 
 def test_interrupted_search_resumes_with_each_trial_once(shared_data, ray_local, tmp_path):
@@ -250,34 +258,21 @@ def test_a_password_in_the_tracking_uri_is_never_recorded(shared_data, tmp_path)
     store, nor the output, nor the storage path (Tune's pickles), nor Ray's logs; the trials
     still log to the server (credentials from the environment, on a fresh local Ray)."""
     secret = f"pw{uuid.uuid4().hex}"
-    port = _free_port()
     store = tmp_path / "server"
     store.mkdir()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", f"sqlite:///{store / 'mlflow.db'}",
-         "--default-artifact-root", str(store / "artifacts"), "--host", "127.0.0.1", "--port", str(port),
-         "--workers", "1"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    try:
-        for _ in range(120):
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2)
-                break
-            except OSError:
-                time.sleep(0.5)
+    artifacts = ("--default-artifact-root", str(store / "artifacts"))
+    with _mlflow_server(f"sqlite:///{store / 'mlflow.db'}", *artifacts) as base:
         args = _args(tmp_path, shared_data, "secret", 2)
-        args[args.index("--tracking-uri") + 1] = f"http://alice:{secret}@127.0.0.1:{port}"
+        args[args.index("--tracking-uri") + 1] = base.replace("http://", f"http://alice:{secret}@")
         args[args.index("--epochs") + 1] = "2"
         started = time.time()
         done = _tune(args)
         assert done.returncode == 0, done.stderr[-3000:]
-        runs = _trial_runs(f"http://127.0.0.1:{port}")
+        runs = _trial_runs(base)
         assert len(runs) == 2 and all("valid/auc" in r.data.metrics for r in runs)
-        search = MlflowClient(f"http://127.0.0.1:{port}").search_runs(
+        search = MlflowClient(base).search_runs(
             [runs[0].info.experiment_id], filter_string="tags.`mikgnn.kind` = 'search'")[0]
         assert "alice:***" not in search.data.tags["command"] and "***@127.0.0.1" in search.data.tags["command"]
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=30)
     assert secret not in done.stdout + done.stderr
     logs = [p for p in Path("/tmp/ray").glob("session_*/logs/**/*") if p.is_file() and p.stat().st_mtime >= started]
     for path in [*tmp_path.rglob("*"), *logs]:
