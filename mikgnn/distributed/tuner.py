@@ -224,8 +224,9 @@ def run_search(job: TuneJob, resume: bool = False):
             # on 2 cores, docs/benchmarks.md). A trial stopped mid-epoch is not reused: Tune
             # waits 2 s for its thread, then starts a fresh actor as before.
             tune_config=tune.TuneConfig(metric=METRIC, mode="max", num_samples=job.num_samples,
-                                        search_alg=_search_alg(job), scheduler=_scheduler(job),
-                                        max_concurrent_trials=concurrency, reuse_actors=True),
+                                        search_alg=_search_alg(job, concurrency), scheduler=_scheduler(job),
+                                        max_concurrent_trials=None if job.search == "random" else concurrency,
+                                        reuse_actors=True),
             run_config=tune.RunConfig(name=job.name, storage_path=job.storage_path.uri,
                                       callbacks=[status, guard], stop=StallStopper(guard),
                                       checkpoint_config=tune.CheckpointConfig(num_to_keep=2)),
@@ -268,16 +269,18 @@ def summarize(results, num_samples: int, stalled: str | None = None) -> dict:
     return summary
 
 
-def _search_alg(job: TuneJob):
+def _search_alg(job: TuneJob, concurrency: int):
     """Optuna (TPE) or random search; either evaluates Table 1's point first when the space
-    holds it (``search_space.start_point``)."""
+    holds it (``search_space.start_point``). Random search caps its own concurrency: Tune
+    ignores ``max_concurrent_trials`` for it, and would otherwise start a trial on every CPU,
+    the one kept for Ray Data included."""
     if job.search not in ("optuna", "random"):
         raise ValueError(f"unknown --search {job.search!r}: choose optuna or random")
     check_sampler(job.space, job.search)
     start = start_point(job.space, job.model, job.train) if job.space.grid_size == 1 else None  # a sweep has it
     points = [start] if start else None
     if job.search == "random":
-        return BasicVariantGenerator(points_to_evaluate=points)
+        return BasicVariantGenerator(points_to_evaluate=points, max_concurrent=concurrency)
     from ray.tune.search.optuna import OptunaSearch
 
     return OptunaSearch(metric=METRIC, mode="max", seed=job.train.seed, points_to_evaluate=points)
