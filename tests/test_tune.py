@@ -260,7 +260,7 @@ def test_a_password_in_the_tracking_uri_is_never_recorded(shared_data, tmp_path)
     secret = f"pw{uuid.uuid4().hex}"
     store = tmp_path / "server"
     store.mkdir()
-    artifacts = ("--default-artifact-root", str(store / "artifacts"))
+    artifacts = ("--serve-artifacts", "--artifacts-destination", str(store / "artifacts"))
     with _mlflow_server(f"sqlite:///{store / 'mlflow.db'}", *artifacts) as base:
         args = _args(tmp_path, shared_data, "secret", 2)
         args[args.index("--tracking-uri") + 1] = base.replace("http://", f"http://alice:{secret}@")
@@ -273,6 +273,10 @@ def test_a_password_in_the_tracking_uri_is_never_recorded(shared_data, tmp_path)
         search = MlflowClient(base).search_runs(
             [runs[0].info.experiment_id], filter_string="tags.`mikgnn.kind` = 'search'")[0]
         assert "alice:***" not in search.data.tags["command"] and "***@127.0.0.1" in search.data.tags["command"]
+    # artifacts follow the server (uploaded through it), not the client's working folder
+    served = {p.name for p in (store / "artifacts").rglob("*")}
+    assert {"recall_at_k.png", "state.pt", "manifest.json"} <= served, sorted(served)[:20]
+    assert not (tmp_path / "mlruns").exists()
     assert secret not in done.stdout + done.stderr
     logs = [p for p in Path("/tmp/ray").glob("session_*/logs/**/*") if p.is_file() and p.stat().st_mtime >= started]
     for path in [*tmp_path.rglob("*"), *logs]:

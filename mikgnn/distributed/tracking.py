@@ -39,11 +39,15 @@ def metric_key(key: str) -> str:
     return key.replace("@", "_at_")
 
 
-def experiment_id(client: MlflowClient, name: str) -> str:
+def experiment_id(client: MlflowClient, name: str, tracking_uri: str) -> str:
+    """The experiment ``name``, created when absent. Its artifacts (checkpoints, plots) go where
+    the store is: beside a file-backed store (``<folder of mlflow.db>/mlruns``, which the
+    multi-node check covers with the store), else to the tracking server's own artifact store."""
     found = client.get_experiment_by_name(name)
     if found is not None:
         return found.experiment_id
-    return client.create_experiment(name, artifact_location=Path("mlruns").resolve().as_uri())
+    store = local_store_folder(tracking_uri)
+    return client.create_experiment(name, artifact_location=(store / "mlruns").as_uri() if store else None)
 
 
 def _metrics(values: dict, step: int) -> list[Metric]:
@@ -82,7 +86,7 @@ class TrialTracker:
         Trial runs are top-level (not nested under the search's run, which the UI collapses),
         so the runs table and the compare views show them at once; ``search`` tags them."""
         client = MlflowClient(tracking_uri)
-        exp = experiment_id(client, experiment)
+        exp = experiment_id(client, experiment, tracking_uri)
         found = client.search_runs([exp], filter_string=f"tags.`{TRIAL_TAG}` = '{trial_id}'")
         if found:
             run_id = found[0].info.run_id
@@ -156,7 +160,7 @@ def open_search_run(tracking_uri: str, experiment: str, name: str, command: str,
     """The search's own run: its command, its space and (``settings.txt``) the fixed settings
     of its trials with the layer that set each."""
     client = MlflowClient(tracking_uri)
-    exp = experiment_id(client, experiment)
+    exp = experiment_id(client, experiment, tracking_uri)
     found = client.search_runs([exp], filter_string=f"tags.`{KIND_TAG}` = 'search' and tags.`{SEARCH_TAG}` = '{name}'")
     if found:  # a resumed search: running again, and an earlier stop's reason no longer holds
         client.update_run(found[0].info.run_id, status="RUNNING")
