@@ -14,6 +14,8 @@ is written last and removed first: without the marker, a folder does not exist f
 from __future__ import annotations
 
 import os
+import shutil
+import socket
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -138,7 +140,8 @@ def atomic_folder(final: Location, marker: str) -> Iterator[Location]:
     is left behind; locally, the previous folder even survives a failed rebuild.
     """
     if final.is_local:
-        stage = final.sibling(f".{final.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+        _remove_stale_stages(final)
+        stage = final.sibling(f".{final.name}.tmp-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}")
         stage.delete()
         stage.mkdir()
         try:
@@ -157,10 +160,32 @@ def atomic_folder(final: Location, marker: str) -> Iterator[Location]:
         raise
 
 
+def _remove_stale_stages(final: Location) -> None:
+    """Remove the staging folders that a killed earlier run on this host left beside ``final``
+    (``.<name>.tmp-<host>-<pid>-…`` or ``.old-…`` whose process is gone)."""
+    parent, host = Path(final.path).parent, socket.gethostname()
+    if not parent.is_dir():
+        return
+    for path in parent.glob(f".{final.name}.*-{host}-*"):
+        pid = path.name[len(f".{final.name}."):].split("-", 1)[1][len(host) + 1:].split("-", 1)[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def _replace_local(stage: Location, final: Location) -> None:
     old = None
     if final.exists():
-        old = final.sibling(f".{final.name}.old-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+        old = final.sibling(f".{final.name}.old-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}")
         os.replace(final.path, old.path)
     os.replace(stage.path, final.path)
     if old is not None:

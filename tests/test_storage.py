@@ -135,3 +135,24 @@ def test_prepare_builds_on_s3_once_and_then_reuses_it(ray_local, s3_bucket, tmp_
     capsys.readouterr()
     assert prepare(get_dataset("movie", tmp_path / "raw"), uri, seed=0) == first
     assert "reusing" in capsys.readouterr().out
+
+
+def test_a_killed_run_s_staging_folder_is_removed_by_the_next_run(tmp_path):
+    """A run killed mid-write (SIGKILL) leaves its hidden staging folder; the next write of the
+    same folder removes it, and never a folder of a process that is still alive."""
+    import os
+    from pathlib import Path
+
+    from mikgnn.storage import atomic_folder, resolve
+
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    host = socket.gethostname()
+    stale = tmp_path / f".out.tmp-{host}-{dead.pid}-deadbeef"
+    live = tmp_path / f".out.tmp-{host}-{os.getpid()}-cafecafe"
+    for folder in (stale, live):
+        (folder / "part").mkdir(parents=True)
+    with atomic_folder(resolve(tmp_path / "out"), "manifest.json") as stage:
+        (Path(stage.path) / "manifest.json").write_text("{}")
+    assert (tmp_path / "out" / "manifest.json").is_file()
+    assert not stale.exists() and live.exists()
