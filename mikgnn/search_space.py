@@ -120,6 +120,13 @@ def _dimension(path: Path, name, spec) -> Dimension:
     return Dimension(name, spec["type"], float(low), float(high))
 
 
+def space_file(folder: Path, dataset: str) -> tuple[Path, bool]:
+    """The shipped space of ``dataset`` under ``folder`` (tune_spaces/), or the generic
+    ``default.yaml`` for a dataset without one (a custom folder); True when it is the default."""
+    own = folder / f"{dataset}.yaml"
+    return (own, False) if own.is_file() else (folder / "default.yaml", True)
+
+
 def check_sampler(space: SearchSpace, search: str) -> None:
     """A sweep (a 'grid' dimension) trains every value, which only random search's grid does."""
     if space.grid_size > 1 and search != "random":

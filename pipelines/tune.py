@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from mikgnn.cli import add_debug_flag, usage_error  # noqa: E402
 from mikgnn.datasets import DatasetError, get_dataset  # noqa: E402
 from mikgnn.redact import redact, split_credentials  # noqa: E402
-from mikgnn.search_space import SearchSpaceError, check_sampler, load_space  # noqa: E402
+from mikgnn.search_space import SearchSpaceError, check_sampler, load_space, space_file  # noqa: E402
 from mikgnn.settings import (  # noqa: E402
     SECTIONS,
     Settings,
@@ -123,7 +123,8 @@ def main(argv: list[str] | None = None) -> int:
         check_flags(args)
         settings = settings_from_args(args, dataset)
         spec = get_dataset(args.dataset, args.data_root)
-        space = load_space(args.space or REPO / "tune_spaces" / f"{dataset}.yaml")
+        path, generic = (args.space, False) if args.space else space_file(REPO / "tune_spaces", dataset)
+        space = load_space(path)
         check_sampler(space, settings.search.search)
         storage = resolve(args.storage_path)
         name = _search_name(args, settings.search.name, dataset, storage)
@@ -132,6 +133,9 @@ def main(argv: list[str] | None = None) -> int:
         tracking_uri = _credentials_to_environment(args.tracking_uri) if args.tracking_uri else None
     except (SearchSpaceError, DatasetError, TrackingUriError, ValueError) as exc:
         return usage_error(exc, args.debug)
+    if generic:
+        print(f"search space: {path} (the generic one: no space ships for {dataset!r}; --space FILE "
+              "overrides it)", flush=True)
     print("fixed settings (Table 1 < search defaults < config file < flag):\n  "
           + settings.describe().replace("\n", "\n  "), flush=True)
     parallel, search = settings.parallel, settings.search

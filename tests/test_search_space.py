@@ -132,3 +132,14 @@ def test_random_search_caps_its_own_concurrency(tmp_path):
                   experiment="music", tracking_uri="sqlite:///x.db", storage_path=resolve(tmp_path), name="s",
                   command="tune.py", search="random")
     assert _search_alg(job, 3).max_concurrent == 3
+
+
+def test_a_dataset_without_a_space_of_its_own_gets_the_generic_one(tmp_path):
+    from mikgnn.search_space import space_file
+
+    folder = SPACES[0].parent
+    assert space_file(folder, "music") == (folder / "music.yaml", False)
+    assert space_file(folder, "my_folder") == (folder / "default.yaml", True)
+    space = load_space(folder / "default.yaml")
+    t = table1("my_folder")  # a custom dataset starts from music's Table 1
+    assert start_point(space, t.model, t.train) is not None

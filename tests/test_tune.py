@@ -282,3 +282,18 @@ def test_a_password_in_the_tracking_uri_is_never_recorded(shared_data, tmp_path)
     for path in [*tmp_path.rglob("*"), *logs]:
         if path.is_file():
             assert secret.encode() not in path.read_bytes(), path
+
+
+def test_a_custom_folder_is_searched_in_the_generic_space(ray_local, tmp_path):
+    """A dataset of one's own has no shipped space: the search says it uses default.yaml."""
+    from conftest import write_custom
+
+    folder = write_custom(tmp_path / "mine")
+    done = _tune(["--dataset", str(folder), "--num-samples", "1", "--epochs", "1",
+                  "--processed", str(tmp_path / "processed"), "--storage-path", str(tmp_path / "ray_results"),
+                  "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}", "--set", "protocol=full",
+                  "--address", ray_local.get_runtime_context().gcs_address])
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "tune_spaces/default.yaml (the generic one: no space ships for 'mine'" in done.stdout
+    runs = _trial_runs(f"sqlite:///{tmp_path / 'mlflow.db'}", "mine")
+    assert len(runs) == 1 and "valid/auc" in runs[0].data.metrics
