@@ -14,6 +14,7 @@ is written last and removed first: without the marker, a folder does not exist f
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import uuid
@@ -141,7 +142,7 @@ def atomic_folder(final: Location, marker: str) -> Iterator[Location]:
     """
     if final.is_local:
         _remove_stale_stages(final)
-        stage = final.sibling(f".{final.name}.tmp-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+        stage = final.sibling(_stage_name(final, "tmp"))
         stage.delete()
         stage.mkdir()
         try:
@@ -160,15 +161,21 @@ def atomic_folder(final: Location, marker: str) -> Iterator[Location]:
         raise
 
 
+def _stage_name(final: Location, kind: str) -> str:
+    """A hidden folder beside ``final`` owned by this process: ``.<name>.<kind>-<host>-<pid>-<random>``."""
+    return f".{final.name}.{kind}-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+
+
 def _remove_stale_stages(final: Location) -> None:
-    """Remove the staging folders that a killed earlier run on this host left beside ``final``
-    (``.<name>.tmp-<host>-<pid>-…`` or ``.old-…`` whose process is gone)."""
-    parent, host = Path(final.path).parent, socket.gethostname()
+    """Remove the staging folders (``_stage_name``: tmp or old) that a killed earlier run on this
+    host left beside ``final``: those whose process is gone."""
+    parent = Path(final.path).parent
     if not parent.is_dir():
         return
-    for path in parent.glob(f".{final.name}.*-{host}-*"):
-        pid = path.name[len(f".{final.name}."):].split("-", 1)[1][len(host) + 1:].split("-", 1)[0]
-        if pid.isdigit() and not _alive(int(pid)):
+    owned = re.compile(rf"\.{re.escape(final.name)}\.(?:tmp|old)-{re.escape(socket.gethostname())}-(\d+)-[0-9a-f]+")
+    for path in parent.iterdir():
+        found = owned.fullmatch(path.name)
+        if found and not _alive(int(found[1])):
             shutil.rmtree(path, ignore_errors=True)
 
 
@@ -185,7 +192,7 @@ def _alive(pid: int) -> bool:
 def _replace_local(stage: Location, final: Location) -> None:
     old = None
     if final.exists():
-        old = final.sibling(f".{final.name}.old-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+        old = final.sibling(_stage_name(final, "old"))
         os.replace(final.path, old.path)
     os.replace(stage.path, final.path)
     if old is not None:

@@ -9,7 +9,7 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
-from mikgnn.redact import redact
+from mikgnn.redact import redact, split_credentials
 
 PROBE_TIMEOUT_S = 5.0
 
@@ -29,11 +29,10 @@ def probe_tracking_uri(uri: str, timeout_s: float = PROBE_TIMEOUT_S) -> None:
         return
     if scheme not in ("http", "https"):
         return
-    parts = urllib.parse.urlsplit(uri)
-    netloc = (parts.hostname or "") + (f":{parts.port}" if parts.port else "")
-    request = urllib.request.Request(urllib.parse.urlunsplit(parts._replace(netloc=netloc)).rstrip("/") + "/health")
-    if parts.username:
-        token = base64.b64encode(f"{parts.username}:{parts.password or ''}".encode()).decode()
+    bare, user, password = split_credentials(uri)
+    request = urllib.request.Request(bare.rstrip("/") + "/health")
+    if user is not None:
+        token = base64.b64encode(f"{user}:{password or ''}".encode()).decode()
         request.add_header("Authorization", f"Basic {token}")
     try:
         urllib.request.urlopen(request, timeout=timeout_s).close()

@@ -106,7 +106,7 @@ def train_epoch(model: Recommender, optimizer: torch.optim.Optimizer, batches, c
     model.train()
     l2_in_optimizer = cfg.l2 > 0 and cfg.l2_mode == "full"
     start, total, count = time.perf_counter(), 0.0, 0
-    for batch in batches:
+    for step, batch in enumerate(batches, 1):
         out = model.forward_train(batch.user, batch.item)
         loss = F.binary_cross_entropy_with_logits(out.logits, batch.label.float())  # Eq. (24)
         if cfg.l2 > 0 and not l2_in_optimizer:
@@ -122,7 +122,7 @@ def train_epoch(model: Recommender, optimizer: torch.optim.Optimizer, batches, c
             hooks.after_step(model)
         value = float(loss.detach())
         if not math.isfinite(value):  # a diverged run is a failure, never a result
-            raise NonFiniteLoss(f"the training loss is {value} at step {count // max(len(batch), 1) + 1} of the "
+            raise NonFiniteLoss(f"the training loss is {value} at step {step} of the "
                                 f"epoch (lr {cfg.lr:g}, λ {cfg.l2:g}): training diverged; lower the learning rate")
         total += value * len(batch)
         count += len(batch)

@@ -147,12 +147,34 @@ def close_if_running(tracking_uri: str, experiment: str, trial_id: str, status: 
     if found is None:
         return False
     runs = client.search_runs([found.experiment_id], filter_string=f"tags.`{TRIAL_TAG}` = '{trial_id}'")
+    _terminate_running(client, runs, status, reason)
+    return bool(runs)
+
+
+def close_running_trials(tracking_uri: str, experiment: str, search: str, status: str, reason: str,
+                         mark_search: bool = False) -> None:
+    """End every RUNNING trial run of ``search`` with ``status`` and ``reason``; with
+    ``mark_search``, tag the search's own run with the reason too (read back by run_search)."""
+    client = MlflowClient(tracking_uri)
+    found = client.get_experiment_by_name(experiment)
+    if found is None:
+        return
+    runs = client.search_runs([found.experiment_id], filter_string=f"tags.`{SEARCH_TAG}` = '{search}'")
+    trials = [r for r in runs if r.data.tags.get(KIND_TAG) != "search"]
+    if mark_search:
+        for run in runs:
+            if run.data.tags.get(KIND_TAG) == "search":
+                client.set_tag(run.info.run_id, FAILURE_TAG, reason[:5000])
+    _terminate_running(client, trials, status, reason)
+
+
+def _terminate_running(client: MlflowClient, runs: list, status: str, reason: str | None) -> None:
+    """Give each RUNNING run of ``runs`` ``status``, with ``reason`` as its failure_reason tag."""
     for run in runs:
         if run.info.status == "RUNNING":
             if reason:
                 client.set_tag(run.info.run_id, FAILURE_TAG, reason[:5000])
             client.set_terminated(run.info.run_id, status=status)
-    return bool(runs)
 
 
 def open_search_run(tracking_uri: str, experiment: str, name: str, command: str, space: dict,

@@ -28,10 +28,9 @@ from mikgnn.distributed.cluster import TRIAL_DRIVER_CPU, plan_concurrency
 from mikgnn.distributed.placement import release_job_placement_groups
 from mikgnn.distributed.tracking import (
     FAILURE_TAG,
-    KIND_TAG,
-    SEARCH_TAG,
     TrialTracker,
     close_if_running,
+    close_running_trials,
     close_search_run,
     open_search_run,
 )
@@ -142,23 +141,6 @@ def _last_error_line(trial_dir: str | None) -> str:
                 lines[-1] if lines else "no error file")[:500]
 
 
-def close_running_trials(tracking_uri: str, experiment: str, search: str, status: str, reason: str,
-                         mark_search: bool = False) -> None:
-    """End every RUNNING trial run of ``search`` with ``status`` and ``reason``; with
-    ``mark_search``, tag the search's own run with the reason too (read back by run_search)."""
-    client = MlflowClient(tracking_uri)
-    found = client.get_experiment_by_name(experiment)
-    if found is None:
-        return
-    for run in client.search_runs([found.experiment_id], filter_string=f"tags.`{SEARCH_TAG}` = '{search}'"):
-        if run.data.tags.get(KIND_TAG) == "search":
-            if mark_search:
-                client.set_tag(run.info.run_id, FAILURE_TAG, reason)
-        elif run.info.status == "RUNNING":
-            client.set_tag(run.info.run_id, FAILURE_TAG, reason)
-            client.set_terminated(run.info.run_id, status=status)
-
-
 class MlflowStatusCallback(tune.Callback):
     """A trial stopped by the scheduler or crashed ends KILLED / FAILED, never RUNNING."""
 
@@ -174,7 +156,7 @@ class MlflowStatusCallback(tune.Callback):
             # it failed before its own code opened a run (its actor could not start, say):
             # record it anyway, so that MLflow holds every trial of the search
             tracker = TrialTracker.open(self.tracking_uri, self.experiment, trial.trial_id, str(trial),
-                                        {k: v for k, v in trial.config.items()}, search=self.search)
+                                        dict(trial.config), search=self.search)
             tracker.client.set_tag(tracker.run_id, FAILURE_TAG, reason[:5000])
             tracker.end("FAILED")
 
