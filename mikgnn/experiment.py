@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from mikgnn.bpr import NegativeSampler
 from mikgnn.config import ModelConfig, TrainConfig
 from mikgnn.label_smoothness import InteractionTable
 from mikgnn.models import Recommender, build_model
@@ -21,6 +22,7 @@ from mikgnn.training import (
     make_optimizer,
     shuffled_batches,
     train_epoch,
+    training_rows,
 )
 
 
@@ -31,17 +33,30 @@ class Experiment:
     splits: dict[str, Rows]
     n_items: int
     ls_table: InteractionTable | None
+    negatives: NegativeSampler | None = None  # BPR's sampler (loss "bpr")
 
 
-def build(data: ProcessedDataset, model_cfg: ModelConfig, train_cfg: TrainConfig) -> Experiment:
-    model = build_model(data, model_cfg, train_cfg.seed)
+def resolve_device(name: str) -> torch.device:
+    """``TrainConfig.device``: auto takes the GPU when torch sees one."""
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device 'cuda' was asked for, but torch sees no GPU (torch.cuda.is_available() is False)")
+    return torch.device("cuda" if name == "cuda" or (name == "auto" and torch.cuda.is_available()) else "cpu")
+
+
+def build(data: ProcessedDataset, model_cfg: ModelConfig, train_cfg: TrainConfig,
+          device: torch.device | None = None) -> Experiment:
+    """The model, its optimizer and the splits; on ``device`` (default: ``train_cfg.device``)."""
+    device = device or resolve_device(train_cfg.device)
+    model = build_model(data, model_cfg, train_cfg.seed).to(device)
     optimizer = make_optimizer(model, train_cfg)
     splits = {name: Rows.from_numpy(cols) for name, cols in data.splits.items()}
-    ls_table = None
+    ls_table = negatives = None
+    train = splits.get("train")
     if train_cfg.ls_weight > 0 and model_cfg.model != "mf":
-        train = splits["train"]
-        ls_table = InteractionTable(train.user, train.item, train.label, data.n_entities)
-    return Experiment(model, optimizer, splits, data.n_items, ls_table)
+        ls_table = InteractionTable(train.user, train.item, train.label, data.n_entities).to(device)
+    if train_cfg.loss == "bpr" and train is not None:
+        negatives = NegativeSampler(train.user, train.item, train.label, data.n_items, train_cfg.seed).to(device)
+    return Experiment(model, optimizer, splits, data.n_items, ls_table, negatives)
 
 
 @dataclass
@@ -70,7 +85,7 @@ class FitState:
 def run_epoch(exp: Experiment, cfg: TrainConfig, epoch: int, batches,
               hooks: StepHooks | None = None) -> dict[str, float]:
     """Train one epoch and validate: the metrics of that epoch."""
-    stats = train_epoch(exp.model, exp.optimizer, batches, cfg, exp.ls_table, hooks)
+    stats = train_epoch(exp.model, exp.optimizer, batches, cfg, exp.ls_table, hooks, exp.negatives)
     metrics = {"epoch": epoch, "train/loss": stats["loss"], "train/l2": stats["l2"], "train/seconds": stats["seconds"]}
     metrics.update(evaluate(exp.model, "valid", exp.splits["valid"], exp.splits["train"], exp.n_items, cfg))
     metrics.update(diagnostics(exp.model, exp.splits["valid"]))
@@ -91,8 +106,9 @@ def fit(exp: Experiment, cfg: TrainConfig,
     """Train with early stopping on valid/<select_metric>; test the best epoch's weights."""
     generator = torch.Generator().manual_seed(cfg.seed)
     state = FitState()
+    rows, device = training_rows(exp.splits["train"], cfg), exp.model.device
     for epoch in range(1, cfg.epochs + 1):
-        batches = shuffled_batches(exp.splits["train"], cfg.batch_size, generator)
+        batches = (b.to(device) for b in shuffled_batches(rows, cfg.batch_size, generator))
         metrics = run_epoch(exp, cfg, epoch, batches)
         if on_epoch is not None:
             on_epoch(epoch, metrics)

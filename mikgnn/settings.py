@@ -38,6 +38,7 @@ from mikgnn.config import (
     for_model,
     table1,
     table1_ls_weight,
+    train_for_model,
 )
 
 SECTIONS = {"model": ModelConfig, "train": TrainConfig, "parallel": ParallelConfig, "search": SearchConfig}
@@ -200,12 +201,14 @@ def resolve_settings(dataset: str, model: str = "mikgnn", variant: str = "mi-kgn
     t = table1(Path(dataset).name)
     values = {"model": for_model(t.model, model, kgcn_aggregator), "parallel": ParallelConfig(),
               "search": SearchConfig(),
-              "train": replace(t.train, ls_weight=table1_ls_weight(Path(dataset).name) if model == "kgcn-ls" else 0.0)}
+              "train": replace(train_for_model(t.train, model),
+                               ls_weight=table1_ls_weight(Path(dataset).name) if model == "kgcn-ls" else 0.0)}
     origin = {f"{s}.{k}": "table1" for s, keys in (("model", TABLE1_MODEL_KEYS), ("train", TABLE1_TRAIN_KEYS))
               for k in keys}
-    for f in fields(ModelConfig):
-        if getattr(values["model"], f.name) != getattr(t.model, f.name):
-            origin[f"model.{f.name}"] = "model"
+    for section, table in (("model", t.model), ("train", t.train)):
+        for f in fields(table):
+            if f.name != "ls_weight" and getattr(values[section], f.name) != getattr(table, f.name):
+                origin[f"{section}.{f.name}"] = "model"
     if model == "kgcn-ls":
         origin["train.ls_weight"] = "table1"
     if variant != "mi-kgnn":

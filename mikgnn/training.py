@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mikgnn.bpr import NegativeSampler, bpr_loss
 from mikgnn.config import TrainConfig
 from mikgnn.label_smoothness import InteractionTable, label_smoothness_loss
 from mikgnn.metrics import auc, batch_mean_auc, f1_at_half, ranking_users, topk_metrics
@@ -43,6 +44,16 @@ class Rows:
     def to(self, device: torch.device | str) -> Rows:
         return Rows(self.user.to(device), self.item.to(device), self.label.to(device))
 
+    def positives(self) -> Rows:
+        keep = self.label == 1
+        return Rows(self.user[keep], self.item[keep], self.label[keep])
+
+
+def training_rows(rows: Rows, cfg: TrainConfig) -> Rows:
+    """What an epoch iterates over: every labelled row for BCE, the positive rows for BPR
+    (each is paired with a negative sampled at its step)."""
+    return rows.positives() if cfg.loss == "bpr" else rows
+
 
 def shuffled_batches(rows: Rows, batch_size: int, generator: torch.Generator) -> Iterator[Rows]:
     order = torch.randperm(len(rows), generator=generator)
@@ -58,7 +69,7 @@ def l2_penalty(model: Recommender, out: TrainOutput | None, cfg: TrainConfig) ->
     for an identity transform's fixed W1 = W2 = I)."""
     if cfg.l2_mode == "w1w2":
         penalty = model.transform_penalty()
-        return penalty if penalty is not None else model.user.weight.new_zeros(())
+        return penalty if penalty is not None else torch.zeros((), device=model.device)
     tables = model.l2_tensors(cfg.l2_relations) if cfg.l2_mode == "full" else _batch_l2_tensors(model, out, cfg)
     return 0.5 * sum(t.pow(2).sum() for t in tables)
 
@@ -93,10 +104,14 @@ class StepHooks:
 
 
 def train_epoch(model: Recommender, optimizer: torch.optim.Optimizer, batches, cfg: TrainConfig,
-                ls_table: InteractionTable | None = None, hooks: StepHooks | None = None) -> dict[str, float]:
-    """One pass over ``batches`` (an iterable of Rows); returns the mean loss, the L2 term at
-    the end of the epoch, and the seconds.
+                ls_table: InteractionTable | None = None, hooks: StepHooks | None = None,
+                negatives: NegativeSampler | None = None) -> dict[str, float]:
+    """One pass over ``batches`` (an iterable of Rows; ``training_rows``); returns the mean loss,
+    the L2 term at the end of the epoch, and the seconds.
 
+    The recommendation loss is BCE on the labelled rows (Eq. (24)) or, with ``cfg.loss ==
+    "bpr"``, BPR over each (positive) row and a negative from ``negatives``. The model's own
+    term (``Recommender.auxiliary_loss``: a KG loss, an independence loss) is added to it.
     The full-table L2 is not in the loss: it is the weight decay of the optimizer
     (``make_optimizer``), applied after ``hooks.after_backward``. "loss" is the mean of the
     other terms (the data loss, label smoothness, batch-only or W1+W2 L2) and "l2" is λ times
@@ -107,16 +122,11 @@ def train_epoch(model: Recommender, optimizer: torch.optim.Optimizer, batches, c
     l2_in_optimizer = cfg.l2 > 0 and cfg.l2_mode == "full"
     start, total, count = time.perf_counter(), 0.0, 0
     for step, batch in enumerate(batches, 1):
-        out = model.forward_train(batch.user, batch.item)
-        loss = F.binary_cross_entropy_with_logits(out.logits, batch.label.float())  # Eq. (24)
-        if cfg.l2 > 0 and not l2_in_optimizer:
-            loss = loss + cfg.l2 * l2_penalty(model, out, cfg)
-        if ls_table is not None and cfg.ls_weight > 0 and out.field is not None:
-            loss = loss + cfg.ls_weight * label_smoothness_loss(out.field, batch.user, batch.label, ls_table)
+        loss, touched = step_loss(model, batch, cfg, ls_table, negatives, l2_in_optimizer)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if hooks.after_backward is not None:
-            hooks.after_backward(model, out.touched)
+            hooks.after_backward(model, touched)
         optimizer.step()
         if hooks.after_step is not None:
             hooks.after_step(model)
@@ -132,6 +142,49 @@ def train_epoch(model: Recommender, optimizer: torch.optim.Optimizer, batches, c
     with torch.no_grad():
         l2 = cfg.l2 * float(l2_penalty(model, None, cfg)) if l2_in_optimizer else 0.0
     return {"loss": total / max(count, 1), "l2": l2, "seconds": seconds}
+
+
+def step_loss(model: Recommender, batch: Rows, cfg: TrainConfig, ls_table: InteractionTable | None = None,
+              negatives: NegativeSampler | None = None,
+              l2_in_optimizer: bool | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """The loss of one training step and the rows it read (``TrainOutput.touched``): the data
+    loss, the in-graph L2 (None: unless the optimizer's weight decay carries it), label
+    smoothness, and the model's own terms."""
+    if l2_in_optimizer is None:
+        l2_in_optimizer = cfg.l2 > 0 and cfg.l2_mode == "full"
+    out, loss = _data_loss(model, batch, cfg, negatives)
+    if cfg.l2 > 0 and not l2_in_optimizer:
+        loss = loss + cfg.l2 * l2_penalty(model, out, cfg)
+    if ls_table is not None and cfg.ls_weight > 0 and out.field is not None:
+        loss = loss + cfg.ls_weight * label_smoothness_loss(out.field, batch.user, batch.label, ls_table)
+    if out.extra is not None:
+        loss = loss + out.extra
+    touched = out.touched
+    extra = model.auxiliary_loss(len(batch))
+    if extra is not None:
+        loss = loss + extra[0]
+        touched = _merge_touched(touched, extra[1])
+    return loss, touched
+
+
+def _data_loss(model: Recommender, batch: Rows, cfg: TrainConfig,
+               negatives: NegativeSampler | None) -> tuple[TrainOutput, torch.Tensor]:
+    if cfg.loss == "bpr":
+        if negatives is None:
+            raise ValueError("loss 'bpr' needs a NegativeSampler over the training positives")
+        out = model.forward_train(torch.cat([batch.user, batch.user]),
+                                  torch.cat([batch.item, negatives.sample(batch.user)]))  # [2B]
+        positive, negative = out.logits.chunk(2)  # [B], [B]
+        return out, bpr_loss(positive, negative)
+    out = model.forward_train(batch.user, batch.item)
+    return out, F.binary_cross_entropy_with_logits(out.logits, batch.label.float())  # Eq. (24)
+
+
+def _merge_touched(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    merged = dict(a)
+    for name, ids in b.items():
+        merged[name] = torch.cat([merged[name], ids]) if name in merged else ids
+    return merged
 
 
 @torch.no_grad()

@@ -10,10 +10,19 @@ import pytest
 import torch
 from conftest import tiny_data
 
-from mikgnn.config import MODELS, VARIANTS, ModelConfig, ParallelConfig, TrainConfig, apply_variant, for_model
+from mikgnn.config import (
+    MODELS,
+    VARIANTS,
+    ModelConfig,
+    ParallelConfig,
+    TrainConfig,
+    apply_variant,
+    for_model,
+    train_for_model,
+)
 from mikgnn.experiment import build, fit
 from mikgnn.models import build_model
-from mikgnn.training import Rows, diagnostics, l2_penalty
+from mikgnn.training import Rows, diagnostics, step_loss, training_rows
 
 CONFIGS = [apply_variant(ModelConfig(dim=8, n_neighbours=4, hops=h), v) for v in VARIANTS for h in (1, 2)]
 CONFIGS += [for_model(ModelConfig(dim=8, n_neighbours=4, hops=h), "kgcn", a)
@@ -126,14 +135,17 @@ def test_defaults_identity_for_mikgnn_and_learned_for_the_kgcn_baselines():
 
 @pytest.mark.parametrize("model_name,transform", [(m, None) for m in MODELS] + [("mikgnn", "learned")])
 def test_gradient_reaches_every_parameter(model_name, transform):
+    """One training step's whole loss (the model's own loss and extra terms, its default L2 and
+    λ raised so that it shows) reaches every parameter."""
     data = tiny_data()
     cfg = for_model(ModelConfig(dim=8, n_neighbours=4, hops=2), model_name)
     cfg = replace(cfg, transform=transform) if transform else cfg
-    exp = build(data, cfg, TrainConfig(ls_weight=0.5 if model_name == "kgcn-ls" else 0.0))
-    train = exp.splits["train"]
-    out = exp.model.forward_train(train.user, train.item)
-    loss = torch.nn.functional.binary_cross_entropy_with_logits(out.logits, train.label.float())
-    (loss + 1e-3 * l2_penalty(exp.model, out, TrainConfig())).backward()
+    train_cfg = replace(train_for_model(TrainConfig(), model_name), l2=1e-3,
+                        ls_weight=0.5 if model_name == "kgcn-ls" else 0.0)
+    exp = build(data, cfg, train_cfg)
+    rows = training_rows(exp.splits["train"], train_cfg)
+    loss, _ = step_loss(exp.model, rows, train_cfg, exp.ls_table, exp.negatives, l2_in_optimizer=False)
+    loss.backward()
     for name, param in exp.model.named_parameters():
         assert param.grad is not None and param.grad.abs().sum() > 0, name
 

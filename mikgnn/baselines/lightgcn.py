@@ -37,8 +37,8 @@ def normalized_adjacency(users: np.ndarray, items: np.ndarray, n_users: int, n_i
     scale = np.where(degree > 0, degree, 1.0) ** -0.5
     values = scale[rows] * scale[cols]
     index = torch.from_numpy(np.stack([rows, cols])).long()
-    return torch.sparse_coo_tensor(index, torch.from_numpy(values.astype(np.float32)),
-                                   (n_users + n_items,) * 2).coalesce()
+    return torch.sparse_coo_tensor(index, torch.from_numpy(values.astype(np.float32)), (n_users + n_items,) * 2,
+                                   check_invariants=True).coalesce()
 
 
 class LightGCN(Recommender):

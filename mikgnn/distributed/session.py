@@ -39,8 +39,9 @@ class TrainWorkerSession:
         self.device = ray.train.torch.get_device()
         self.train_table = train_table
 
-    def shard(self, data: ProcessedDataset) -> Rows:
-        """This worker's shard as tensors, cut to the smallest shard so every worker steps alike."""
+    def shard(self, data: ProcessedDataset, positives_only: bool = False) -> Rows:
+        """This worker's shard as tensors (its positive rows alone for BPR), cut to the smallest
+        shard so every worker steps alike."""
         if self.train_table is not None:
             table = ray.get(self.train_table)  # zero-copy from the node's object store
             picked = np.arange(self.rank, table.num_rows, self.world)
@@ -51,6 +52,7 @@ class TrainWorkerSession:
             columns = {c: np.concatenate([p[c] for p in parts]) if parts else np.zeros(0, np.int64)
                        for c in COLUMNS}
         rows = Rows.from_numpy(columns)
+        rows = rows.positives() if positives_only else rows
         size = torch.tensor([len(rows)])
         if self.world > 1:
             dist.all_reduce(size, op=dist.ReduceOp.MIN)
@@ -73,8 +75,9 @@ class TrialSession:
     def __init__(self, gpu: bool = False) -> None:
         self.device = torch.device("cuda") if gpu else torch.device("cpu")
 
-    def shard(self, data: ProcessedDataset) -> Rows:
-        return Rows.from_numpy(data.splits["train"])  # the whole train split, read with the others
+    def shard(self, data: ProcessedDataset, positives_only: bool = False) -> Rows:
+        rows = Rows.from_numpy(data.splits["train"])  # the whole train split, read with the others
+        return rows.positives() if positives_only else rows
 
     def checkpoint(self):
         return tune.get_checkpoint()  # the trial's last checkpoint, when Tune restores it

@@ -126,13 +126,11 @@ def run_training(config: dict, session) -> None:
     torch.set_num_threads(max(1, int(config.get("threads_per_worker", 1))))
     model_cfg, train_cfg = configs(config)
     # Rank 0 validates and tests; the others need the KG, and the train rows for label smoothness.
-    needed = SPLITS if rank == 0 else (("train",) if train_cfg.ls_weight > 0 or needs_train_rows(model_cfg) else ())
+    needed = SPLITS if rank == 0 else (("train",) if train_cfg.ls_weight > 0 or train_cfg.loss == "bpr"
+                                       or needs_train_rows(model_cfg) else ())
     data = load_processed(config["processed"], splits=needed)
-    exp = build(data, model_cfg, train_cfg)
-    exp.model.to(device)
-    if exp.ls_table is not None:
-        exp.ls_table.to(device)
-    shard = session.shard(data)
+    exp = build(data, model_cfg, train_cfg, device=device)
+    shard = session.shard(data, positives_only=train_cfg.loss == "bpr")
     generator = torch.Generator().manual_seed(train_cfg.seed + rank)
     state = _restore(exp, generator, session)
     logger = TrialTracker(**config["mlflow_run"]) if rank == 0 and config.get("mlflow_run") else None
@@ -148,7 +146,7 @@ def run_training(config: dict, session) -> None:
             metrics = run_epoch(exp, train_cfg, epoch, batches, hooks)
             stop = state.update(metrics, f"valid/{train_cfg.select_metric}", exp.model, train_cfg.patience)
         else:
-            train_epoch(exp.model, exp.optimizer, batches, train_cfg, exp.ls_table, hooks)
+            train_epoch(exp.model, exp.optimizer, batches, train_cfg, exp.ls_table, hooks, exp.negatives)
         flag = torch.tensor([int(stop)])
         if world > 1:
             dist.broadcast(flag, src=0)

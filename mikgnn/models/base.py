@@ -8,6 +8,8 @@
     dense_weights()                    -> those of them that are not embedding tables
     transform_penalty()                -> ‖W1 + W2‖² of Eq. (24), or None
     diagnostics(users, items)          -> {name: float}, what a run logs about the model
+    auxiliary_loss(batch)              -> (loss, touched) a model's own extra term, or None
+                                          (the KG losses of CKE and KGAT, KGIN's independence)
 
 Training (``mikgnn.training``) and evaluation speak only this interface.
 """
@@ -37,6 +39,7 @@ class TrainOutput:
     touched: dict[str, torch.Tensor]  # parameter name -> row ids this step read (sparse exchange)
     embedded_relations: list[torch.Tensor] = field(default_factory=list)  # relation rows (batch L2)
     field: Field | None = None  # None: the model has no receptive field
+    extra: torch.Tensor | None = None  # a model's own weighted loss term on this batch (RippleNet's KGE)
 
 
 class Recommender(nn.Module):
@@ -63,8 +66,18 @@ class Recommender(nn.Module):
     def diagnostics(self, users: torch.Tensor, items: torch.Tensor) -> dict[str, float]:
         return {}
 
+    def auxiliary_loss(self, batch: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]] | None:
+        """The model's own training term beside the recommendation loss, already weighted, and
+        the rows it read (parameter name -> row ids, as ``TrainOutput.touched``); ``batch``: the
+        step's number of rows, for a term that samples its own batch (KG triples)."""
+        return None
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
     def all_items(self) -> torch.Tensor:
-        return torch.arange(self.n_items, device=self.user.weight.device)
+        return torch.arange(self.n_items, device=self.device)
 
     @torch.no_grad()
     def recommend(self, users: torch.Tensor, k: int,
