@@ -32,6 +32,7 @@ import yaml
 from mikgnn.config import ModelConfig, TrainConfig
 
 KINDS = ("uniform", "loguniform", "choice", "grid")
+FIELD_MODELS = ("mikgnn", "kgcn", "kgcn-ls")  # the models with a receptive field of n^h entities
 LISTS = ("choice", "grid")  # the kinds that take a list of values
 # name -> (check of one value, what it must be)
 _RULES = {
@@ -120,11 +121,14 @@ def _dimension(path: Path, name, spec) -> Dimension:
     return Dimension(name, spec["type"], float(low), float(high))
 
 
-def space_file(folder: Path, dataset: str) -> tuple[Path, bool]:
-    """The shipped space of ``dataset`` under ``folder`` (tune_spaces/), or the generic
-    ``default.yaml`` for a dataset without one (a custom folder); True when it is the default."""
-    own = folder / f"{dataset}.yaml"
-    return (own, False) if own.is_file() else (folder / "default.yaml", True)
+def space_file(folder: Path, dataset: str, model: str = "mikgnn") -> tuple[Path, bool]:
+    """The shipped space under ``folder`` (tune_spaces/): a baseline's own
+    ``model-<name>.yaml`` (its lr, λ and layers, the same for every dataset), else the dataset's
+    ``<dataset>.yaml``, else the generic ``default.yaml`` (a custom folder); True for the last."""
+    for path in (folder / f"model-{model}.yaml", folder / f"{dataset}.yaml"):
+        if path.is_file():
+            return path, False
+    return folder / "default.yaml", True
 
 
 def check_sampler(space: SearchSpace, search: str) -> None:
@@ -172,6 +176,7 @@ def apply_params(model: ModelConfig, train: TrainConfig, params: dict) -> tuple[
 def fit_field(model: ModelConfig, max_field: int | None) -> ModelConfig:
     """``model`` as a search trains it: with the receptive-field adjustment (FMK r) when its
     full field n^h has more than ``max_field`` entities, else unchanged."""
-    if max_field is None or model.adjusted_field or model.n_neighbours ** model.hops <= max_field:
+    if (max_field is None or model.model not in FIELD_MODELS or model.adjusted_field
+            or model.n_neighbours ** model.hops <= max_field):
         return model
     return replace(model, adjusted_field=True)

@@ -29,6 +29,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from mikgnn.cli import add_debug_flag, usage_error  # noqa: E402
+from mikgnn.config import MODELS  # noqa: E402
 from mikgnn.datasets import DatasetError, get_dataset  # noqa: E402
 from mikgnn.redact import redact, split_credentials  # noqa: E402
 from mikgnn.search_space import SearchSpaceError, check_sampler, load_space, space_file  # noqa: E402
@@ -52,6 +53,8 @@ REPO = Path(__file__).resolve().parents[1]
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--dataset", required=True, help="movie, music, restaurant, movie1m or a custom folder")
+    p.add_argument("--model", default="mikgnn", choices=MODELS,
+                   help="the model searched (default mikgnn); a baseline searches tune_spaces/model-<name>.yaml")
     p.add_argument("--num-samples", type=int, default=8, help="trials (default 8)")
     p.add_argument("--epochs", type=int, help=f"max epochs per trial (default {SEARCH_DEFAULTS['train']['epochs']}; "
                    "early stopping and ASHA cut it)")
@@ -112,7 +115,7 @@ def settings_from_args(args: argparse.Namespace, dataset: str) -> Settings:
     """The fixed settings of every trial (the search space then sets θ, n, h, λ and lr) and of
     the search itself."""
     flags = merge_flags(parse_overrides(args.overrides), {"train": {"epochs": args.epochs, "seed": args.seed}})
-    return resolve_settings(dataset, config_file=args.config, flags=flags, job_defaults=SEARCH_DEFAULTS,
+    return resolve_settings(dataset, args.model, config_file=args.config, flags=flags, job_defaults=SEARCH_DEFAULTS,
                             sections=tuple(SECTIONS))
 
 
@@ -123,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
         check_flags(args)
         settings = settings_from_args(args, dataset)
         spec = get_dataset(args.dataset, args.data_root)
-        path, generic = (args.space, False) if args.space else space_file(REPO / "tune_spaces", dataset)
+        path, generic = (args.space, False) if args.space else space_file(REPO / "tune_spaces", dataset, args.model)
         space = load_space(path)
         check_sampler(space, settings.search.search)
         storage = resolve(args.storage_path)
@@ -133,9 +136,8 @@ def main(argv: list[str] | None = None) -> int:
         tracking_uri = _credentials_to_environment(args.tracking_uri) if args.tracking_uri else None
     except (SearchSpaceError, DatasetError, TrackingUriError, ValueError) as exc:
         return usage_error(exc, args.debug)
-    if generic:
-        print(f"search space: {path} (the generic one: no space ships for {dataset!r}; --space FILE "
-              "overrides it)", flush=True)
+    print(f"search space: {path}" + (f" (the generic one: no space ships for {dataset!r}; --space FILE "
+                                     "overrides it)" if generic else ""), flush=True)
     print("fixed settings (Table 1 < search defaults < config file < flag):\n  "
           + settings.describe().replace("\n", "\n  "), flush=True)
     parallel, search = settings.parallel, settings.search

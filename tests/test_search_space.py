@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from mikgnn.config import ModelConfig, TrainConfig, table1
+from mikgnn.config import MODELS, ModelConfig, TrainConfig, for_model, table1, train_for_model
 from mikgnn.search_space import (
+    FIELD_MODELS,
     SearchSpaceError,
     apply_params,
     field_label,
@@ -16,7 +18,8 @@ from mikgnn.search_space import (
     start_point,
 )
 
-SPACES = sorted((Path(__file__).resolve().parents[1] / "tune_spaces").glob("*.yaml"))
+SPACES = sorted(p for p in (Path(__file__).resolve().parents[1] / "tune_spaces").glob("*.yaml")
+                if not p.stem.startswith("model-"))
 
 
 @pytest.mark.parametrize("path", SPACES, ids=[p.stem for p in SPACES])
@@ -132,6 +135,25 @@ def test_random_search_caps_its_own_concurrency(tmp_path):
                   experiment="music", tracking_uri="sqlite:///x.db", storage_path=resolve(tmp_path), name="s",
                   command="tune.py", search="random")
     assert _search_alg(job, 3).max_concurrent == 3
+
+
+@pytest.mark.parametrize("model", [m for m in MODELS if m != "mikgnn"])
+def test_every_baseline_has_its_own_space_holding_its_own_defaults(model):
+    """tune.py --model NAME searches tune_spaces/model-NAME.yaml on every dataset; each of the
+    model's own defaults is a point of it (the first a search evaluates), and the point changes
+    nothing of those defaults."""
+    from mikgnn.search_space import space_file
+
+    folder = SPACES[0].parent
+    for dataset in ("music", "movie1m", "my_folder"):
+        path, generic = space_file(folder, dataset, model)
+        assert path == folder / f"model-{model}.yaml" and not generic
+        t = table1(dataset)
+        cfg, train = for_model(t.model, model), train_for_model(t.train, model)
+        point = start_point(load_space(path), cfg, train)
+        assert point is not None, (model, dataset)
+        assert apply_params(cfg, train, point) == (cfg, train)
+    assert fit_field(replace(for_model(ModelConfig(), model), hops=3), 64).adjusted_field == (model in FIELD_MODELS)
 
 
 def test_a_dataset_without_a_space_of_its_own_gets_the_generic_one(tmp_path):

@@ -297,3 +297,21 @@ def test_a_custom_folder_is_searched_in_the_generic_space(ray_local, tmp_path):
     assert "tune_spaces/default.yaml (the generic one: no space ships for 'mine'" in done.stdout
     runs = _trial_runs(f"sqlite:///{tmp_path / 'mlflow.db'}", "mine")
     assert len(runs) == 1 and "valid/auc" in runs[0].data.metrics
+
+
+def test_a_baseline_is_searched_in_its_own_space(ray_local, tmp_path):
+    """tune.py --model NAME: every trial trains that model, from its own space and defaults."""
+    from conftest import write_custom
+
+    folder = write_custom(tmp_path / "mine")
+    done = _tune(["--dataset", str(folder), "--model", "cke", "--num-samples", "2", "--epochs", "1",
+                  "--processed", str(tmp_path / "processed"), "--storage-path", str(tmp_path / "ray_results"),
+                  "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}", "--set", "protocol=full",
+                  "--address", ray_local.get_runtime_context().gcs_address])
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "search space: " in done.stdout and "tune_spaces/model-cke.yaml" in done.stdout
+    runs = _trial_runs(f"sqlite:///{tmp_path / 'mlflow.db'}", "mine")
+    assert len(runs) == 2
+    for run in runs:
+        assert run.data.params["model.model"] == "cke" and run.data.params["train.loss"] == "bpr"
+        assert "valid/auc" in run.data.metrics and set(run.data.params) >= {"lr", "lambda"}
