@@ -30,11 +30,11 @@ from torch import nn
 
 from mikgnn.baselines.lightgcn import normalized_adjacency
 from mikgnn.config import ModelConfig
-from mikgnn.models.base import Recommender, TrainOutput
+from mikgnn.models.base import PropagatedRecommender, TrainOutput
 from mikgnn.processed import ProcessedDataset
 
 
-class AGCN(Recommender):
+class AGCN(PropagatedRecommender):
     def __init__(self, *, n_users: int, n_items: int, dim: int, layers: int, adjacency: torch.Tensor,
                  attributes: torch.Tensor, kg_weight: float):
         super().__init__()
@@ -83,12 +83,6 @@ class AGCN(Recommender):
         every = {"user.weight": torch.arange(self.n_users, device=users.device),
                  "item.weight": torch.arange(self.n_items, device=users.device)}
         return TrainOutput(logits, [self.user(users), self.item(items)], every, extra=extra)
-
-    @torch.no_grad()
-    def score_all(self, users: torch.Tensor, items: torch.Tensor | None = None) -> torch.Tensor:
-        user, item = self.propagate()
-        items = self.all_items() if items is None else items
-        return user[users] @ item[items].T  # [U, I]
 
     def l2_tensors(self, relations: bool = True) -> list[torch.Tensor]:
         return [self.user.weight, self.item.weight, self.attribute.weight, *self.dense_weights()]

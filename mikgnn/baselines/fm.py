@@ -24,33 +24,27 @@ import torch
 from torch import nn
 
 from mikgnn.baselines.kge import train_transe
+from mikgnn.baselines.svd import SVD
 from mikgnn.config import ModelConfig
-from mikgnn.models.base import Recommender, TrainOutput
+from mikgnn.models.base import TrainOutput
 from mikgnn.processed import ProcessedDataset
 
 
-class FM(Recommender):
+class FM(SVD):
+    """SVD's tables are the id features' v (user, item), w (user_bias, item_bias) and w0 (bias)."""
+
     def __init__(self, *, n_users: int, n_items: int, dim: int, item_features: torch.Tensor | None = None):
-        super().__init__()
-        self.n_items = n_items
-        self.user = nn.Embedding(n_users, dim)  # v of the user-id features
-        self.item = nn.Embedding(n_items, dim)  # v of the item-id features
-        self.user_bias = nn.Embedding(n_users, 1)  # w of the user-id features
-        self.item_bias = nn.Embedding(n_items, 1)  # w of the item-id features
-        self.bias = nn.Parameter(torch.zeros(()))  # w0
+        super().__init__(n_users=n_users, n_items=n_items, dim=dim)
         self.feature_factors = self.feature_weights = None  # ids alone: no real-valued features
         if item_features is not None:
             self.register_buffer("features", item_features.float(), persistent=False)  # x_i  [I, k]
             self.feature_factors = nn.Parameter(torch.zeros(item_features.shape[1], dim))  # V  [k, d]
             self.feature_weights = nn.Parameter(torch.zeros(item_features.shape[1]))  # w  [k]
-        self.reset_parameters()
+            nn.init.xavier_uniform_(self.feature_factors)  # SVD's __init__ set up the id features
 
     def reset_parameters(self) -> None:
-        nn.init.xavier_uniform_(self.user.weight)
-        nn.init.xavier_uniform_(self.item.weight)
-        nn.init.zeros_(self.user_bias.weight)
-        nn.init.zeros_(self.item_bias.weight)
-        if self.feature_factors is not None:
+        super().reset_parameters()
+        if getattr(self, "feature_factors", None) is not None:
             nn.init.xavier_uniform_(self.feature_factors)
 
     def item_side(self, items: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

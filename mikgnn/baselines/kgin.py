@@ -29,7 +29,7 @@ from torch import nn
 
 from mikgnn.config import ModelConfig
 from mikgnn.graph import undirected_edges
-from mikgnn.models.base import Recommender, TrainOutput
+from mikgnn.models.base import PropagatedRecommender, TrainOutput
 from mikgnn.processed import ProcessedDataset
 
 
@@ -43,7 +43,7 @@ def distance_correlation(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return cov.clamp(min=0).sqrt() / ((var_a * var_b).sqrt().sqrt() + 1e-10)
 
 
-class KGIN(Recommender):
+class KGIN(PropagatedRecommender):
     def __init__(self, *, n_users: int, n_items: int, n_entities: int, n_relations: int, dim: int, layers: int,
                  intents: int, dropout: float, kg_edges: tuple[np.ndarray, ...], interactions: torch.Tensor,
                  kg_weight: float):
@@ -99,12 +99,6 @@ class KGIN(Recommender):
         pairs = itertools.combinations(range(w.shape[0]), 2)
         loss = sum((distance_correlation(w[p], w[q]) for p, q in pairs), torch.zeros((), device=w.device))
         return self.kg_weight * loss, {}  # Eq. (14)
-
-    @torch.no_grad()
-    def score_all(self, users: torch.Tensor, items: torch.Tensor | None = None) -> torch.Tensor:
-        user, entity = self.propagate()
-        items = self.all_items() if items is None else items
-        return user[users] @ entity[items].T  # [U, I]
 
     def l2_tensors(self, relations: bool = True) -> list[torch.Tensor]:
         return [self.user.weight, self.entity.weight, self.intent_weights] + (

@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from mikgnn.config import ModelConfig
-from mikgnn.models.base import Recommender, TrainOutput
+from mikgnn.models.base import PropagatedRecommender, TrainOutput
 from mikgnn.processed import ProcessedDataset
 
 
@@ -41,7 +41,7 @@ def normalized_adjacency(users: np.ndarray, items: np.ndarray, n_users: int, n_i
                                    check_invariants=True).coalesce()
 
 
-class LightGCN(Recommender):
+class LightGCN(PropagatedRecommender):
     def __init__(self, *, n_users: int, n_items: int, dim: int, layers: int, adjacency: torch.Tensor):
         super().__init__()
         self.n_users, self.n_items, self.layers = n_users, n_items, layers
@@ -70,12 +70,6 @@ class LightGCN(Recommender):
         every = {"user.weight": torch.arange(self.n_users, device=users.device),  # propagation reads every row
                  "item.weight": torch.arange(self.n_items, device=users.device)}
         return TrainOutput(logits, [self.user(users), self.item(items)], every)
-
-    @torch.no_grad()
-    def score_all(self, users: torch.Tensor, items: torch.Tensor | None = None) -> torch.Tensor:
-        user, item = self.propagate()
-        items = self.all_items() if items is None else items
-        return user[users] @ item[items].T  # [U, I]
 
     def l2_tensors(self, relations: bool = True) -> list[torch.Tensor]:
         return [self.user.weight, self.item.weight]

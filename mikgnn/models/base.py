@@ -96,3 +96,18 @@ class Recommender(nn.Module):
             scores[order[pos[hit]], ex_items[hit]] = -torch.inf
         top = torch.topk(scores, k, dim=1)
         return top.indices, top.values
+
+
+class PropagatedRecommender(Recommender):
+    """A model whose every score reads one propagation over the whole graph (LightGCN, KGIN,
+    AGCN): ``propagate()`` gives the final vectors of every user [U, d'] and of every item
+    (rows 0..I-1 of [≥ I, d']), and a score is their inner product."""
+
+    def propagate(self) -> tuple[torch.Tensor, torch.Tensor]:
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def score_all(self, users: torch.Tensor, items: torch.Tensor | None = None) -> torch.Tensor:
+        user, item = self.propagate()
+        items = self.all_items() if items is None else items
+        return user[users] @ item[items].T  # [U, I]
