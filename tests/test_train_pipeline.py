@@ -14,14 +14,14 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "pipelines"))
 import train  # noqa: E402
 
-from mikgnn.config import ModelConfig, TrainConfig  # noqa: E402
+from mikgnn.config import MODELS, ModelConfig, TrainConfig, table1, train_for_model  # noqa: E402
 from mikgnn.experiment import build, fit  # noqa: E402
 from mikgnn.processed import load_processed  # noqa: E402
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
 
-@pytest.mark.parametrize("model", ["mikgnn", "kgcn-ls", "mf"])
+@pytest.mark.parametrize("model", MODELS)
 def test_train_writes_metrics(ray_local, tmp_path, model):
     write_movie(tmp_path / "raw", n_users=40)
     out = tmp_path / "run"
@@ -45,8 +45,10 @@ def test_train_writes_metrics(ray_local, tmp_path, model):
 
     assert len(scores(metrics)) >= 12 and scores(again) == scores(metrics)
     assert metrics["config"]["model"]["model"] == model and metrics["config"]["model"]["dim"] == 8
-    assert metrics["config"]["train"]["lr"] == 2e-3  # movie's Table 1
-    assert metrics["config"]["origin"]["train.lr"] == "table1" and metrics["config"]["origin"]["model.dim"] == "flag"
+    own = train_for_model(table1("movie").train, model)  # movie's Table 1 under the model's own defaults
+    assert metrics["config"]["train"]["lr"] == own.lr and metrics["config"]["train"]["loss"] == own.loss
+    origin = "model" if own.lr != table1("movie").train.lr else "table1"
+    assert metrics["config"]["origin"]["train.lr"] == origin and metrics["config"]["origin"]["model.dim"] == "flag"
     assert "full ranking" in metrics["protocol"]["topk"]
 
 

@@ -30,7 +30,7 @@ class TripleSampler:
     """Batches of KG triples (h, r, t) with a corrupted tail t' drawn uniformly from the entities."""
 
     def __init__(self, head: np.ndarray, relation: np.ndarray, tail: np.ndarray, n_entities: int, seed: int):
-        self.head, self.relation, self.tail = (torch.as_tensor(np.asarray(a), dtype=torch.long)
+        self.head, self.relation, self.tail = (torch.tensor(np.asarray(a), dtype=torch.long)
                                                for a in (head, relation, tail))  # [T]
         self.n_entities = n_entities
         self.generator = torch.Generator().manual_seed(seed)
@@ -54,7 +54,7 @@ def train_transe(head: np.ndarray, relation: np.ndarray, tail: np.ndarray, n_ent
     entity = nn.Parameter(torch.empty(n_entities, dim).uniform_(-bound, bound, generator=generator))
     rel = nn.Parameter(F.normalize(torch.empty(n_relations, dim).uniform_(-bound, bound, generator=generator), dim=-1))
     optimizer = torch.optim.Adam([entity, rel], lr=lr)
-    h, r, t = (torch.as_tensor(np.asarray(a), dtype=torch.long) for a in (head, relation, tail))  # [T]
+    h, r, t = (torch.tensor(np.asarray(a), dtype=torch.long) for a in (head, relation, tail))  # [T]
     for _ in range(epochs):
         order = torch.randperm(h.numel(), generator=generator)
         for start in range(0, h.numel(), batch):
