@@ -11,7 +11,7 @@
 The project's Python writes the split as RecBole atomic files (the positive rows of train /
 valid / test as the three benchmark files; the KG as .kg and the item-entity .link, for its
 knowledge-aware models), then runs RecBole's own model on them with RecBole's python, and
-prints and writes <out>/<model>.json: RecBole's test Recall@K and NDCG@K (full ranking).
+prints and writes <out>/<model>-stop<S>.json: RecBole's test Recall@K and NDCG@K (full ranking).
 
 RecBole's protocol differs from ours in one point: at test time it also removes each user's
 validation items from the candidates (ours removes the training items only), which favours
@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -60,7 +61,7 @@ def export(processed: Path, folder: Path) -> None:
     (out / f"{DATASET}.link").write_text("\n".join(lines) + "\n")
 
 
-def run_recbole(folder: Path, model: str, epochs: int, seed: int) -> dict:
+def run_recbole(folder: Path, model: str, epochs: int, seed: int, stopping_step: int) -> dict:
     """Inside RecBole's python: train ``model`` on the benchmark files, test the best epoch."""
     from recbole.quick_start import run_recbole as quick
 
@@ -68,14 +69,15 @@ def run_recbole(folder: Path, model: str, epochs: int, seed: int) -> dict:
         "data_path": str(folder), "benchmark_filename": ["train", "valid", "test"],
         "load_col": {"inter": ["user_id", "item_id"], "kg": ["head_id", "relation_id", "tail_id"],
                      "link": ["item_id", "entity_id"]},
-        "epochs": epochs, "stopping_step": 10, "eval_step": 1, "seed": seed, "reproducibility": True,
+        "epochs": epochs, "stopping_step": stopping_step, "eval_step": 1, "seed": seed, "reproducibility": True,
         "use_gpu": False, "show_progress": False, "eval_args": {"group_by": "user", "order": "RO", "mode": "full"},
         "metrics": ["Recall", "NDCG"], "topk": [2, 10, 20, 50, 100], "valid_metric": "Recall@20",
         "train_neg_sample_args": {"distribution": "uniform", "sample_num": 1}, "checkpoint_dir": str(folder / "saved"),
         **MODEL_SETTINGS.get(model, {}),
     }
     result = quick(model=model, dataset=DATASET, config_dict=config)
-    return {"model": model, "seed": seed, "epochs": epochs, "settings": MODEL_SETTINGS.get(model, {}),
+    return {"model": model, "seed": seed, "epochs": epochs, "stopping_step": stopping_step,
+            "settings": MODEL_SETTINGS.get(model, {}),
             "test": {k: float(v) for k, v in result["test_result"].items()},
             "valid": {k: float(v) for k, v in result["best_valid_result"].items()}}
 
@@ -86,20 +88,26 @@ def main() -> None:
     p.add_argument("--models", default="LightGCN,BPR")
     p.add_argument("--epochs", type=int, default=300)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--stopping-step", type=int, default=10,
+                   help="RecBole's early stopping: epochs without a better valid Recall@20 (its default 10)")
     p.add_argument("--recbole-python", default=".recbole/bin/python")
     p.add_argument("--out", type=Path, default=Path("runs/recbole"))
     p.add_argument("--inside", action="store_true", help="(internal) run one model in RecBole's python")
     args = p.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     if args.inside:
-        result = run_recbole(args.out.resolve(), args.models, args.epochs, args.seed)
-        (args.out / f"{args.models}.json").write_text(json.dumps(result, indent=1) + "\n")
+        result = run_recbole(args.out.resolve(), args.models, args.epochs, args.seed, args.stopping_step)
+        (args.out / f"{args.models}-stop{args.stopping_step}.json").write_text(json.dumps(result, indent=1) + "\n")
         print(json.dumps(result["test"]))
         return
     export(args.processed, args.out)
     for model in args.models.split(","):
+        # RecBole reloads its own best checkpoint (a pickle of its config, written just before) with
+        # torch.load, which newer torch refuses by default: allowed for that local, own file only.
+        env = dict(os.environ, TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD="1")
         subprocess.run([args.recbole_python, __file__, "--inside", "--models", model, "--epochs", str(args.epochs),
-                        "--seed", str(args.seed), "--out", str(args.out)], check=True)
+                        "--seed", str(args.seed), "--stopping-step", str(args.stopping_step), "--out", str(args.out)],
+                       check=True, env=env)
 
 
 if __name__ == "__main__":

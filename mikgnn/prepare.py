@@ -35,7 +35,7 @@ from mikgnn.preprocess.interactions import IndexedRatings, index_users, rated_ro
 from mikgnn.preprocess.kg import index_kg
 from mikgnn.preprocess.negatives import sample_negatives
 from mikgnn.preprocess.split import SPLITS, split_assignment
-from mikgnn.processed import FORMAT_VERSION, MANIFEST, read_manifest, write_manifest, write_table_shards
+from mikgnn.processed import FORMAT_VERSION, MANIFEST, read_manifest, write_ids, write_manifest, write_table_shards
 from mikgnn.storage import Location, atomic_folder, resolve
 
 ROWS_PER_LABEL_BLOCK = 2_000_000
@@ -186,6 +186,9 @@ def build(spec: DatasetSpec, tmp: Location, seed: int, chunk_bytes: int, print_:
         write_table_shards(tmp / name, part)
         rows[name] = part.num_rows
     write_table_shards(tmp / "kg", pa.table({"head": kg.head, "relation": kg.relation, "tail": kg.tail}))
+    item_ids = np.asarray(items).astype(str) if items is not None else np.arange(n_items).astype(str)
+    write_ids(tmp / "ids", {"users": ratings.user_ids, "items": item_ids, "entities": kg.entity_ids,
+                            "relations": kg.relation_names})
     return {
         "dataset": spec.name,
         "format_version": FORMAT_VERSION,

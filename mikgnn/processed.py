@@ -3,6 +3,8 @@
     <dir>/train/part-00000.parquet ...   user, item, label   (also valid/, test/)
     <dir>/kg/part-00000.parquet          head, relation, tail (each triple once; the graph
                                          layer treats it as undirected)
+    <dir>/ids/users.parquet ...          id: the dataset's own id of each index (users, items,
+                                         entities, relations), for output in the original ids
     <dir>/manifest.json
 
 The folder may be local or a URI (``mikgnn.storage``). It appears atomically: a crash leaves
@@ -22,7 +24,7 @@ import pyarrow.parquet as pq
 from mikgnn.preprocess.split import SPLITS
 from mikgnn.storage import Location, atomic_folder, resolve
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the ids/ maps
 ROWS_PER_SHARD = 1_000_000
 MANIFEST = "manifest.json"
 
@@ -71,6 +73,27 @@ def write_table_shards(folder: Location, table: pa.Table, rows_per_shard: int = 
         part = table.slice(k * rows_per_shard, rows_per_shard)
         pq.write_table(part, (folder / f"part-{k:05d}.parquet").path, filesystem=folder.fs)
     return n_shards
+
+
+ID_MAPS = ("users", "items", "entities", "relations")
+
+
+def write_ids(folder: Location, maps: dict[str, np.ndarray]) -> None:
+    """The original id of every index, one Parquet file per kind (``ID_MAPS``)."""
+    folder.mkdir()
+    for name in ID_MAPS:
+        pq.write_table(pa.table({"id": pa.array(np.asarray(maps[name]).astype(str))}),
+                       (folder / f"{name}.parquet").path, filesystem=folder.fs)
+
+
+def read_ids(folder: str | os.PathLike | Location) -> dict[str, np.ndarray]:
+    """The id maps of a processed dataset: kind -> [n] original ids (index -> id)."""
+    location = resolve(folder) / "ids"
+    if not (location / "users.parquet").is_file():
+        raise FileNotFoundError(f"{resolve(folder)} holds no id maps (ids/): it was prepared by an older version; "
+                                "delete it and run pipelines/prepare.py again")
+    return {name: pq.read_table((location / f"{name}.parquet").path, filesystem=location.fs)
+            .column("id").to_numpy(zero_copy_only=False) for name in ID_MAPS}
 
 
 def load_processed(folder: str | os.PathLike | Location, splits: tuple[str, ...] = SPLITS) -> ProcessedDataset:

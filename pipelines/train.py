@@ -13,7 +13,8 @@ ParallelConfig in mikgnn/config.py) is listed in docs/model.md.
 
 The dataset is prepared first if needed (pipelines/prepare.py). Writes
 <output>/metrics.json: validation and test metrics of the best epoch ('valid/auc',
-'test/recall@20', ...), the protocol, the seconds of each epoch, and the full configuration.
+'test/recall@20', ...), the protocol, the seconds of each epoch, and the full configuration;
+and <output>/checkpoint/, the best epoch's model (pipelines/recommend.py --checkpoint).
 """
 
 from __future__ import annotations
@@ -32,8 +33,9 @@ from mikgnn.cli import add_debug_flag, usage_error  # noqa: E402
 from mikgnn.config import MODELS, VARIANTS, as_dict  # noqa: E402
 from mikgnn.datasets import DatasetError, get_dataset  # noqa: E402
 from mikgnn.experiment import build, fit  # noqa: E402
+from mikgnn.model_store import save_model  # noqa: E402
 from mikgnn.prepare import prepare  # noqa: E402
-from mikgnn.processed import load_processed, read_manifest  # noqa: E402
+from mikgnn.processed import FORMAT_VERSION, load_processed, read_manifest  # noqa: E402
 from mikgnn.settings import (  # noqa: E402
     RUN_SECTIONS,
     Settings,
@@ -131,7 +133,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.workers:
             _join_cluster(args, processed, parallel)
         manifest = read_manifest(processed)
-        if manifest is None:  # one process prepares in-process; --workers prepares on Ray
+        if manifest is None or manifest.get("format_version") != FORMAT_VERSION:  # absent, or an older format
+            # one process prepares in-process; --workers prepares on Ray
             executor = None
             if args.workers:
                 from mikgnn.distributed.prepare import RayExecutor
@@ -144,19 +147,21 @@ def main(argv: list[str] | None = None) -> int:
     output = args.output or Path("runs") / f"{name}-{args.model}-seed{args.seed}"
 
     def report(epoch: int, m: dict) -> None:
-        print(f"epoch {epoch:3d}  loss {m['train/loss']:.4f}  {m['train/seconds']:.2f}s  "
-              f"valid auc {m['valid/auc']:.4f}  R@20 {m['valid/recall@20']:.4f}  "
-              f"att.entropy {m.get('attention_entropy', float('nan')):.4f} "
-              f"(distinct neighbours {m.get('attention_entropy_distinct', float('nan')):.4f})  "
-              f"norms item {m.get('item_norm', float('nan')):.2g} "
-              f"neighbour {m.get('neighbour_norm', float('nan')):.2g}", flush=True)
+        line = (f"epoch {epoch:3d}  loss {m['train/loss']:.4f}  {m['train/seconds']:.2f}s  "
+                f"valid auc {m['valid/auc']:.4f}  R@20 {m['valid/recall@20']:.4f}")
+        if "attention_entropy" in m:  # the attention models' diagnostics (docs/model.md)
+            line += (f"  att.entropy {m['attention_entropy']:.4f} (distinct neighbours "
+                     f"{m.get('attention_entropy_distinct', float('nan')):.4f})  norms item "
+                     f"{m.get('item_norm', float('nan')):.2g} neighbour {m.get('neighbour_norm', float('nan')):.2g}")
+        print(line, flush=True)
 
     start = time.perf_counter()
     try:
         if args.workers:
             result = _fit_on_ray(args, processed, model_cfg, train_cfg, parallel, name)
         else:
-            result = fit(exp, train_cfg, report)
+            result = fit(exp, train_cfg, report)  # the model now holds the best epoch's weights
+            result["checkpoint"] = str(save_model(output / "checkpoint", exp.model, model_cfg, train_cfg, processed))
     except NonFiniteLoss as exc:  # nothing is written: a diverged run has no result
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -189,6 +189,9 @@ def main(argv: list[str] | None = None) -> int:
     print(json.dumps({k: round(v, 4) for k, v in sorted(best["metrics"].items())
                       if k.startswith(("valid/", "test/")) and "@" in k or k.endswith("auc")}, indent=1))
     print(f"MLflow: experiment '{job.experiment}' at {redact(job.tracking_uri)}; search '{job.name}'")
+    if best.get("model"):
+        print(f"best model: {best['model']} (registered as '{job.experiment}' where the store has a registry); "
+              f"serve it: mlflow models serve -m models:/{job.experiment}/latest --host 127.0.0.1 --env-manager local")
     if best["failure"]:
         return 1
     return 0 if best["complete"] else 130  # interrupted: not a completed search

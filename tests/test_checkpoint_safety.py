@@ -11,7 +11,7 @@ import torch
 from conftest import tiny_data
 
 from mikgnn.config import ModelConfig, TrainConfig
-from mikgnn.distributed.train_loop import STATE_FILE, CheckpointError, _restore, _save
+from mikgnn.distributed.train_loop import STATE_FILE, CheckpointError, _restore, _save, loop_config
 from mikgnn.experiment import FitState, build
 
 
@@ -33,6 +33,9 @@ class _RunsCode:
         return subprocess.call, (["touch", str(self.marker)],)
 
 
+CONFIG = loop_config("processed/tiny", ModelConfig(dim=8, n_neighbours=4), TrainConfig(epochs=2), 1.0)
+
+
 def _experiment():
     return build(tiny_data(), ModelConfig(dim=8, n_neighbours=4), TrainConfig(epochs=2))
 
@@ -42,7 +45,7 @@ def test_resume_restores_the_saved_state(tmp_path):
     state = FitState(epoch=2, best=0.75, best_epoch=1, waited=1,
                      best_state={k: v.clone() for k, v in exp.model.state_dict().items()},
                      history=[{"epoch": 1, "valid/auc": 0.75}, {"epoch": 2, "valid/auc": float("nan")}])
-    _save(exp, state, generator, str(tmp_path))
+    _save(exp, state, generator, str(tmp_path), CONFIG)
     other, fresh = _experiment(), torch.Generator()
     restored = _restore(other, fresh, _Resume(tmp_path))
     assert (restored.epoch, restored.best, restored.best_epoch, restored.waited) == (2, 0.75, 1, 1)
@@ -54,7 +57,7 @@ def test_resume_restores_the_saved_state(tmp_path):
 
 def test_a_planted_object_is_refused_and_never_runs(tmp_path):
     exp = _experiment()
-    _save(exp, FitState(epoch=1), torch.Generator(), str(tmp_path))
+    _save(exp, FitState(epoch=1), torch.Generator(), str(tmp_path), CONFIG)
     marker = tmp_path / "ran"
     saved = torch.load(tmp_path / STATE_FILE, weights_only=True)
     saved["generator"] = _RunsCode(marker)

@@ -14,7 +14,6 @@ checkpoint, so a restarted worker group resumes after the last finished epoch.
 from __future__ import annotations
 
 import json
-import pickle
 import resource
 import tempfile
 from dataclasses import asdict
@@ -30,12 +29,13 @@ from mikgnn.distributed.gradients import OverlappedGradients, average_gradients
 from mikgnn.distributed.session import TrainWorkerSession, TrialSession
 from mikgnn.distributed.tracking import TrialTracker
 from mikgnn.experiment import FitState, build, finish, run_epoch
+from mikgnn.model_store import STATE_FILE, CheckpointError, load_state, write_config
 from mikgnn.models import needs_train_rows
 from mikgnn.preprocess.split import SPLITS
 from mikgnn.processed import load_processed
 from mikgnn.training import StepHooks, shuffled_batches, train_epoch
 
-STATE_FILE, STATE_JSON = "state.pt", "state.json"
+STATE_JSON = "state.json"
 
 
 def loop_config(processed: str, model: ModelConfig, train: TrainConfig, cpus_per_worker: float,
@@ -65,17 +65,15 @@ def worker_facts(world: int) -> dict:
     return out
 
 
-def _save(exp, state: FitState, generator: torch.Generator, folder: str) -> None:
+def _save(exp, state: FitState, generator: torch.Generator, folder: str, config: dict) -> None:
     """Tensors (state dicts, the RNG state) in ``state.pt``, loaded back with weights_only; the
-    rest of the resume state (epoch, best metric, history) as JSON beside them."""
+    rest of the resume state (epoch, best metric, history) as JSON beside them, and the
+    configuration that rebuilds the model (``model_store``: what recommend.py reads)."""
     torch.save({"model": exp.model.state_dict(), "optimizer": exp.optimizer.state_dict(),
                 "best_state": state.best_state, "generator": generator.get_state()}, Path(folder) / STATE_FILE)
     plain = {k: v for k, v in asdict(state).items() if k != "best_state"}
     (Path(folder) / STATE_JSON).write_text(json.dumps(plain))
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint that holds more than tensors and plain data, or lacks its parts."""
+    write_config(folder, *configs(config), config["processed"])
 
 
 def _restore(exp, generator: torch.Generator, session) -> FitState:
@@ -83,14 +81,9 @@ def _restore(exp, generator: torch.Generator, session) -> FitState:
     if checkpoint is None:
         return FitState()
     with checkpoint.as_directory() as folder:
-        path = Path(folder) / STATE_FILE
+        saved = load_state(folder)
         try:
-            # weights_only: tensors and plain containers only, so a planted object cannot run
-            saved = torch.load(path, weights_only=True)
             plain = json.loads((Path(folder) / STATE_JSON).read_text())
-        except (pickle.UnpicklingError, RuntimeError) as exc:
-            raise CheckpointError(f"checkpoint {path} holds more than tensors and plain data, so it is not "
-                                  f"loaded (it could run code): {str(exc).splitlines()[0]}") from None
         except (OSError, ValueError) as exc:
             raise CheckpointError(f"checkpoint {folder} is incomplete or unreadable: {exc}") from None
     exp.model.load_state_dict(saved["model"])
@@ -155,7 +148,7 @@ def run_training(config: dict, session) -> None:
             logger.log_epochs(state.history)
         with tempfile.TemporaryDirectory() as folder:
             if rank == 0:
-                _save(exp, state, generator, folder)
+                _save(exp, state, generator, folder, config)
                 session.report(dict(metrics, best_epoch=state.best_epoch), folder)
             else:
                 session.report({})
@@ -165,7 +158,7 @@ def run_training(config: dict, session) -> None:
         final = {k: v for k, v in result.items() if k != "history"}
         final.update(epoch=state.epoch, done=True, **facts)
         with tempfile.TemporaryDirectory() as folder:  # V2: Result.metrics are the last checkpoint's
-            _save(exp, state, generator, folder)
+            _save(exp, state, generator, folder, config)
             if logger is not None:
                 logger.log_result(final, checkpoint_dir=folder, manifest=data.manifest)
                 logger.end("FINISHED")  # Tune may stop the trial right after this last report

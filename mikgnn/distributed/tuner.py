@@ -28,6 +28,7 @@ from mikgnn.distributed.cluster import TRIAL_DRIVER_CPU, plan_concurrency
 from mikgnn.distributed.placement import release_job_placement_groups
 from mikgnn.distributed.tracking import (
     FAILURE_TAG,
+    TRIAL_TAG,
     TrialTracker,
     close_if_running,
     close_running_trials,
@@ -225,11 +226,31 @@ def run_search(job: TuneJob, resume: bool = False):
     stalled = MlflowClient(job.tracking_uri).get_run(search_run_id).data.tags.get(FAILURE_TAG)
     summary = summarize(results, job.num_samples * job.space.grid_size, stalled)
     status = "FINISHED" if summary["complete"] else "FAILED" if summary["failure"] else "KILLED"
+    if status == "FINISHED":
+        summary["model"] = _log_best_model(job, search_run_id, summary["trial_id"])
     if status == "KILLED":  # interrupted: a trial Tune stopped on its way out is not left RUNNING
         close_running_trials(job.tracking_uri, job.experiment, job.name, "KILLED",
                              "the search was interrupted; --resume continues it")
     close_search_run(job.tracking_uri, search_run_id, summary, status=status, reason=summary["failure"])
     return results, summary
+
+
+def _log_best_model(job: TuneJob, search_run_id: str, trial_id: str | None) -> str | None:
+    """The best trial as the search run's pyfunc model, registered under the experiment's name
+    (``serving.log_best_model``); None, with the reason printed, when it cannot be."""
+    from mikgnn.distributed.serving import log_best_model
+
+    client = MlflowClient(job.tracking_uri)
+    runs = client.search_runs([client.get_experiment_by_name(job.experiment).experiment_id],
+                              filter_string=f"tags.`{TRIAL_TAG}` = '{trial_id}'") if trial_id else []
+    if not runs or "best_checkpoint" not in {a.path for a in client.list_artifacts(runs[0].info.run_id)}:
+        print(f"no model logged: the best trial {trial_id} left no checkpoint (it did not finish)", file=sys.stderr)
+        return None
+    try:
+        return log_best_model(job.tracking_uri, search_run_id, runs[0].info.run_id, job.processed, job.experiment)
+    except Exception as exc:  # the search's result stands; the model is an extra
+        print(f"no model logged: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return None
 
 
 def summarize(results, num_samples: int, stalled: str | None = None) -> dict:

@@ -55,6 +55,7 @@ class IndexedRatings:
     item: np.ndarray  # [R] int64
     flag: np.ndarray  # [R] int8
     n_users: int
+    user_ids: np.ndarray  # [U] the raw id of each user index, as text
 
 
 def index_users(table: pa.Table, spec: DatasetSpec, n_items: int) -> IndexedRatings:
@@ -83,4 +84,4 @@ def index_users(table: pa.Table, spec: DatasetSpec, n_items: int) -> IndexedRati
             f"{path}: duplicate rating of user '{user_ids[codes[order[k]]]}' for item index "
             f"{items[order[k]]}: each (user, item) pair may appear once"
         )
-    return IndexedRatings(codes[order], items[order], flag[order], len(user_ids))
+    return IndexedRatings(codes[order], items[order], flag[order], len(user_ids), user_ids.to_numpy().astype(str))

@@ -19,6 +19,8 @@ class IndexedKG:
     tail: np.ndarray  # [T] int64
     n_entities: int
     n_relations: int
+    entity_ids: np.ndarray  # [E] the KG's own id of each entity index, as text
+    relation_names: np.ndarray  # [R] the KG's name (or id) of each relation index
 
 
 def _line(spec: DatasetSpec, raw, row: int) -> str:
@@ -45,7 +47,9 @@ def index_kg(table: pa.Table, spec: DatasetSpec, item_entities: np.ndarray | Non
         head, tail = heads.astype(np.int64), tails.astype(np.int64)
         relation = rels.astype(np.int64)
         n_entities = int(max(head.max(), tail.max(), n_items - 1)) + 1
-        return IndexedKG(head, relation, tail, n_entities, int(relation.max()) + 1)
+        n_relations = int(relation.max()) + 1
+        return IndexedKG(head, relation, tail, n_entities, n_relations,
+                         np.arange(n_entities).astype(str), np.arange(n_relations).astype(str))
     heads, tails = heads.astype(str), tails.astype(str)
     in_kg = pd.Index(pd.unique(np.concatenate([heads, tails])))
     if spec.item_map is not None:
@@ -68,4 +72,6 @@ def index_kg(table: pa.Table, spec: DatasetSpec, item_entities: np.ndarray | Non
         tail=entity_index.get_indexer(tails).astype(np.int64),
         n_entities=len(entity_index),
         n_relations=len(relation_names),
+        entity_ids=entity_index.to_numpy().astype(str),
+        relation_names=np.asarray(relation_names).astype(str),
     )
