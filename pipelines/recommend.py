@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as downloads:
         try:
             _check(args)
-            from mikgnn.distributed.recommend_job import RunError, checkpoint_of_run
+            from mikgnn.distributed.recommend_job import checkpoint_of_run
             from mikgnn.distributed.tracking import default_tracking_uri
 
             tracking_uri = args.tracking_uri or default_tracking_uri()
@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
                       f"rows: {shown}", file=sys.stderr)
             if users.indices.size == 0:
                 raise ValueError(f"--users {args.users}: none of its {len(requested)} ids is a user of the dataset")
-        except (ValueError, FileNotFoundError, CheckpointError, RunError) as exc:
+        except (ValueError, FileNotFoundError, CheckpointError) as exc:  # RunError is a ValueError
             return usage_error(exc, args.debug)
         from mikgnn.distributed.cluster import connect
         from mikgnn.distributed.recommend_job import record_on_run, write_recommendations
