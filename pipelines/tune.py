@@ -192,6 +192,8 @@ def main(argv: list[str] | None = None) -> int:
     if best.get("model"):
         print(f"best model: {best['model']} (registered as '{job.experiment}' where the store has a registry); "
               f"serve it: mlflow models serve -m models:/{job.experiment}/latest --host 127.0.0.1 --env-manager local")
+        print(f"recommendations of its best trial: python pipelines/recommend.py --run {best['search_run_id']} "
+              f"--k 100 --output recs/{dataset}")
     if best["failure"]:
         return 1
     return 0 if best["complete"] else 130  # interrupted: not a completed search

@@ -203,6 +203,7 @@ def test_the_best_model_of_a_search_is_registered_and_served_over_http(ray_local
     version = client.search_model_versions("name = 'mine'")[0]
     search = client.get_run(version.run_id)
     assert search.data.tags["mikgnn.kind"] == "search"
+    assert f"pipelines/recommend.py --run {search.info.run_id}" in done.stdout  # the next command, printed
     trial = client.search_runs([search.info.experiment_id], filter_string="tags.`mikgnn.kind` = 'trial'")[0]
     checkpoint = client.download_artifacts(trial.info.run_id, "best_checkpoint", str(tmp_path / "dl"))
     expected = pd.DataFrame(Recommendations(load_trained(checkpoint), 2).block(np.array([1, 7])))

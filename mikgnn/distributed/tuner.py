@@ -226,6 +226,7 @@ def run_search(job: TuneJob, resume: bool = False):
     stalled = MlflowClient(job.tracking_uri).get_run(search_run_id).data.tags.get(FAILURE_TAG)
     summary = summarize(results, job.num_samples * job.space.grid_size, stalled)
     status = "FINISHED" if summary["complete"] else "FAILED" if summary["failure"] else "KILLED"
+    summary["search_run_id"] = search_run_id
     if status == "FINISHED":
         summary["model"] = _log_best_model(job, search_run_id, summary["trial_id"])
     if status == "KILLED":  # interrupted: a trial Tune stopped on its way out is not left RUNNING
