@@ -74,11 +74,14 @@ def main() -> None:
     p.add_argument("--jobs", type=int, default=2, help="runs at once")
     p.add_argument("--threads", type=int, default=1, help="torch threads of each run")
     p.add_argument("--out", type=Path, help="default: runs/baselines-<dataset>")
+    p.add_argument("--table-only", action="store_true", help="only the table of the runs already in <out>")
     p.add_argument("extra", nargs="*", help="more train.py arguments, after --")
     args = p.parse_args()
     out = args.out or ROOT / "runs" / f"baselines-{Path(args.dataset).name}"
     models, seeds = args.models.split(","), [int(s) for s in args.seeds.split(",")]
     jobs = [(m, s) for m in models for s in seeds]
+    if args.table_only:
+        jobs = [(m, s) for m, s in jobs if (out / f"{m}-seed{s}" / "metrics.json").is_file()]
     with ThreadPoolExecutor(args.jobs) as pool:
         done = list(pool.map(lambda job: run(args.dataset, job[0], job[1], out, args.epochs, args.threads,
                                              args.extra), jobs))
