@@ -239,3 +239,28 @@ def test_the_best_model_of_a_search_is_registered_and_served_over_http(ray_local
     got = rows[rows["user"].isin(["u1", "u7"])].sort_values(["user", "rank"])
     assert got["item"].tolist() == expected["item"].tolist()
     assert client.get_run(trial.info.run_id).data.tags["mikgnn.recommendations"] == str(tmp_path / "recs")
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_recommend_on_a_music_trial_covers_every_user_in_lastfm_ids(shared_data, ray_local, tmp_path):
+    """Music (Last.FM): every one of its 1,872 users gets K rows, in Last.FM's userID / artistID."""
+    done = _script("train", ["--dataset", "music", "--data-root", str(shared_data), "--processed",
+                             str(tmp_path / "processed"), "--output", str(tmp_path / "run"), "--epochs", "1",
+                             "--set", "protocol=sampled"], tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    done = _script("recommend", ["--checkpoint", str(tmp_path / "run" / "checkpoint"), "--k", "5", "--output",
+                                 str(tmp_path / "recs"), "--address", ray_local.get_runtime_context().gcs_address],
+                   tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = pd.read_parquet(tmp_path / "recs")
+    raw = pd.read_csv(shared_data / "music" / "user_artists.dat", sep="\t", dtype=str)
+    artists = set(pd.read_csv(shared_data / "music" / "item_index2entity_id.txt", sep="\t", header=None,
+                              dtype=str)[0])
+    assert len(rows) == 1872 * 5 and rows["user"].nunique() == 1872
+    assert set(rows["user"]) <= set(raw["userID"]) and set(rows["item"]) <= artists
+    model = load_trained(tmp_path / "run" / "checkpoint")
+    assert not _train_positives(model) & set(zip(rows["user"], rows["item"]))
+    liked = set(zip(raw["userID"], raw["artistID"]))
+    train_pairs = _train_positives(model)
+    assert train_pairs <= liked  # the training positives are Last.FM's own (user, artist) pairs
