@@ -58,7 +58,7 @@ def _check(args: argparse.Namespace) -> None:
     if args.num_gpus < 0:
         raise ValueError(f"--num-gpus = {args.num_gpus}: must be >= 0")
     if resolve(args.output).exists():
-        raise ValueError(f"--output {args.output} exists already: choose a new folder (nothing is overwritten)")
+        raise ValueError(f"--output {redact(args.output)} exists already: choose a new folder (nothing is overwritten)")
     if args.users is not None and not args.users.is_file():
         raise ValueError(f"--users {args.users}: no such file")
 
@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
              "unknown_users": users.unknown, "keep_seen": args.keep_seen, "explain": args.explain})
         if run_id is not None:
             record_on_run(tracking_uri, run_id, summary)
-    print(f"wrote {summary['rows']:,} rows ({summary['users']:,} users x {args.k}) to {args.output} "
+    print(f"wrote {summary['rows']:,} rows ({summary['users']:,} users x {args.k}) to {summary['output']} "
           f"in {summary['seconds']:.1f} s" + (f"; logged on run {run_id}" if run_id else ""))
     print(redact(f"source: {summary['source']}"))
     return 0

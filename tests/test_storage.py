@@ -5,21 +5,26 @@ the project reaches it through pyarrow's S3 filesystem exactly as it would reach
 
 from __future__ import annotations
 
+import json
 import socket
 import subprocess
 import sys
 import time
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pyarrow.fs as pafs
+import pyarrow.parquet as pq
 import pytest
-from conftest import tiny_data, write_movie
+from conftest import tiny_data, write_custom, write_movie
 
 from mikgnn.config import ModelConfig, TrainConfig
 from mikgnn.datasets import get_dataset
 from mikgnn.processed import MANIFEST, load_processed, read_manifest, save_processed
 from mikgnn.storage import atomic_folder, resolve
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def _free_port() -> int:
@@ -156,3 +161,27 @@ def test_a_killed_run_s_staging_folder_is_removed_by_the_next_run(tmp_path):
         (Path(stage.path) / "manifest.json").write_text("{}")
     assert (tmp_path / "out" / "manifest.json").is_file()
     assert not stale.exists() and live.exists()
+
+
+@pytest.mark.ray
+def test_recommendations_land_on_s3_whole_and_without_the_credentials(s3_bucket, ray_local, tmp_path):
+    """recommend.py --output s3://…: the Parquet and its _SUCCESS marker on the object store;
+    the key and secret in the URI appear in no printed line and no written summary."""
+    folder = write_custom(tmp_path / "mine")
+    done = subprocess.run([sys.executable, str(REPO / "pipelines" / "train.py"), "--dataset", str(folder),
+                           "--processed", str(tmp_path / "processed"), "--output", str(tmp_path / "run"),
+                           "--epochs", "1"], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    target = _at(s3_bucket, "recs")
+    done = subprocess.run([sys.executable, str(REPO / "pipelines" / "recommend.py"), "--checkpoint",
+                           str(tmp_path / "run" / "checkpoint"), "--k", "3", "--output", target, "--address",
+                           ray_local.get_runtime_context().gcs_address],
+                          capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "secret" not in done.stdout + done.stderr
+    location = resolve(target)
+    summary = json.loads((location / "_SUCCESS").read_text())
+    assert summary["rows"] == 30 and "secret" not in json.dumps(summary)
+    parts = [f.path for f in location.files(suffix=".parquet")]
+    table = pq.read_table(parts, filesystem=location.fs)
+    assert table.num_rows == 30 and set(table.column("user").to_pylist()) == {f"u{u}" for u in range(10)}

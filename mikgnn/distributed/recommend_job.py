@@ -25,6 +25,7 @@ from mlflow.tracking import MlflowClient
 from mikgnn.distributed.tracking import KIND_TAG, TRIAL_TAG
 from mikgnn.model_store import load_trained
 from mikgnn.recommend import Recommendations
+from mikgnn.redact import redact
 from mikgnn.storage import Location, atomic_folder
 
 SUCCESS = "_SUCCESS"
@@ -87,7 +88,7 @@ def write_recommendations(checkpoint: str, processed: str | None, users: np.ndar
     with atomic_folder(output, SUCCESS) as stage:
         ds.write_parquet(stage.uri)
         summary = dict(summary, users=int(users.size), k=k, rows=int(users.size) * k,
-                       seconds=round(time.perf_counter() - start, 3), output=str(output))
+                       seconds=round(time.perf_counter() - start, 3), output=redact(str(output)))
         (stage / SUCCESS).write_text(json.dumps(summary, indent=1) + "\n")
     return summary
 
