@@ -154,6 +154,8 @@ def main(argv: list[str] | None = None) -> int:
                      f"{m.get('attention_entropy_distinct', float('nan')):.4f})  norms item "
                      f"{m.get('item_norm', float('nan')):.2g} neighbour {m.get('neighbour_norm', float('nan')):.2g}")
         print(line, flush=True)
+        if "warning" in m:
+            print(f"warning: {m['warning']}", file=sys.stderr, flush=True)
 
     start = time.perf_counter()
     try:

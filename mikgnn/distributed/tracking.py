@@ -20,6 +20,7 @@ from mlflow.tracking import MlflowClient
 TRIAL_TAG = "mikgnn.trial_id"
 KIND_TAG = "mikgnn.kind"
 SEARCH_TAG = "mikgnn.search"
+WARNING_TAG = "mikgnn.warning"  # "not learning" (experiment.learning_warning)
 NODES_TAG = "mikgnn.worker_nodes"  # the Ray node ids of the trial's Train workers, rank order
 
 
@@ -108,6 +109,10 @@ class TrialTracker:
                 continue
             client.log_batch(self.run_id, metrics=_metrics({k: v for k, v in metrics.items() if k != "epoch"}, epoch))
             self._logged.add(epoch)
+
+    def warn(self, warning: str) -> None:
+        """A run that looks untrained says so (``experiment.learning_warning``): tag mikgnn.warning."""
+        self.client.set_tag(self.run_id, WARNING_TAG, warning[:5000])
 
     def log_result(self, final: dict, checkpoint_dir: str | None = None, manifest: dict | None = None) -> None:
         """Test metrics of the best epoch, the Recall@K plot, the best checkpoint and the manifest."""

@@ -138,6 +138,11 @@ def run_training(config: dict, session) -> None:
         if rank == 0:
             metrics = run_epoch(exp, train_cfg, epoch, batches, hooks)
             stop = state.update(metrics, f"valid/{train_cfg.select_metric}", exp.model, train_cfg.patience)
+            warning = state.check_learning(train_cfg)
+            if warning is not None:
+                print(f"warning: {warning}", flush=True)
+                if logger is not None:
+                    logger.warn(warning)
         else:
             train_epoch(exp.model, exp.optimizer, batches, train_cfg, exp.ls_table, hooks, exp.negatives)
         flag = torch.tensor([int(stop)])
@@ -155,7 +160,7 @@ def run_training(config: dict, session) -> None:
     facts = worker_facts(world)
     if rank == 0:
         result = finish(exp, state, train_cfg)  # the model now holds the best epoch's weights
-        final = {k: v for k, v in result.items() if k != "history"}
+        final = {k: v for k, v in result.items() if k not in ("history", "warnings")}  # warnings: a tag
         final.update(epoch=state.epoch, done=True, **facts)
         with tempfile.TemporaryDirectory() as folder:  # V2: Result.metrics are the last checkpoint's
             _save(exp, state, generator, folder, config)

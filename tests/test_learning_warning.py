@@ -1,0 +1,80 @@
+"""A run that is not learning says so: the loss has barely moved and the validation metric is
+flat. It names the likely cause and the flag to change, in train.py's output and metrics.json,
+and as the MLflow tag of a search's trial."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import tiny_data, write_movie
+
+from mikgnn.config import ModelConfig, TrainConfig
+from mikgnn.experiment import build, fit, learning_warning
+
+REPO = Path(__file__).resolve().parents[1]
+def _history(losses, aucs):
+    return [{"train/loss": loss, "valid/auc": auc} for loss, auc in zip(losses, aucs)]
+
+
+def test_a_flat_loss_and_a_flat_metric_is_not_learning():
+    warning = learning_warning(_history([0.6931, 0.6930, 0.6930, 0.6929, 0.6929], [0.55, 0.56, 0.56, 0.56, 0.56]),
+                               TrainConfig(lr=5e-4, l2=9.1e-5))
+    assert warning is not None and "moved 0.0 %" in warning
+    assert "--set lr=0.005" in warning and "--set l2=9.1e-06" in warning and "--set init_std=0.1" in warning
+
+
+@pytest.mark.parametrize("losses,aucs", [
+    ([0.6931, 0.6930, 0.6928, 0.6916, 0.6879], [0.521, 0.628, 0.763, 0.801, 0.805]),  # MI-KGNN's music start
+    ([0.6931, 0.6930, 0.6930, 0.6929, 0.6929], [0.60, 0.63, 0.66, 0.68, 0.695]),  # still climbing
+    ([0.6931, 0.60, 0.55, 0.52, 0.50], [0.60, 0.60, 0.60, 0.60, 0.60]),  # the loss moves: it learns something
+    ([0.6931, 0.6931, 0.6931, 0.6931], [0.5, 0.5, 0.5, 0.5]),  # too early to tell
+])
+def test_a_run_that_moves_is_not_flagged(losses, aucs):
+    assert learning_warning(_history(losses, aucs), TrainConfig()) is None
+
+
+def test_a_deliberately_bad_learning_rate_is_reported_once_and_kept():
+    data = tiny_data()
+    cfg = TrainConfig(lr=1e-9, batch_size=32, epochs=8, patience=8)
+    result = fit(build(data, ModelConfig(dim=8, n_neighbours=4), cfg), cfg)
+    assert len(result["warnings"]) == 1 and result["warnings"][0].startswith("not learning: after 5 epochs")
+    good = TrainConfig(lr=2e-2, batch_size=32, epochs=8, patience=8)
+    assert fit(build(data, ModelConfig(dim=8, n_neighbours=4), good), good)["warnings"] == []
+
+
+def test_train_py_prints_it_and_writes_it_to_metrics_json(tmp_path):
+    write_movie(tmp_path / "raw", n_users=40)
+    done = subprocess.run([sys.executable, str(REPO / "pipelines" / "train.py"), "--dataset", "movie",
+                           "--data-root", str(tmp_path / "raw"),
+                           "--processed", str(tmp_path / "processed"), "--output", str(tmp_path / "run"),
+                           "--epochs", "6", "--set", "patience=6", "--set", "lr=1e-9"],
+                          capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "warning: not learning: after 5 epochs" in done.stdout + done.stderr
+    assert "--set lr=1e-08" in done.stdout + done.stderr
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert len(metrics["warnings"]) == 1 and "not learning" in metrics["warnings"][0]
+
+
+@pytest.mark.ray
+def test_a_search_trial_that_is_not_learning_carries_the_warning_in_mlflow(ray_local, tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    write_movie(tmp_path / "raw", n_users=40)
+    (tmp_path / "space.yaml").write_text("lr: {type: loguniform, low: 1.0e-9, high: 2.0e-9}\n")
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    done = subprocess.run([sys.executable, str(REPO / "pipelines" / "tune.py"), "--dataset", "movie", "--data-root",
+                           str(tmp_path / "raw"), "--space", str(tmp_path / "space.yaml"), "--num-samples", "1",
+                           "--epochs", "6", "--set", "patience=6", "--processed", str(tmp_path / "processed"),
+                           "--storage-path", str(tmp_path / "ray"), "--tracking-uri", uri,
+                           "--address", ray_local.get_runtime_context().gcs_address],
+                          capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    client = MlflowClient(uri)
+    exp = client.get_experiment_by_name("movie")
+    trial = client.search_runs([exp.experiment_id], filter_string="tags.`mikgnn.kind` = 'trial'")[0]
+    assert trial.data.tags["mikgnn.warning"].startswith("not learning: after 5 epochs")
