@@ -31,7 +31,8 @@ def main() -> None:
     p.add_argument("--num-samples", type=int, default=8)
     p.add_argument("--tracking-uri", default=f"sqlite:///{ROOT / 'runs' / 'model-searches.db'}")
     args = p.parse_args()
-    rows = []
+    print("| model | trials | search s | valid R@20 | test AUC | test R@20 | test N@20 | best params |")
+    print("|---|---|---|---|---|---|---|---|", flush=True)
     for model in args.models.split(","):
         experiment = f"search-{args.dataset}-{model}"
         start = time.perf_counter()
@@ -49,13 +50,10 @@ def main() -> None:
                                     order_by=["attributes.start_time DESC"])[0]
         m, tags = search.data.metrics, search.data.tags
         params = {k[5:]: v for k, v in tags.items() if k.startswith("best.")}
-        rows.append((model, wall, m.get("best/valid/recall_at_20"), m.get("best/test/auc"),
-                     m.get("best/test/recall_at_20"), m.get("best/test/ndcg_at_20"), params))
-    print("| model | trials | search s | valid R@20 | test AUC | test R@20 | test N@20 | best params |")
-    print("|---|---|---|---|---|---|---|---|")
-    for model, wall, valid, auc, recall, ndcg, params in rows:
-        cells = [f"{v:.4f}" if isinstance(v, float) else "–" for v in (valid, auc, recall, ndcg)]
-        print(f"| {model} | {args.num_samples} | {wall:.0f} | " + " | ".join(cells) + f" | {params} |")
+        scores = (m.get("best/valid/recall_at_20"), m.get("best/test/auc"), m.get("best/test/recall_at_20"),
+                  m.get("best/test/ndcg_at_20"))
+        cells = [f"{v:.4f}" if isinstance(v, float) else "–" for v in scores]
+        print(f"| {model} | {args.num_samples} | {wall:.0f} | " + " | ".join(cells) + f" | {params} |", flush=True)
 
 
 if __name__ == "__main__":
