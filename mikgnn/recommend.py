@@ -51,8 +51,8 @@ class Recommendations:
         self.trained, self.k, self.explain = trained, k, explain
         train = trained.data.splits["train"]
         positive = train["label"] == 1
-        seen = np.unique(train["user"][positive] * n_items + train["item"][positive])  # sorted keys
-        self.seen = None if keep_seen else torch.from_numpy(seen)
+        seen = np.unique(train["user"][positive] * n_items + train["item"][positive])  # user * I + item, sorted
+        self.seen = None if keep_seen else seen
 
     @torch.no_grad()
     def block(self, users: np.ndarray) -> dict[str, np.ndarray]:
@@ -62,11 +62,11 @@ class Recommendations:
         index = torch.as_tensor(users, dtype=torch.long, device=device)  # [U]
         exclude = None
         if self.seen is not None and users.size:
-            lo = np.searchsorted(self.seen.numpy(), users.min() * model.n_items)
-            hi = np.searchsorted(self.seen.numpy(), (users.max() + 1) * model.n_items)
+            n = model.n_items
+            lo, hi = np.searchsorted(self.seen, [users.min() * n, (users.max() + 1) * n])
             keys = self.seen[lo:hi]
-            keys = keys[np.isin((keys // model.n_items).numpy(), users)]
-            exclude = (keys // model.n_items, keys % model.n_items)
+            keys = torch.from_numpy(keys[np.isin(keys // n, users)])  # the block's users' training items
+            exclude = (keys // n, keys % n)
         items, scores = model.recommend(index, self.k, exclude=exclude)  # [U, k] each
         items, scores = items.cpu().numpy(), scores.cpu().numpy()
         rows = {"user": np.repeat(ids["users"][users], self.k),

@@ -22,14 +22,13 @@ import torch
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from mikgnn.distributed.tracking import KIND_TAG, TRIAL_TAG
+from mikgnn.distributed.tracking import CHECKPOINT_ARTIFACT, KIND_TAG, has_checkpoint, trial_runs
 from mikgnn.model_store import load_trained
 from mikgnn.recommend import Recommendations
 from mikgnn.redact import redact
 from mikgnn.storage import Location, atomic_folder
 
 SUCCESS = "_SUCCESS"
-CHECKPOINT_ARTIFACT = "best_checkpoint"
 
 
 class Scorer:
@@ -59,13 +58,11 @@ def checkpoint_of_run(tracking_uri: str, run_id: str, into: Path) -> tuple[str, 
         raise RunError(f"--run {run_id}: no such run in the tracking store {tracking_uri}") from None
     if run.data.tags.get(KIND_TAG) == "search":
         best = run.data.tags.get("best_trial")
-        found = client.search_runs([run.info.experiment_id], filter_string=f"tags.`{TRIAL_TAG}` = '{best}'") \
-            if best else []
+        found = trial_runs(client, run.info.experiment_id, best) if best else []
         if not found:
             raise RunError(f"--run {run_id} is a search with no finished best trial to recommend from")
         run = found[0]
-    names = {a.path for a in client.list_artifacts(run.info.run_id)}
-    if CHECKPOINT_ARTIFACT not in names:
+    if not has_checkpoint(client, run.info.run_id):
         raise RunError(f"--run {run.info.run_id} has no checkpoint (no '{CHECKPOINT_ARTIFACT}' artifact): "
                        "only a trial that finished logs one")
     path = client.download_artifacts(run.info.run_id, CHECKPOINT_ARTIFACT, str(into))

@@ -25,6 +25,7 @@ import pyarrow.fs as pafs
 from mlflow.exceptions import MlflowException
 from mlflow.models import infer_signature
 
+from mikgnn.distributed.tracking import CHECKPOINT_ARTIFACT
 from mikgnn.storage import Location
 
 DEFAULT_K = 10
@@ -68,7 +69,7 @@ def log_best_model(tracking_uri: str, search_run_id: str, trial_run_id: str, pro
 
     client = mlflow.MlflowClient(tracking_uri)
     with tempfile.TemporaryDirectory() as tmp:
-        checkpoint = client.download_artifacts(trial_run_id, "best_checkpoint", tmp)
+        checkpoint = client.download_artifacts(trial_run_id, CHECKPOINT_ARTIFACT, tmp)
         data = _served_dataset(processed, Path(tmp) / "processed")
         model = RecommenderModel()
         model.trained = load_trained(checkpoint, str(data))  # what load_context does in the server

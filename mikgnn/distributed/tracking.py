@@ -20,6 +20,7 @@ from mlflow.tracking import MlflowClient
 TRIAL_TAG = "mikgnn.trial_id"
 KIND_TAG = "mikgnn.kind"
 SEARCH_TAG = "mikgnn.search"
+CHECKPOINT_ARTIFACT = "best_checkpoint"  # a finished trial's best checkpoint, as a run artifact
 WARNING_TAG = "mikgnn.warning"  # "not learning" (experiment.learning_warning)
 NODES_TAG = "mikgnn.worker_nodes"  # the Ray node ids of the trial's Train workers, rank order
 
@@ -88,7 +89,7 @@ class TrialTracker:
         so the runs table and the compare views show them at once; ``search`` tags them."""
         client = MlflowClient(tracking_uri)
         exp = experiment_id(client, experiment, tracking_uri)
-        found = client.search_runs([exp], filter_string=f"tags.`{TRIAL_TAG}` = '{trial_id}'")
+        found = trial_runs(client, exp, trial_id)
         if found:
             run_id = found[0].info.run_id
             client.update_run(run_id, status="RUNNING")
@@ -131,7 +132,7 @@ class TrialTracker:
                 path.write_text(json.dumps(manifest, indent=2))
                 client.log_artifact(self.run_id, str(path))
         if checkpoint_dir is not None:
-            client.log_artifacts(self.run_id, checkpoint_dir, artifact_path="best_checkpoint")
+            client.log_artifacts(self.run_id, checkpoint_dir, artifact_path=CHECKPOINT_ARTIFACT)
 
     def end(self, status: str) -> None:
         """Set a terminal status, unless the run already has one (a finished run stays FINISHED)."""
@@ -151,9 +152,19 @@ def close_if_running(tracking_uri: str, experiment: str, trial_id: str, status: 
     found = client.get_experiment_by_name(experiment)
     if found is None:
         return False
-    runs = client.search_runs([found.experiment_id], filter_string=f"tags.`{TRIAL_TAG}` = '{trial_id}'")
+    runs = trial_runs(client, found.experiment_id, trial_id)
     _terminate_running(client, runs, status, reason)
     return bool(runs)
+
+
+def trial_runs(client: MlflowClient, experiment_id: str, trial_id: str) -> list:
+    """The run of Tune trial ``trial_id`` (a list: empty when it has none)."""
+    return client.search_runs([experiment_id], filter_string=f"tags.`{TRIAL_TAG}` = '{trial_id}'")
+
+
+def has_checkpoint(client: MlflowClient, run_id: str) -> bool:
+    """Whether the run holds a finished trial's best checkpoint (``CHECKPOINT_ARTIFACT``)."""
+    return CHECKPOINT_ARTIFACT in {a.path for a in client.list_artifacts(run_id)}
 
 
 def close_running_trials(tracking_uri: str, experiment: str, search: str, status: str, reason: str,

@@ -28,12 +28,13 @@ from mikgnn.distributed.cluster import TRIAL_DRIVER_CPU, plan_concurrency
 from mikgnn.distributed.placement import release_job_placement_groups
 from mikgnn.distributed.tracking import (
     FAILURE_TAG,
-    TRIAL_TAG,
     TrialTracker,
     close_if_running,
     close_running_trials,
     close_search_run,
+    has_checkpoint,
     open_search_run,
+    trial_runs,
 )
 from mikgnn.distributed.train_loop import loop_config, train_in_trial
 from mikgnn.distributed.trainer import make_trainer
@@ -242,9 +243,8 @@ def _log_best_model(job: TuneJob, search_run_id: str, trial_id: str | None) -> s
     from mikgnn.distributed.serving import log_best_model
 
     client = MlflowClient(job.tracking_uri)
-    runs = client.search_runs([client.get_experiment_by_name(job.experiment).experiment_id],
-                              filter_string=f"tags.`{TRIAL_TAG}` = '{trial_id}'") if trial_id else []
-    if not runs or "best_checkpoint" not in {a.path for a in client.list_artifacts(runs[0].info.run_id)}:
+    runs = trial_runs(client, client.get_experiment_by_name(job.experiment).experiment_id, trial_id) if trial_id else []
+    if not runs or not has_checkpoint(client, runs[0].info.run_id):
         print(f"no model logged: the best trial {trial_id} left no checkpoint (it did not finish)", file=sys.stderr)
         return None
     try:
