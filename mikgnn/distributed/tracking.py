@@ -12,6 +12,7 @@ import json
 import math
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 from mlflow.entities import Metric, Param, RunTag
@@ -133,6 +134,19 @@ class TrialTracker:
                 client.log_artifact(self.run_id, str(path))
         if checkpoint_dir is not None:
             client.log_artifacts(self.run_id, checkpoint_dir, artifact_path=CHECKPOINT_ARTIFACT)
+
+    @contextmanager
+    def ending(self):
+        """Run the trial's work: a run Tune stops ends KILLED, one that raises ends FAILED (a
+        run its loop already finished keeps FINISHED)."""
+        try:
+            yield
+        except SystemExit:  # Tune stopped the trial (ASHA, the search's end) in a reused actor
+            self.end("KILLED")
+            raise
+        except BaseException:
+            self.end("FAILED")
+            raise
 
     def end(self, status: str) -> None:
         """Set a terminal status, unless the run already has one (a finished run stays FINISHED)."""

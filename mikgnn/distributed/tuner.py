@@ -107,7 +107,7 @@ def run_trial(params: dict, job: TuneJob, train_table: tuple[ray.ObjectRef] | No
                                f"n^h = {model.n_neighbours ** model.hops} > max_field {job.max_field}: trained "
                                "with the receptive-field adjustment (FMK r), n entities per hop")
     model = fitted
-    try:
+    with tracker.ending():
         if job.workers_per_trial == 1:
             train_in_trial(loop_config(job.processed.uri, model, train, job.cpus_per_worker)
                            | {"gpu": job.gpus_per_worker > 0, "mlflow_run": tracker.address})
@@ -118,12 +118,6 @@ def run_trial(params: dict, job: TuneJob, train_table: tuple[ray.ObjectRef] | No
                          callbacks=[TuneReportCallback()], extra_config={"mlflow_run": tracker.address},
                          placement_strategy=job.placement_strategy, parallel=job.parallel,
                          train_table=train_table[0] if train_table else None).fit()
-    except SystemExit:  # Tune stopped the trial (ASHA, the search's end) in a reused actor
-        tracker.end("KILLED")
-        raise
-    except BaseException:
-        tracker.end("FAILED")  # a finished run keeps FINISHED
-        raise
 
 
 def trial_resources(job: TuneJob) -> dict:

@@ -1,0 +1,162 @@
+"""A reproduction's cells as Ray Tune grids: every cell one trial, one MLflow run.
+
+The accuracy cells run as one grid, as many at once as the cluster fits (``plan_concurrency``);
+the timing cells (Table 7) then run as a second grid, one at a time, so that no other trial
+shares the machine while an epoch is timed. Each run is tagged with its cell's identity and
+the table slots it fills (``mikgnn.table.<N>``), which is all ``report.py`` reads. A cell
+whose identity already has a FINISHED run is not trained again: rerunning the command after
+an interruption trains only the missing cells.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import sys
+from dataclasses import asdict, dataclass
+
+import ray
+from mlflow.entities import RunTag
+from mlflow.tracking import MlflowClient
+from ray import tune
+from ray.tune.search import BasicVariantGenerator
+
+from mikgnn.distributed.cluster import plan_concurrency
+from mikgnn.distributed.placement import release_job_placement_groups
+from mikgnn.distributed.tracking import KIND_TAG, TrialTracker, close_running_trials, experiment_id
+from mikgnn.distributed.train_loop import loop_config, train_in_trial
+from mikgnn.distributed.tuner import MlflowStatusCallback
+from mikgnn.distributed.watchdog import SearchGuard, StallStopper
+from mikgnn.reproduction.cells import Cell
+
+CELL_TAG = "mikgnn.cell"  # the cell's identity (cells.Cell.identity)
+TABLE_TAG = "mikgnn.table."  # + table number: the row (and n or h) the run fills in that table
+SEED_TAG = "mikgnn.seed"
+HARDWARE_TAG = "mikgnn.hardware"
+DATASET_TAG = "mikgnn.dataset"
+
+
+@dataclass(frozen=True)
+class ReproductionJob:
+    dataset: str
+    processed: dict[int, str]  # seed -> processed dataset URI
+    tracking_uri: str
+    experiment: str
+    storage_path: str
+    name: str  # this invocation's name: its Tune experiments and the tag of its runs
+    cpus_per_worker: float = 1.0
+    gpus_per_worker: float = 0.0
+    stall_s: float | None = None
+
+
+def hardware() -> str:
+    """The machine a cell ran on, as the report names it next to the paper's GTX 1080 Ti."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
+    except OSError:
+        pass
+    import torch
+
+    gpu = f"; GPU {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else ""
+    return f"{cpu}, {os.cpu_count()} logical CPUs{gpu}"
+
+
+def cell_tags(cell: Cell, dataset: str) -> dict[str, str]:
+    tags = {CELL_TAG: cell.identity, KIND_TAG: "cell", SEED_TAG: str(cell.seed), DATASET_TAG: dataset}
+    for slot in cell.slots:
+        table, row = slot.split("=", 1)
+        tags[TABLE_TAG + table] = row
+    return tags
+
+
+def finished_cells(tracking_uri: str, experiment: str) -> dict[str, str]:
+    """Identity -> run id of every FINISHED cell run of the experiment (the newest per cell)."""
+    client = MlflowClient(tracking_uri)
+    found = client.get_experiment_by_name(experiment)
+    if found is None:
+        return {}
+    runs = client.search_runs([found.experiment_id], filter_string=f"tags.`{KIND_TAG}` = 'cell' and "
+                              "attributes.status = 'FINISHED'", order_by=["attributes.start_time ASC"],
+                              max_results=50000)
+    return {r.data.tags[CELL_TAG]: r.info.run_id for r in runs if CELL_TAG in r.data.tags}
+
+
+def tag_done(tracking_uri: str, done: dict[str, str], cells: list[Cell], dataset: str) -> None:
+    """A cell already trained may fill slots of tables this run asks for: tag it with them."""
+    client = MlflowClient(tracking_uri)
+    for cell in cells:
+        client.log_batch(done[cell.identity], tags=[RunTag(k, v) for k, v in cell_tags(cell, dataset).items()])
+
+
+def run_cell(config: dict, job: ReproductionJob, cells: tuple[Cell, ...]) -> None:
+    """One cell: the training loop in the trial's own process, logged to the cell's run."""
+    cell = cells[config["cell"]]
+    context = tune.get_context()
+    params = {f"model.{k}": v for k, v in asdict(cell.model).items()} | {
+        f"train.{k}": v for k, v in asdict(cell.train).items()} | {"variant": cell.system.variant,
+                                                                   "n": cell.model.n_neighbours, "h": cell.model.hops}
+    tracker = TrialTracker.open(job.tracking_uri, job.experiment, context.get_trial_id(), cell.key, params,
+                                search=job.name)
+    tracker.client.log_batch(tracker.run_id, tags=[RunTag(k, v) for k, v in
+                                                   (cell_tags(cell, job.dataset) | {HARDWARE_TAG: hardware()}).items()])
+    with tracker.ending():
+        train_in_trial(loop_config(job.processed[cell.seed], cell.model, cell.train, job.cpus_per_worker)
+                       | {"gpu": job.gpus_per_worker > 0, "mlflow_run": tracker.address})
+
+
+def run_grid(job: ReproductionJob, cells: list[Cell], phase: str, concurrency: int) -> bool:
+    """Train ``cells`` as one Tune grid; False when it ended before every trial did (an
+    interrupt, a stalled search), True otherwise, failed trials included."""
+    if not cells:
+        return True
+    resources = {"CPU": job.cpus_per_worker} | ({"GPU": job.gpus_per_worker} if job.gpus_per_worker else {})
+    trainable = tune.with_resources(tune.with_parameters(run_cell, job=job, cells=tuple(cells)), resources)
+    status = MlflowStatusCallback(job.tracking_uri, job.experiment, job.name)
+    guard = SearchGuard(status.stalled, stall_s=job.stall_s)
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    tuner = tune.Tuner(
+        trainable,
+        param_space={"cell": tune.grid_search(list(range(len(cells))))},
+        tune_config=tune.TuneConfig(search_alg=BasicVariantGenerator(max_concurrent=concurrency), reuse_actors=True),
+        run_config=tune.RunConfig(name=f"{job.name}-{phase}", storage_path=job.storage_path,
+                                  callbacks=[status, guard], stop=StallStopper(guard),
+                                  checkpoint_config=tune.CheckpointConfig(num_to_keep=1)),
+    )
+    try:
+        results = tuner.fit()
+    finally:
+        leftovers = release_job_placement_groups()
+        if leftovers:
+            print(f"removed {leftovers} placement group(s) that stopped trials left behind", file=sys.stderr)
+    return results.num_errors + results.num_terminated >= len(cells) and guard.stalled is None
+
+
+def reproduce(job: ReproductionJob, cells: tuple[Cell, ...]) -> dict:
+    """Train the cells that have no FINISHED run yet; returns what was done and what is missing."""
+    client = MlflowClient(job.tracking_uri)
+    experiment_id(client, job.experiment, job.tracking_uri)
+    client.set_experiment_tag(client.get_experiment_by_name(job.experiment).experiment_id, DATASET_TAG, job.dataset)
+    done = finished_cells(job.tracking_uri, job.experiment)
+    tag_done(job.tracking_uri, done, [c for c in cells if c.identity in done], job.dataset)
+    todo = [c for c in cells if c.identity not in done]
+    print(f"{len(cells)} cells: {len(cells) - len(todo)} already in MLflow, {len(todo)} to train", flush=True)
+    concurrency = plan_concurrency(ray.cluster_resources(), 1, job.cpus_per_worker, job.gpus_per_worker,
+                                   what="a cell")
+    ended = True
+    try:
+        for phase, batch, width in (("accuracy", [c for c in todo if c.kind == "accuracy"], concurrency),
+                                    ("timing", [c for c in todo if c.kind == "timing"], 1)):
+            ended = run_grid(job, batch, phase, width)
+            if not ended:
+                break
+    except KeyboardInterrupt:
+        ended = False
+    finally:
+        close_running_trials(job.tracking_uri, job.experiment, job.name, "KILLED",
+                             "the reproduction was interrupted; rerun its command to train the missing cells")
+    after = finished_cells(job.tracking_uri, job.experiment)
+    missing = [c.key for c in cells if c.identity not in after]
+    return {"cells": len(cells), "trained": len(todo) - len(missing), "reused": len(cells) - len(todo),
+            "missing": missing, "interrupted": not ended}
