@@ -31,7 +31,7 @@ def test_cells_shared_between_tables_train_once():
     p = plan("music", (2, 5, 8, 9), (0, 1))
     keys = [c.key for c in p.cells]
     assert len(keys) == len(set(c.identity for c in p.cells))
-    shared = [c for c in p.cells if c.key == "accuracy:mikgnn:mi-kgnn:n8:h1:seed0"]
+    shared = [c for c in p.cells if c.key == "accuracy:mikgnn:n8:h1:seed0"]
     assert len(shared) == 1
     assert set(shared[0].slots) == {"2=MI-KGNN", "5=MI-KGNN", "8=MI-KGNN|n8", "9=MI-KGNN|h1"}
     # 15 systems + 3 ablations + 4 more n + 3 more h, per seed
@@ -46,6 +46,8 @@ def test_settings_change_the_identity_and_max_field_leaves_cells_out():
     assert [c.model.hops for c in p.cells] == [1, 2]
     assert [slot for slot, _ in p.skipped] == ["9=MI-KGNN|h3", "9=MI-KGNN|h4"]
     assert "512 > --max-field 64" in p.skipped[0][1]
+    baselines = plan("music", (2,), (0,), max_field=8)  # KGAT's 3 hops propagate over the graph: no field
+    assert not baselines.skipped and len(baselines.cells) == 15
     timing = plan("music", (7,), (0, 1, 2), max_field=4096)
     assert {c.seed for c in timing.cells} == {0} and len(timing.cells) == 8 * 4
     assert all(c.train.protocol == "sampled" for c in timing.cells)

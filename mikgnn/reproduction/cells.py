@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field
 
 from mikgnn.config import ModelConfig, TrainConfig
 from mikgnn.reproduction.tables import TABLES, System, Table
+from mikgnn.search_space import FIELD_MODELS
 from mikgnn.settings import merge_flags, resolve_settings
 
 # Accuracy cells: the protocol of docs/results.md (full ranking, early stopping on validation
@@ -41,8 +42,8 @@ class Cell:
 
     @property
     def key(self) -> str:
-        return (f"{self.kind}:{self.model.model}:{self.system.variant}:n{self.model.n_neighbours}:"
-                f"h{self.model.hops}:seed{self.seed}")
+        variant = "" if self.system.variant == "mi-kgnn" else f":{self.system.variant}"
+        return f"{self.kind}:{self.model.model}{variant}:n{self.model.n_neighbours}:h{self.model.hops}:seed{self.seed}"
 
     @property
     def identity(self) -> str:
@@ -51,8 +52,11 @@ class Cell:
 
     @property
     def field_size(self) -> int:
-        """Entities in one item's receptive field: n^h, or n·h with FMK r."""
+        """Entities in one item's receptive field: n^h, or n·h with FMK r; 0 for a model that
+        samples no n-neighbour field (its hops propagate over the whole graph or triple sets)."""
         m = self.model
+        if m.model not in FIELD_MODELS:
+            return 0
         return m.n_neighbours * m.hops if m.adjusted_field else m.n_neighbours ** m.hops
 
 
