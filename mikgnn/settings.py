@@ -40,6 +40,7 @@ from mikgnn.config import (
     table1_ls_weight,
     train_for_model,
 )
+from mikgnn.size_rule import SizeDefaults
 
 SECTIONS = {"model": ModelConfig, "train": TrainConfig, "parallel": ParallelConfig, "search": SearchConfig}
 RUN_SECTIONS = ("model", "train", "parallel")  # what one training run takes; a search adds "search"
@@ -192,19 +193,22 @@ def merge_flags(*layers: dict[str, dict]) -> dict[str, dict]:
 def resolve_settings(dataset: str, model: str = "mikgnn", variant: str = "mi-kgnn", kgcn_aggregator: str = "sum",
                      config_file: str | Path | None = None, flags: dict[str, dict] | None = None,
                      job_defaults: dict[str, dict] | None = None,
-                     sections: tuple[str, ...] = RUN_SECTIONS) -> Settings:
+                     sections: tuple[str, ...] = RUN_SECTIONS, base: SizeDefaults | None = None) -> Settings:
     """The settings of a run on ``dataset`` (Table 1's name, else music's for a custom set).
     ``flags``: {section: {key: value}}, a value of None meaning the flag was not given.
     ``job_defaults``: an entry point's own defaults (a search's shorter epochs), a layer between
     the variant and the config file (origin "job"). ``sections``: what the entry point takes;
-    a config file's other sections are refused."""
-    t = table1(Path(dataset).name)
+    a config file's other sections are refused. ``base``: the size rule's settings
+    (``size_rule.size_defaults``, origin "size rule"), which then take Table 1's place."""
+    t = base.table if base is not None else table1(Path(dataset).name)
     values = {"model": for_model(t.model, model, kgcn_aggregator), "parallel": ParallelConfig(),
               "search": SearchConfig(),
               "train": replace(train_for_model(t.train, model),
                                ls_weight=table1_ls_weight(Path(dataset).name) if model == "kgcn-ls" else 0.0)}
     origin = {f"{s}.{k}": "table1" for s, keys in (("model", TABLE1_MODEL_KEYS), ("train", TABLE1_TRAIN_KEYS))
               for k in keys}
+    if base is not None:
+        origin = {k: "size rule" for k in origin} | {k: "size rule" for k in base.keys}
     for section, table in (("model", t.model), ("train", t.train)):
         for f in fields(table):
             if f.name != "ls_weight" and getattr(values[section], f.name) != getattr(table, f.name):

@@ -44,6 +44,7 @@ from mikgnn.settings import (  # noqa: E402
     parse_overrides,
     resolve_settings,
 )
+from mikgnn.size_rule import PRESETS, DataSize, is_custom, size_defaults  # noqa: E402
 from mikgnn.storage import resolve  # noqa: E402
 from mikgnn.training import NonFiniteLoss  # noqa: E402
 
@@ -53,6 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", required=True, help="movie, music, restaurant, movie1m or a custom folder")
     p.add_argument("--model", default="mikgnn", choices=MODELS)
     p.add_argument("--variant", default="mi-kgnn", choices=list(VARIANTS), help="a variant of Tables 5-7 (MI-KGNN)")
+    p.add_argument("--preset", choices=PRESETS, help="start from this column of the paper's Table 1 (default: the "
+                   "dataset's own; for a custom folder, the size rule of mikgnn/size_rule.py)")
     p.add_argument("--config", type=Path, help="YAML of model / train / parallel keys (mikgnn/settings.py)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", dest="overrides",
                    help="any config key, repeatable: --set hops=2 --set train.lr=0.001 (keys: docs/model.md)")
@@ -74,11 +77,16 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def settings_from_args(args: argparse.Namespace) -> Settings:
-    """Table 1 < --variant < --config FILE < --set and the other flags (``mikgnn.settings``)."""
+def settings_from_args(args: argparse.Namespace, manifest: dict | None = None) -> Settings:
+    """Table 1 (or --preset's column, or a custom dataset's size rule once its ``manifest`` is
+    known) < --variant < --config FILE < --set and the other flags (``mikgnn.settings``)."""
     flags = merge_flags(parse_overrides(args.overrides, RUN_SECTIONS),
                         {"train": {"epochs": args.epochs, "seed": args.seed}})
-    return resolve_settings(args.dataset, args.model, args.variant, config_file=args.config, flags=flags)
+    base = None
+    if manifest is not None and args.preset is None and is_custom(Path(args.dataset).name):
+        base = size_defaults(DataSize.from_manifest(manifest))
+    return resolve_settings(args.preset or args.dataset, args.model, args.variant, config_file=args.config,
+                            flags=flags, base=base)
 
 
 def configs_from_args(args: argparse.Namespace):
@@ -115,6 +123,15 @@ def _fit_on_ray(args, processed, model_cfg, train_cfg, parallel, name: str) -> d
     return metrics
 
 
+def _print_settings(args: argparse.Namespace, settings: Settings, manifest: dict) -> None:
+    first = f"Table 1's {args.preset} column (--preset)" if args.preset else "Table 1"
+    if args.preset is None and is_custom(Path(args.dataset).name):
+        first = "the size rule"
+        print(size_defaults(DataSize.from_manifest(manifest)).describe(), flush=True)
+    print(f"settings ({first} < variant < config file < flag):\n  " + settings.describe().replace("\n", "\n  "),
+          flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -122,11 +139,7 @@ def main(argv: list[str] | None = None) -> int:
         settings = settings_from_args(args)
     except ValueError as exc:
         return usage_error(exc, args.debug)
-    model_cfg, train_cfg, parallel = settings.model, settings.train, settings.parallel
-    print("settings (Table 1 < variant < config file < flag):\n  " + settings.describe().replace("\n", "\n  "),
-          flush=True)
-    if train_cfg.threads and not args.workers:
-        torch.set_num_threads(train_cfg.threads)
+    parallel = settings.parallel
     name = Path(args.dataset).name
     try:
         processed = resolve(args.processed or Path("processed") / f"{name}-seed{args.seed}")
@@ -141,6 +154,11 @@ def main(argv: list[str] | None = None) -> int:
 
                 executor = RayExecutor(args.address)
             manifest = prepare(get_dataset(args.dataset, args.data_root), processed, args.seed, executor=executor)
+        settings = settings_from_args(args, manifest)
+        model_cfg, train_cfg = settings.model, settings.train
+        _print_settings(args, settings, manifest)
+        if train_cfg.threads and not args.workers:
+            torch.set_num_threads(train_cfg.threads)
         exp = None if args.workers else build(load_processed(processed), model_cfg, train_cfg)  # Ray: workers load
     except (DatasetError, ValueError) as exc:
         return usage_error(exc, args.debug)

@@ -41,6 +41,7 @@ from mikgnn.settings import (  # noqa: E402
     parse_overrides,
     resolve_settings,
 )
+from mikgnn.size_rule import PRESETS, DataSize, is_custom, size_defaults  # noqa: E402
 from mikgnn.storage import Location, resolve  # noqa: E402
 from mikgnn.tracking_uri import TrackingUriError, probe_tracking_uri  # noqa: E402
 
@@ -59,6 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, help=f"max epochs per trial (default {SEARCH_DEFAULTS['train']['epochs']}; "
                    "early stopping and ASHA cut it)")
     p.add_argument("--space", type=Path, help="search space YAML (default: tune_spaces/<dataset>.yaml)")
+    p.add_argument("--preset", choices=PRESETS, help="fixed settings from this column of the paper's Table 1 "
+                   "(default: the dataset's own; for a custom folder, the size rule of mikgnn/size_rule.py)")
     p.add_argument("--config", type=Path, help="YAML of the fixed (not searched) model / train / parallel / search "
                    "keys (mikgnn/settings.py)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", dest="overrides",
@@ -111,12 +114,15 @@ def _credentials_to_environment(uri: str) -> str:
     return bare
 
 
-def settings_from_args(args: argparse.Namespace, dataset: str) -> Settings:
+def settings_from_args(args: argparse.Namespace, dataset: str, manifest: dict | None = None) -> Settings:
     """The fixed settings of every trial (the search space then sets θ, n, h, λ and lr) and of
-    the search itself."""
+    the search itself; a custom dataset's start from its size rule once its ``manifest`` is known."""
     flags = merge_flags(parse_overrides(args.overrides), {"train": {"epochs": args.epochs, "seed": args.seed}})
-    return resolve_settings(dataset, args.model, config_file=args.config, flags=flags, job_defaults=SEARCH_DEFAULTS,
-                            sections=tuple(SECTIONS))
+    base = None
+    if manifest is not None and args.preset is None and is_custom(dataset):
+        base = size_defaults(DataSize.from_manifest(manifest))
+    return resolve_settings(args.preset or dataset, args.model, config_file=args.config, flags=flags,
+                            job_defaults=SEARCH_DEFAULTS, sections=tuple(SECTIONS), base=base)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -158,7 +164,12 @@ def main(argv: list[str] | None = None) -> int:
         store = local_store_folder(tracking_uri)
         check_shared({"--storage-path": storage, "--processed": processed}
                      | ({"--tracking-uri": resolve(store)} if store else {}))
-        prepare(spec, processed, args.seed, address=args.address)
+        manifest = prepare(spec, processed, args.seed, address=args.address)
+        if args.preset is None and is_custom(dataset):
+            settings = settings_from_args(args, dataset, manifest)
+            print(size_defaults(DataSize.from_manifest(manifest)).describe() + "\nfixed settings with the size "
+                  "rule:\n  " + settings.describe().replace("\n", "\n  "), flush=True)
+            parallel, search = settings.parallel, settings.search
     except (DatasetError, ValueError) as exc:
         return usage_error(exc, args.debug)
     job = TuneJob(
