@@ -22,8 +22,10 @@ from mlflow.tracking import MlflowClient  # noqa: E402
 
 from mikgnn.cli import add_debug_flag, usage_error  # noqa: E402
 from mikgnn.datasets import DatasetError, get_dataset  # noqa: E402
+from mikgnn.distributed.reproduce_job import DATASET_TAG  # noqa: E402
+from mikgnn.distributed.reproduction_store import collect  # noqa: E402
 from mikgnn.redact import redact  # noqa: E402
-from mikgnn.reproduction.collect import DATASET_TAG, collect  # noqa: E402
+from mikgnn.reproduction.collected import DIAGNOSTICS  # noqa: E402
 from mikgnn.reproduction.paper import COMPARED_WITH  # noqa: E402
 from mikgnn.reproduction.report import write_report  # noqa: E402
 
@@ -85,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             folder = args.output / data.dataset if len(collected) > 1 else args.output
         path = write_report(data, folder, others, tracking)
-        filled = sum(len(v) for v in data.values.values())
+        filled = sum(len(v) for (_, _, column), v in data.values.items() if column not in DIAGNOSTICS)
         print(f"{data.experiment}: {path} ({filled} figures from MLflow, seeds {sorted(data.seeds)})")
     return 0
 

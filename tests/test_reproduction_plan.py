@@ -6,7 +6,7 @@ import pytest
 
 from mikgnn.reproduction.cells import plan
 from mikgnn.reproduction.claims import check_claims
-from mikgnn.reproduction.collect import Collected
+from mikgnn.reproduction.collected import Collected
 from mikgnn.reproduction.paper import figures, paper_value
 from mikgnn.reproduction.report import _cell_text, to_html, to_markdown
 from mikgnn.reproduction.tables import TABLES, parse_tables

@@ -1,5 +1,5 @@
 """A reproduction's report: ``report.md``, a self-contained ``report.html`` (its PNGs inlined)
-and the PNGs, from what ``collect.collect`` read out of MLflow.
+and the PNGs, from what ``distributed.reproduction_store.collect`` read out of MLflow.
 
 Every table shows, per cell, our mean ± std over seeds, then the paper's figure and our
 difference from it, relative to it; a † marks a cell where the paper's figure lies outside our
@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mikgnn.reproduction.claims import check_claims
-from mikgnn.reproduction.collect import Collected
+from mikgnn.reproduction.collected import Collected
 from mikgnn.reproduction.paper import COMPARED_WITH, PAPER_DATASETS, paper_value
 from mikgnn.reproduction.plots import all_plots
 from mikgnn.reproduction.tables import TABLES
@@ -72,6 +72,22 @@ def _table_block(number: int, data: Collected) -> list[Block]:
     return [Block("h2", f"Table {number}: {spec.title}"), Block("table", (header, rows))]
 
 
+def _attention_note(data: Collected) -> str:
+    """Whether the attention learned anything: its entropy and the relation norms, per row."""
+    parts = []
+    for system in TABLES[5].systems:
+        entropy = data.values.get((5, system.label, "attention_entropy"), {})
+        norm = data.values.get((5, system.label, "relation_norm"), {})
+        if entropy:
+            parts.append(f"{system.label} {statistics.fmean(entropy.values()):.4f}"
+                         + (f" (relation norm {statistics.fmean(norm.values()):.2g})" if norm else ""))
+    if not parts:
+        return "No attention diagnostics were logged."
+    return ("Attention entropy at the last epoch, 1 = uniform weights over the n neighbours (docs/model.md): "
+            + "; ".join(parts) + ". Rows with entropy 1 weigh every neighbour alike, whatever their attention "
+            "switches say, so they train the same model.")
+
+
 def _datasets_block(data: Collected, others: dict[str, str]) -> list[Block]:
     rows = []
     for paper in PAPER_DATASETS:
@@ -119,6 +135,8 @@ def build(data: Collected, folder: Path, others: dict[str, str] | None = None, t
         if number == 7:
             where = "; ".join(sorted(data.hardware)) or "no timing cell ran"
             blocks.append(Block("p", f"Our hardware: {where}. The paper's: one GTX 1080 Ti, TensorFlow 1.12."))
+        if number == 5:
+            blocks.append(Block("p", _attention_note(data)))
         if number == 6:
             blocks.append(Block("p", "At h = 1 (Table 1) the receptive-field (r) and layer-by-layer (l) strategies "
                                      "change nothing: every hop is the first. Only a (φ = identity) acts."))

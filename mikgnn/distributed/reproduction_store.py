@@ -1,5 +1,5 @@
 """A reproduction's figures, read from MLflow alone: every FINISHED cell run of the experiment,
-by the table slots its tags name (``distributed.reproduce_job``), one value per seed.
+by the table slots its tags name (``reproduce_job``), one value per seed.
 
 Tables 2-6 and 8-9 take a run's test metric at its best epoch; Table 7 the median of its
 per-epoch training seconds. Where a seed has several runs for a slot (a rerun with other
@@ -11,34 +11,13 @@ from __future__ import annotations
 import json
 import statistics
 from collections import defaultdict
-from dataclasses import dataclass, field
 
 from mlflow.tracking import MlflowClient
 
+from mikgnn.distributed.reproduce_job import DATASET_TAG, HARDWARE_TAG, SEED_TAG, TABLE_TAG
+from mikgnn.distributed.tracking import KIND_TAG
+from mikgnn.reproduction.collected import DIAGNOSTICS, Collected, slot_columns
 from mikgnn.reproduction.tables import TABLES
-
-KIND_TAG, TABLE_TAG, SEED_TAG = "mikgnn.kind", "mikgnn.table.", "mikgnn.seed"
-HARDWARE_TAG, DATASET_TAG = "mikgnn.hardware", "mikgnn.dataset"
-
-
-@dataclass
-class Collected:
-    experiment: str
-    dataset: str
-    # (table, row label, column) -> {seed: value}
-    values: dict[tuple[int, str, str], dict[int, float]] = field(default_factory=dict)
-    runs: dict[tuple[int, str, str], dict[int, str]] = field(default_factory=dict)  # the run ids
-    skipped: dict[str, str] = field(default_factory=dict)  # "<table>=<row>[|axis]" -> reason
-    hardware: set[str] = field(default_factory=set)  # where Table 7's cells ran
-    commands: list[str] = field(default_factory=list)  # the reproduction commands, oldest first
-    seeds: set[int] = field(default_factory=set)
-
-
-def _column(table: int, row_slot: str) -> tuple[str, list[str]]:
-    """A tag value "MI-KGNN" or "MI-KGNN|n8" -> the row label and the table's columns it fills."""
-    label, _, axis = row_slot.partition("|")
-    spec = TABLES[table]
-    return label, [f"{spec.metrics[0]}@{axis}"] if axis else list(spec.metrics)
 
 
 def _value(client: MlflowClient, run, table: int, column: str) -> float | None:
@@ -69,13 +48,16 @@ def collect(tracking_uri: str, experiment: str) -> Collected:
             if not key.startswith(TABLE_TAG) or int(key[len(TABLE_TAG):]) not in TABLES:
                 continue
             table = int(key[len(TABLE_TAG):])
-            label, columns = _column(table, row_slot)
+            label, columns = slot_columns(table, row_slot)
             for column in columns:
                 value = _value(client, run, table, column)
                 if value is not None:
                     values[(table, label, column)][seed] = value
                     ids[(table, label, column)][seed] = run.info.run_id
                     out.seeds.add(seed)
+            for name in DIAGNOSTICS:  # does the attention learn? (the last epoch's, docs/model.md)
+                if TABLES[table].kind == "accuracy" and name in run.data.metrics:
+                    values[(table, label, name)][seed] = run.data.metrics[name]
             if TABLES[table].kind == "timing" and HARDWARE_TAG in tags:
                 out.hardware.add(tags[HARDWARE_TAG])
     out.values, out.runs = dict(values), dict(ids)
