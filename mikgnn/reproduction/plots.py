@@ -23,6 +23,21 @@ def _mean_std(values: list[float]) -> tuple[float, float]:
     return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
 
 
+def _finish(fig, ax, path: Path, ticks: tuple[int, ...], labels: tuple[str, str, str], xscale: dict | None = None,
+            log_y: bool = False) -> Path:
+    """Axes (ticks, labels: x, y, title; optional log scales), legend, and the PNG."""
+    if xscale is not None:
+        ax.set_xscale("log", **xscale)
+    if log_y:
+        ax.set_yscale("log")
+    ax.set_xticks(ticks, [str(t) for t in ticks])
+    ax.set_xlabel(labels[0])
+    ax.set_ylabel(labels[1])
+    ax.set_title(labels[2])
+    ax.legend(fontsize=7, ncol=2)
+    return _save(fig, path)
+
+
 def _save(fig, path: Path) -> Path:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -30,28 +45,31 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
+def _our_lines(ax, ours: Seeds, table: int, xs: tuple[int, ...], column: Callable[[int], str],
+               complete: bool) -> bool:
+    """One line per system of ``table``: x -> our mean over seeds of ``column(x)`` (with
+    ``complete``, only systems that have every x). Whether any line was drawn."""
+    drawn = False
+    for i, system in enumerate(TABLES[table].systems):
+        points = [(x, statistics.fmean(v)) for x in xs if (v := ours(table, system.label, column(x)))]
+        if points and (not complete or len(points) == len(xs)):
+            ax.plot(*zip(*points), marker="o", label=system.label, color=plt.cm.tab20(i % 20),
+                    lw=2.5 if system.label == "MI-KGNN" else 1.2)
+            drawn = True
+    return drawn
+
+
 def recall_curves(ours: Seeds, paper: Paper, folder: Path) -> Path | None:
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    drawn = False
-    for system in TABLES[2].systems:
-        points = [(k, ours(2, system.label, f"recall@{k}")) for k in KS]
-        points = [(k, statistics.fmean(v)) for k, v in points if v]
-        if len(points) == len(KS):
-            ax.plot(*zip(*points), marker="o", label=system.label, lw=2.5 if system.label == "MI-KGNN" else 1.2)
-            drawn = True
+    drawn = _our_lines(ax, ours, 2, KS, lambda k: f"recall@{k}", complete=True)
     theirs = [(k, paper(2, "MI-KGNN", f"recall@{k}")) for k in KS]
     if drawn and all(v is not None for _, v in theirs):
         ax.plot(*zip(*theirs), "k--", marker="x", label="MI-KGNN (paper)")
     if not drawn:
         plt.close(fig)
         return None
-    ax.set_xscale("log")
-    ax.set_xticks(KS, [str(k) for k in KS])
-    ax.set_xlabel("K")
-    ax.set_ylabel("Recall@K (test, mean over seeds)")
-    ax.set_title("Table 2: Recall@K per model")
-    ax.legend(fontsize=7, ncol=2)
-    return _save(fig, folder / "recall_at_k.png")
+    return _finish(fig, ax, folder / "recall_at_k.png", KS,
+                   ("K", "Recall@K (test, mean over seeds)", "Table 2: Recall@K per model"), xscale={})
 
 
 def sweep(ours: Seeds, paper: Paper, folder: Path, table: int) -> Path | None:
@@ -67,40 +85,24 @@ def sweep(ours: Seeds, paper: Paper, folder: Path, table: int) -> Path | None:
     theirs = [(v, y) for v, y in theirs if y is not None]
     if theirs:
         ax.plot(*zip(*theirs), "k--", marker="x", label="paper")
-    if axis == "n":
-        ax.set_xscale("log", base=2)
-    ax.set_xticks(values, [str(v) for v in values])
-    ax.set_xlabel(axis)
-    ax.set_ylabel("Recall@10")
-    ax.set_title(f"Table {table}: Recall@10 of MI-KGNN against {axis}")
-    ax.legend()
-    return _save(fig, folder / f"recall10_vs_{axis}.png")
+    return _finish(fig, ax, folder / f"recall10_vs_{axis}.png", values,
+                   (axis, "Recall@10", f"Table {table}: Recall@10 of MI-KGNN against {axis}"),
+                   xscale={"base": 2} if axis == "n" else None)
 
 
 def seconds(ours: Seeds, paper: Paper, folder: Path) -> Path | None:
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    drawn = False
-    for system in TABLES[7].systems:
-        points = [(h, ours(7, system.label, f"seconds@h{h}")) for h in H_VALUES]
-        points = [(h, statistics.fmean(v)) for h, v in points if v]
-        if points:
-            ax.plot(*zip(*points), marker="o", label=system.label)
-            drawn = True
-        if system.label in ("MI-KGNN", "FMK"):
-            theirs = [(h, paper(7, system.label, f"seconds@h{h}")) for h in H_VALUES]
-            theirs = [(h, y) for h, y in theirs if y is not None]
-            if theirs:
-                ax.plot(*zip(*theirs), "--", marker="x", label=f"{system.label} (paper, GTX 1080 Ti)")
+    drawn = _our_lines(ax, ours, 7, H_VALUES, lambda h: f"seconds@h{h}", complete=False)
+    for label in ("MI-KGNN", "FMK"):
+        theirs = [(h, paper(7, label, f"seconds@h{h}")) for h in H_VALUES]
+        theirs = [(h, y) for h, y in theirs if y is not None]
+        if theirs:
+            ax.plot(*zip(*theirs), "--", marker="x", label=f"{label} (paper, GTX 1080 Ti)")
     if not drawn:
         plt.close(fig)
         return None
-    ax.set_yscale("log")
-    ax.set_xticks(H_VALUES, [str(h) for h in H_VALUES])
-    ax.set_xlabel("h")
-    ax.set_ylabel("seconds per training epoch")
-    ax.set_title("Table 7: training time against h")
-    ax.legend(fontsize=7, ncol=2)
-    return _save(fig, folder / "seconds_vs_h.png")
+    return _finish(fig, ax, folder / "seconds_vs_h.png", H_VALUES,
+                   ("h", "seconds per training epoch", "Table 7: training time against h"), log_y=True)
 
 
 def all_plots(ours: Seeds, paper: Paper, folder: Path) -> list[Path]:
