@@ -93,3 +93,18 @@ def test_a_killed_worker_resumes_from_its_checkpoint(ray_local, processed, tmp_p
     assert sorted(m.step for m in history) == list(range(1, 13))  # none lost, none twice
     run = client.get_run(tracker.run_id)
     assert run.info.status == "FINISHED" and "test/auc" in run.data.metrics
+
+
+def test_a_trials_result_is_logged_once(tmp_path):
+    """A trial restored after it had finished runs no epoch and logs its result again: MLflow
+    keeps the first (no test metric twice at one step)."""
+    from mikgnn.distributed.tracking import TrialTracker
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    tracker = TrialTracker.open(uri, "once", "trial-1", "once-run", {"theta": 0.9})
+    tracker.log_result({"test/auc": 0.81, "best_epoch": 3})
+    again = TrialTracker.open(uri, "once", "trial-1", "once-run", {"theta": 0.9})
+    assert again.run_id == tracker.run_id
+    again.log_result({"test/auc": 0.79, "best_epoch": 3})
+    history = MlflowClient(uri).get_metric_history(tracker.run_id, "test/auc")
+    assert [(m.step, m.value) for m in history] == [(3, 0.81)]

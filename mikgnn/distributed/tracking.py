@@ -117,8 +117,12 @@ class TrialTracker:
         self.client.set_tag(self.run_id, WARNING_TAG, warning[:5000])
 
     def log_result(self, final: dict, checkpoint_dir: str | None = None, manifest: dict | None = None) -> None:
-        """Test metrics of the best epoch, the Recall@K plot, the best checkpoint and the manifest."""
+        """Test metrics of the best epoch, the Recall@K plot, the best checkpoint and the manifest;
+        once: a trial restored after it had finished (interrupted between its last log and Tune's
+        record of it) runs no epoch and finds its result logged already."""
         client = self.client
+        if any(k.startswith("test/") for k in client.get_run(self.run_id).data.metrics):
+            return
         best = {f"best/{k}" if k.startswith("valid/") else k: v for k, v in final.items()
                 if k.startswith(("test/", "valid/")) or k == "best_epoch"}
         memory = {k: v for k, v in final.items() if k.endswith("/peak_rss_mib")}
