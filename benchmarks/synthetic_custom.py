@@ -10,8 +10,9 @@ keyed by entity names, not item ids (so an item map is needed), and the rows car
 
 The signal: items fall into 20 hidden clusters; each item links in the KG to 3 of its
 cluster's 5 genres, 2 of its cluster's 50 subjects, 1 of ~3,000 makers (each making items
-of one cluster) and 4 of 2,000 random tags (noise): 10 triples an item. Each user prefers 2 clusters and draws 85 % of its positives from them,
-popular items first; its negatives are drawn from items it never had. A model that learns
+of one cluster) and 4 of 2,000 random tags (noise): 10 triples an item. Each user prefers 2
+clusters and draws 85 % of its positives from them, popular items first (Zipf 1.0 inside a
+cluster); its negatives are drawn from items it never had. A model that learns
 anything beats AUC 0.5 by a margin; one that uses the KG can share what it learns between
 the items of a cluster.
 """
