@@ -98,7 +98,11 @@ def main(argv: list[str] | None = None) -> int:
         return usage_error(exc, args.debug)
     experiment = args.experiment or f"reproduce-{dataset}"
     for slot, reason in the_plan.skipped:
-        print(f"table {slot}: {reason}", file=sys.stderr)
+        if "--models" not in reason:
+            print(f"table {slot}: {reason}", file=sys.stderr)
+    left_out = sum("--models" in reason for _, reason in the_plan.skipped)
+    if left_out:
+        print(f"{left_out} table rows left out by --models", file=sys.stderr)
 
     from mikgnn.distributed.cluster import connect
     from mikgnn.distributed.prepare import prepare

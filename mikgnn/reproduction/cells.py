@@ -93,6 +93,8 @@ def plan(dataset: str, tables: tuple[int, ...], seeds: tuple[int, ...], override
         table = TABLES[number]
         for system in table.systems:
             if models is not None and system.model not in models:
+                skipped += [(f"{number}={system.label}" + ("" if table.axis is None else f"|{table.axis}{v}"),
+                             "not run: left out by --models") for v in table.values or (None,)]
                 continue
             for value in table.values or (None,):
                 for seed in seeds[:1] if table.kind == "timing" else seeds:
