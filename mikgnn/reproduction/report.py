@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import html
+import re
 import shutil
 import statistics
 import tempfile
@@ -175,7 +176,10 @@ def _inline(text: str) -> str:
     parts = html.escape(str(text)).split("`")
     out = "".join(f"<code>{p}</code>" if i % 2 else p for i, p in enumerate(parts))
     bold = out.split("**")
-    return "".join(f"<b>{p}</b>" if i % 2 else p for i, p in enumerate(bold))
+    out = "".join(f"<b>{p}</b>" if i % 2 else p for i, p in enumerate(bold))
+    # [text](other/report.md): a link to that report's HTML beside it
+    return re.sub(r"\[([^\]]+)\]\(([^)]+?)(\.md)?\)", lambda m: f'<a href="{m.group(2)}'
+                  f'{".html" if m.group(3) else ""}">{m.group(1)}</a>', out)
 
 
 def to_html(blocks: list[Block], folder: Path) -> str:
