@@ -99,3 +99,11 @@ def is_custom(dataset: str) -> bool:
     """A dataset without a Table 1 column of its own (a folder of one's own data)."""
     return dataset not in (*PRESETS, "movie1m")
 
+
+def rule_for(dataset: str, preset: str | None, manifest: dict | None) -> SizeDefaults | None:
+    """The size rule's settings for a custom ``dataset`` once its manifest is known; None for a
+    dataset with a Table 1 column, or when ``preset`` names one."""
+    if manifest is None or preset is not None or not is_custom(dataset):
+        return None
+    return size_defaults(DataSize.from_manifest(manifest))
+

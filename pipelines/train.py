@@ -44,7 +44,7 @@ from mikgnn.settings import (  # noqa: E402
     parse_overrides,
     resolve_settings,
 )
-from mikgnn.size_rule import PRESETS, DataSize, is_custom, size_defaults  # noqa: E402
+from mikgnn.size_rule import PRESETS, rule_for  # noqa: E402
 from mikgnn.storage import resolve  # noqa: E402
 from mikgnn.training import NonFiniteLoss  # noqa: E402
 
@@ -82,11 +82,8 @@ def settings_from_args(args: argparse.Namespace, manifest: dict | None = None) -
     known) < --variant < --config FILE < --set and the other flags (``mikgnn.settings``)."""
     flags = merge_flags(parse_overrides(args.overrides, RUN_SECTIONS),
                         {"train": {"epochs": args.epochs, "seed": args.seed}})
-    base = None
-    if manifest is not None and args.preset is None and is_custom(Path(args.dataset).name):
-        base = size_defaults(DataSize.from_manifest(manifest))
     return resolve_settings(args.preset or args.dataset, args.model, args.variant, config_file=args.config,
-                            flags=flags, base=base)
+                            flags=flags, base=rule_for(Path(args.dataset).name, args.preset, manifest))
 
 
 def configs_from_args(args: argparse.Namespace):
@@ -125,9 +122,10 @@ def _fit_on_ray(args, processed, model_cfg, train_cfg, parallel, name: str) -> d
 
 def _print_settings(args: argparse.Namespace, settings: Settings, manifest: dict) -> None:
     first = f"Table 1's {args.preset} column (--preset)" if args.preset else "Table 1"
-    if args.preset is None and is_custom(Path(args.dataset).name):
+    rule = rule_for(Path(args.dataset).name, args.preset, manifest)
+    if rule is not None:
         first = "the size rule"
-        print(size_defaults(DataSize.from_manifest(manifest)).describe(), flush=True)
+        print(rule.describe(), flush=True)
     print(f"settings ({first} < variant < config file < flag):\n  " + settings.describe().replace("\n", "\n  "),
           flush=True)
 

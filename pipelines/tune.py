@@ -41,7 +41,7 @@ from mikgnn.settings import (  # noqa: E402
     parse_overrides,
     resolve_settings,
 )
-from mikgnn.size_rule import PRESETS, DataSize, is_custom, size_defaults  # noqa: E402
+from mikgnn.size_rule import PRESETS, rule_for  # noqa: E402
 from mikgnn.storage import Location, resolve  # noqa: E402
 from mikgnn.tracking_uri import TrackingUriError, probe_tracking_uri  # noqa: E402
 
@@ -118,11 +118,9 @@ def settings_from_args(args: argparse.Namespace, dataset: str, manifest: dict | 
     """The fixed settings of every trial (the search space then sets θ, n, h, λ and lr) and of
     the search itself; a custom dataset's start from its size rule once its ``manifest`` is known."""
     flags = merge_flags(parse_overrides(args.overrides), {"train": {"epochs": args.epochs, "seed": args.seed}})
-    base = None
-    if manifest is not None and args.preset is None and is_custom(dataset):
-        base = size_defaults(DataSize.from_manifest(manifest))
     return resolve_settings(args.preset or dataset, args.model, config_file=args.config, flags=flags,
-                            job_defaults=SEARCH_DEFAULTS, sections=tuple(SECTIONS), base=base)
+                            job_defaults=SEARCH_DEFAULTS, sections=tuple(SECTIONS),
+                            base=rule_for(dataset, args.preset, manifest))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -165,10 +163,11 @@ def main(argv: list[str] | None = None) -> int:
         check_shared({"--storage-path": storage, "--processed": processed}
                      | ({"--tracking-uri": resolve(store)} if store else {}))
         manifest = prepare(spec, processed, args.seed, address=args.address)
-        if args.preset is None and is_custom(dataset):
+        rule = rule_for(dataset, args.preset, manifest)
+        if rule is not None:
             settings = settings_from_args(args, dataset, manifest)
-            print(size_defaults(DataSize.from_manifest(manifest)).describe() + "\nfixed settings with the size "
-                  "rule:\n  " + settings.describe().replace("\n", "\n  "), flush=True)
+            print(rule.describe() + "\nfixed settings with the size rule:\n  "
+                  + settings.describe().replace("\n", "\n  "), flush=True)
             parallel, search = settings.parallel, settings.search
     except (DatasetError, ValueError) as exc:
         return usage_error(exc, args.debug)

@@ -14,7 +14,7 @@ from collections import defaultdict
 
 from mlflow.tracking import MlflowClient
 
-from mikgnn.distributed.reproduce_job import DATASET_TAG, HARDWARE_TAG, SEED_TAG, TABLE_TAG
+from mikgnn.distributed.reproduce_job import DATASET_TAG, HARDWARE_TAG, SEED_TAG, TABLE_TAG, finished_cell_runs
 from mikgnn.distributed.tracking import KIND_TAG
 from mikgnn.reproduction.collected import DIAGNOSTICS, Collected, slot_columns
 from mikgnn.reproduction.tables import TABLES
@@ -36,11 +36,8 @@ def collect(tracking_uri: str, experiment: str) -> Collected:
         names = [e.name for e in client.search_experiments()]
         raise ValueError(f"no MLflow experiment {experiment!r} at {tracking_uri}; the experiments there: {names}")
     out = Collected(experiment, found.tags.get(DATASET_TAG, ""))
-    runs = client.search_runs([found.experiment_id], filter_string=f"tags.`{KIND_TAG}` = 'cell' and "
-                              "attributes.status = 'FINISHED'", order_by=["attributes.start_time ASC"],
-                              max_results=50000)
+    runs = finished_cell_runs(client, found.experiment_id)
     values: dict = defaultdict(dict)
-    ids: dict = defaultdict(dict)
     for run in runs:  # oldest first: a newer run of the same slot and seed replaces an older one
         tags = run.data.tags
         seed = int(tags.get(SEED_TAG, 0))
@@ -53,14 +50,13 @@ def collect(tracking_uri: str, experiment: str) -> Collected:
                 value = _value(client, run, table, column)
                 if value is not None:
                     values[(table, label, column)][seed] = value
-                    ids[(table, label, column)][seed] = run.info.run_id
                     out.seeds.add(seed)
             for name in DIAGNOSTICS:  # does the attention learn? (the last epoch's, docs/model.md)
                 if TABLES[table].kind == "accuracy" and name in run.data.metrics:
                     values[(table, label, name)][seed] = run.data.metrics[name]
             if TABLES[table].kind == "timing" and HARDWARE_TAG in tags:
                 out.hardware.add(tags[HARDWARE_TAG])
-    out.values, out.runs = dict(values), dict(ids)
+    out.values = dict(values)
     searches = client.search_runs([found.experiment_id], filter_string=f"tags.`{KIND_TAG}` = 'search'",
                                   order_by=["attributes.start_time ASC"])
     for search in searches:

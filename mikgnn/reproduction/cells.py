@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 from mikgnn.config import ModelConfig, TrainConfig
 from mikgnn.reproduction.tables import TABLES, System, Table
@@ -105,7 +105,6 @@ def plan(dataset: str, tables: tuple[int, ...], seeds: tuple[int, ...], override
                                         "best on a GPU)"))
                         continue
                     known = found.get(cell.identity)
-                    found[cell.identity] = cell if known is None else Cell(
-                        known.kind, known.system, known.seed, known.model, known.train,
-                        tuple(dict.fromkeys(known.slots + cell.slots)))
+                    found[cell.identity] = cell if known is None else replace(
+                        known, slots=tuple(dict.fromkeys(known.slots + cell.slots)))
     return Plan(tuple(found.values()), tuple(dict.fromkeys(skipped)))

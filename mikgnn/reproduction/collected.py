@@ -18,7 +18,6 @@ class Collected:
     dataset: str
     # (table, row label, column) -> {seed: value}
     values: dict[tuple[int, str, str], dict[int, float]] = field(default_factory=dict)
-    runs: dict[tuple[int, str, str], dict[int, str]] = field(default_factory=dict)  # the run ids
     skipped: dict[str, str] = field(default_factory=dict)  # "<table>=<row>[|axis]" -> reason
     hardware: set[str] = field(default_factory=set)  # where Table 7's cells ran
     commands: list[str] = field(default_factory=list)  # the reproduction commands, oldest first
