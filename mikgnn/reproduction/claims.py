@@ -58,28 +58,48 @@ def _argmax(get: Lookup, table: int, row: str, columns: list[str]) -> str | None
     return max(scored, key=lambda x: x[1])[0].rsplit("@", 1)[1] if scored else None
 
 
-def _claims_for(get: Lookup, paper_dataset: str | None) -> list[tuple[int, str, str, object]]:
-    """(table, claim text, the paper text's figure, the value computed from ``get``)."""
-    out: list[tuple[int, str, str, object]] = []
+@dataclass(frozen=True)
+class _Quantity:
+    """One claim's quantity as computed from one table (the paper's or ours): ``holds(ours,
+    theirs)`` says whether our value bears the claim out; ``unit`` how to show it."""
+
+    table: int
+    text: str
+    paper_says: str
+    value: object
+    holds: Callable[[object, object], bool | None]
+    unit: str = "%"
+
+
+def _positive(mine, theirs) -> bool:
+    return (mine[0] if isinstance(mine, tuple) else mine) > 0
+
+
+def _claims_for(get: Lookup, paper_dataset: str | None) -> list[_Quantity]:
+    """Every claim's quantity computed from ``get`` (a table's lookup)."""
+    out: list[_Quantity] = []
     margin, best = _margin(get)
-    out.append((2, "MI-KGNN's average recall is above the best baseline's (Table 2)",
-                f"+{ABOVE_BEST_BASELINE[paper_dataset]} %" if paper_dataset else "", (margin, best)))
+    out.append(_Quantity(2, "MI-KGNN's average recall is above the best baseline's (Table 2)",
+                         f"+{ABOVE_BEST_BASELINE[paper_dataset]} %" if paper_dataset else "", (margin, best),
+                         _positive))
     group = [get(4, r, "auc") for r in TOP_AUC_GROUP]
     rest = [get(4, r.label, "auc") for r in TABLES[4].systems if r.in_paper and r.label not in TOP_AUC_GROUP]
     group, rest = [v for v in group if v is not None], [v for v in rest if v is not None]
-    out.append((4, "MI-KGNN, KGAT, KGCN-LS, CKAN, AGCN and KGIN have the highest AUC, above every other model "
-                   "(lowest of the six minus highest of the others)", "",
-                (min(group) - max(rest)) if group and rest else None))
+    out.append(_Quantity(4, "MI-KGNN, KGAT, KGCN-LS, CKAN, AGCN and KGIN have the highest AUC, above every other "
+                            "model (lowest of the six minus highest of the others)", "",
+                         (min(group) - max(rest)) if group and rest else None, _positive, unit="AUC"))
     dual = _pct(_avg_recall(get, 5, "MI-KGNN"), _avg_recall(get, 5, "w/o att."))
-    out.append((5, "the dual attention raises average recall over MI-KGNN without attention",
-                f"+{DUAL_OVER_NO_ATTENTION[paper_dataset]} %" if paper_dataset else "", dual))
-    out.append((5, "user attention alone (w/o neig. att.) beats neighbourhood attention alone (w/o user att.), "
-                   "average recall", "", _pct(_avg_recall(get, 5, "w/o neig. att."),
-                                              _avg_recall(get, 5, "w/o user att."))))
+    out.append(_Quantity(5, "the dual attention raises average recall over MI-KGNN without attention",
+                         f"+{DUAL_OVER_NO_ATTENTION[paper_dataset]} %" if paper_dataset else "", dual, _positive))
+    out.append(_Quantity(5, "user attention alone (w/o neig. att.) beats neighbourhood attention alone (w/o user "
+                            "att.), average recall", "",
+                         _pct(_avg_recall(get, 5, "w/o neig. att."), _avg_recall(get, 5, "w/o user att.")),
+                         _positive))
     variants = [(s.label, _avg_recall(get, 6, s.label)) for s in FMK_SYSTEMS if s.label != "MI-KGNN"]
     variants = [(label, v) for label, v in variants if v is not None]
-    out.append((6, "w-r-FMK is the best FMK variant by average recall", "",
-                max(variants, key=lambda x: x[1])[0] if variants else None))
+    out.append(_Quantity(6, "w-r-FMK is the best FMK variant by average recall", "",
+                         max(variants, key=lambda x: x[1])[0] if variants else None,
+                         lambda mine, theirs: mine == "w-r-FMK", unit=""))
     h_cols = [f"seconds@h{h}" for h in H_VALUES]
 
     def speedups(labels: tuple[str, ...]) -> dict[str, float]:
@@ -90,45 +110,35 @@ def _claims_for(get: Lookup, paper_dataset: str | None) -> list[tuple[int, str, 
         return {x: statistics.fmean(100.0 * (1 - get(7, x, c) / get(7, "MI-KGNN", c)) for c in common)
                 for x in labels}
 
-    out.append((7, "FMK cuts the seconds per epoch by about 20-50 % (mean over h)", "20-50 %",
-                speedups(("FMK",)).get("FMK")))
+    out.append(_Quantity(7, "FMK cuts the seconds per epoch by about 20-50 % (mean over h)", "20-50 %",
+                         speedups(("FMK",)).get("FMK"), lambda mine, theirs: 20.0 <= mine <= 50.0))
     single = speedups(("w-r-FMK", "w-a-FMK", "w-l-FMK"))
-    out.append((7, "of the three strategies alone, layer-by-layer aggregation (w-l) saves the most time "
-                   "(over the h all three have)", "", max(single, key=single.get) if single else None))
-    out.append((8, "the n with the best Recall@10", "",
-                _argmax(get, 8, "MI-KGNN", [f"recall@10@n{n}" for n in N_VALUES])))
-    out.append((9, "Recall@10 is best with a receptive field of 1-2 hops", "1-2",
-                _argmax(get, 9, "MI-KGNN", [f"recall@10@h{h}" for h in H_VALUES])))
+    out.append(_Quantity(7, "of the three strategies alone, layer-by-layer aggregation (w-l) saves the most time "
+                            "(over the h all three have)", "", max(single, key=single.get) if single else None,
+                         lambda mine, theirs: mine == "w-l-FMK", unit=""))
+    # the paper's own best n is the claim: ours holds when it is the same n
+    out.append(_Quantity(8, "the n with the best Recall@10", "",
+                         _argmax(get, 8, "MI-KGNN", [f"recall@10@n{n}" for n in N_VALUES]),
+                         lambda mine, theirs: None if theirs is None else mine == theirs, unit=""))
+    out.append(_Quantity(9, "Recall@10 is best with a receptive field of 1-2 hops", "1-2",
+                         _argmax(get, 9, "MI-KGNN", [f"recall@10@h{h}" for h in H_VALUES]),
+                         lambda mine, theirs: mine in ("h1", "h2"), unit=""))
     return out
 
 
-def _show(table: int, value) -> str:
-    if value is None:
+def _missing(value) -> bool:
+    return value is None or (isinstance(value, tuple) and value[0] is None)
+
+
+def _show(q: _Quantity) -> str:
+    if _missing(q.value):
         return "n/a (cells missing)"
-    if isinstance(value, tuple):
-        margin, best = value
-        return "n/a (cells missing)" if margin is None else f"{margin:+.2f} % (best baseline: {best})"
-    if isinstance(value, float):
-        return f"{value:+.4f} AUC" if table == 4 else f"{value:+.2f} %"
-    return str(value)
-
-
-def _holds(table: int, text: str, value) -> bool | None:
-    if value is None or (isinstance(value, tuple) and value[0] is None):
-        return None
-    if isinstance(value, tuple):
-        return value[0] > 0
-    if table == 6:
-        return value == "w-r-FMK"
-    if table == 7 and "20-50" in text:
-        return 20.0 <= value <= 50.0
-    if table == 7:
-        return value == "w-l-FMK"
-    if table == 8:
-        return None
-    if table == 9:
-        return value in ("h1", "h2")
-    return value > 0
+    if isinstance(q.value, tuple):
+        margin, best = q.value
+        return f"{margin:+.2f} % (best baseline: {best})"
+    if q.unit == "AUC":
+        return f"{q.value:+.4f} AUC"
+    return f"{q.value:+.2f} %" if q.unit == "%" else str(q.value)
 
 
 def check_claims(ours: Lookup, dataset: str) -> list[Claim]:
@@ -140,10 +150,7 @@ def check_claims(ours: Lookup, dataset: str) -> list[Claim]:
         return table.get((t, paper_dataset, row, column)) if paper_dataset else None
 
     claims = []
-    for (t, text, says, theirs), (_, _, _, mine) in zip(_claims_for(paper, paper_dataset),
-                                                       _claims_for(ours, paper_dataset)):
-        holds = _holds(t, text, mine)
-        if t == 8:  # the paper's own best n is the claim: ours holds when it is the same n
-            holds = None if mine is None or theirs is None else mine == theirs
-        claims.append(Claim(t, text, says, _show(t, theirs), _show(t, mine), holds))
+    for theirs, mine in zip(_claims_for(paper, paper_dataset), _claims_for(ours, paper_dataset)):
+        holds = None if _missing(mine.value) else mine.holds(mine.value, theirs.value)
+        claims.append(Claim(mine.table, mine.text, mine.paper_says, _show(theirs), _show(mine), holds))
     return claims
