@@ -315,3 +315,71 @@ def test_a_baseline_is_searched_in_its_own_space(ray_local, tmp_path):
     for run in runs:
         assert run.data.params["model.model"] == "cke" and run.data.params["train.loss"] == "bpr"
         assert "valid/auc" in run.data.metrics and set(run.data.params) >= {"lr", "lambda"}
+
+
+def _descendants(root: int) -> dict[int, str]:
+    """pid -> name of ``root`` and every process below it, from /proc."""
+    parents: dict[int, tuple[int, str]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError):
+            text = stat.read_text()
+            name, rest = text[text.index("(") + 1:text.rindex(")")], text[text.rindex(")") + 2:].split()
+            parents[int(stat.parent.name)] = (int(rest[1]), name)
+    tree, grew = {root}, True
+    while grew:
+        below = {pid for pid, (ppid, _) in parents.items() if ppid in tree} - tree
+        tree |= below
+        grew = bool(below)
+    return {pid: parents[pid][1] for pid in tree if pid in parents}
+
+
+def _listening(pids: dict[int, str]) -> set[tuple[str, str]]:
+    """(process name, address) of every TCP socket in LISTEN state that one of ``pids`` holds."""
+    import ipaddress
+
+    owner: dict[str, str] = {}
+    for pid, name in pids.items():
+        with contextlib.suppress(OSError):
+            for fd in Path(f"/proc/{pid}/fd").iterdir():
+                with contextlib.suppress(OSError):
+                    link = os.readlink(fd)
+                    if link.startswith("socket:["):
+                        owner[link[8:-1]] = name
+    found = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for row in Path(table).read_text().splitlines()[1:]:
+            cols = row.split()
+            if cols[3] != "0A" or cols[9] not in owner:  # 0A: LISTEN
+                continue
+            raw = bytes.fromhex(cols[1].split(":")[0])
+            words = b"".join(raw[i:i + 4][::-1] for i in range(0, len(raw), 4))  # kernel order per word
+            found.add((owner[cols[9]], str(ipaddress.ip_address(words))))
+    return found
+
+
+def _is_loopback(address: str) -> bool:
+    import ipaddress
+
+    ip = ipaddress.ip_address(address)
+    return ip.is_loopback or bool(getattr(ip, "ipv4_mapped", None) and ip.ipv4_mapped.is_loopback)
+
+
+def test_a_local_run_listens_on_the_loopback_only(shared_data, tmp_path):
+    """Every server of a run on a local Ray (GCS, raylet, workers, agents, Prometheus metrics,
+    the dashboard) listens on the loopback, never on an address another machine can reach."""
+    args = _args(tmp_path, shared_data, "loopback", 1, "--workers-per-trial", "2")
+    args[args.index("--epochs") + 1] = "2"
+    run = subprocess.Popen([sys.executable, str(REPO / "pipelines" / "tune.py"), *args],
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    seen: set[tuple[str, str]] = set()
+    deadline = time.time() + 300
+    while run.poll() is None and time.time() < deadline:
+        seen |= _listening(_descendants(run.pid))
+        time.sleep(0.5)
+    if run.poll() is None:
+        os.killpg(run.pid, signal.SIGKILL)
+    out = run.communicate()[0]
+    assert run.returncode == 0, out[-3000:]
+    names = {name for name, _ in seen}
+    assert {"gcs_server", "raylet"} <= names and any(n.startswith("ray::") for n in names), sorted(seen)
+    assert [s for s in seen if not _is_loopback(s[1])] == [], sorted(seen)

@@ -9,12 +9,16 @@ refuses, before anything is scheduled, a run the cluster cannot hold.
 
 from __future__ import annotations
 
+import contextlib
+import ipaddress
 import logging
 import math
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import ray
+from ray._private import ray_constants
 
 MIN_LOCAL_LOGICAL_CPUS = 4
 TRIAL_DRIVER_CPU = 0.25  # a Tune trial that drives a TorchTrainer: it waits, it does not compute
@@ -23,6 +27,8 @@ DATA_CPUS = 1.0  # kept free for Ray Data reads
 # second report of an epoch waits for that (a queue of one). Ray's default of 2 s cost every
 # trial up to 2 s per epoch, more than a music epoch itself.
 TRAIN_POLL_ENV, TRAIN_POLL_S = "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.2"
+# Ray's switch for a node whose address is the loopback (its default on macOS and Windows).
+LOOPBACK_NODE_ENV = ray_constants.ENABLE_RAY_CLUSTERS_ENV_VAR
 
 
 def local_logical_cpus() -> int:
@@ -41,7 +47,11 @@ def connect(address: str | None = None, quiet: bool = True) -> None:
         # A cluster started by ray.init()/ray start uses token auth; its token is in ~/.ray.
         if "RAY_AUTH_MODE" not in os.environ and (Path.home() / ".ray" / "auth_token").is_file():
             os.environ["RAY_AUTH_MODE"] = "token"
-        ray.init(address=address, log_to_driver=not quiet, runtime_env=runtime_env)
+        # A cluster reached at a loopback address is a loopback node (one that connect() started
+        # in another process): Ray would otherwise turn 127.0.0.1 into this machine's outward
+        # address, where that cluster does not listen, and wait for it forever.
+        with _loopback_node() if _is_loopback(address) else contextlib.nullcontext():
+            ray.init(address=address, log_to_driver=not quiet, runtime_env=runtime_env)
         return
     # The dashboard's processes are what remove the placement groups of Train runs that Tune
     # stopped; without them the next trial waits forever for the leaked CPUs. Bound to loopback.
@@ -52,8 +62,44 @@ def connect(address: str | None = None, quiet: bool = True) -> None:
     # local cluster's workers share the CPUs as equals instead (RAY_worker_niceness, read by
     # the raylet this call starts); a cluster of `ray start` keeps its operator's setting.
     os.environ.setdefault("RAY_worker_niceness", "0")
-    ray.init(address="local", num_cpus=local_logical_cpus(), include_dashboard=True, dashboard_host="127.0.0.1",
-             log_to_driver=not quiet, configure_logging=True, logging_level="WARNING", runtime_env=runtime_env)
+    with _loopback_node():
+        ray.init(address="local", num_cpus=local_logical_cpus(), include_dashboard=True,
+                 dashboard_host="127.0.0.1", log_to_driver=not quiet, configure_logging=True,
+                 logging_level="WARNING", runtime_env=runtime_env)
+
+
+def _is_loopback(address: str) -> bool:
+    """Whether a cluster address (``host:port``, ``ray://host:port``) names this machine's loopback."""
+    host = address.split("://", 1)[-1].rsplit(":", 1)[0].strip("[]")
+    try:
+        return host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@contextlib.contextmanager
+def _loopback_node() -> Iterator[None]:
+    """A local cluster that listens on the loopback only.
+
+    On Linux Ray takes the machine's outward address as the node's, and its GCS, raylet,
+    worker, agent and Prometheus metrics servers then listen on every interface, without
+    authentication. With clusters "disabled" (what Ray does on macOS and Windows) the node's
+    address is 127.0.0.1 and every one of them binds there; ``ray.init(_node_ip_address=
+    "127.0.0.1")`` does not do it, Ray turns that address back into the outward one. The
+    driver reads the switch as a constant, the processes it starts (GCS, raylet, agents, and
+    through the raylet every worker) from their environment; both are restored afterwards, so
+    that a later ``ray start`` of this process can still join a cluster of several machines.
+    """
+    before_env, before = os.environ.get(LOOPBACK_NODE_ENV), ray_constants.ENABLE_RAY_CLUSTER
+    os.environ[LOOPBACK_NODE_ENV], ray_constants.ENABLE_RAY_CLUSTER = "0", False
+    try:
+        yield
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = before
+        if before_env is None:
+            os.environ.pop(LOOPBACK_NODE_ENV, None)
+        else:
+            os.environ[LOOPBACK_NODE_ENV] = before_env
 
 
 def plan_concurrency(cluster: dict, workers: int, cpus_per_worker: float, gpus_per_worker: float,

@@ -7,9 +7,10 @@ from pathlib import Path
 import ray
 import ray.data
 from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
-from ray.train.torch import TorchConfig, TorchTrainer
+from ray.train.torch import TorchTrainer
 
 from mikgnn.config import ModelConfig, ParallelConfig, TrainConfig
+from mikgnn.distributed.process_group import ProcessGroupConfig
 from mikgnn.distributed.train_loop import loop_config, train_loop_per_worker
 from mikgnn.storage import Location, resolve
 
@@ -41,7 +42,7 @@ def make_trainer(processed: str | Path | Location, model_cfg: ModelConfig, train
     return TorchTrainer(
         train_loop_per_worker,
         train_loop_config=config,
-        torch_config=TorchConfig(backend="nccl" if gpus_per_worker else "gloo"),
+        torch_config=ProcessGroupConfig(backend="nccl" if gpus_per_worker else "gloo"),
         scaling_config=ScalingConfig(num_workers=workers, use_gpu=bool(gpus_per_worker),
                                      resources_per_worker=resources, placement_strategy=placement_strategy),
         run_config=RunConfig(name=name, storage_path=storage.uri,
