@@ -3,13 +3,14 @@
 # OUT/results.jsonl: the slow-learning-rate models to convergence first, then every model at
 # seeds 1 and 2 with the CPU runs' settings.
 #   bash benchmarks/gpu_baselines.sh OUT_DIR
+# DEVICE=cpu runs the same on the CPU (default cuda).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out=${1:?output folder}
 mkdir -p "$out/runs"
 one() {  # model seed epochs patience
   python3 pipelines/train.py --dataset music --model "$1" --seed "$2" --epochs "$3" --set patience="$4" \
-    --set device=cuda --output "$out/runs/$1-s$2-e$3" > "$out/runs/$1-s$2-e$3.log" 2>&1 || echo "failed: $1 $2"
+    --set device="${DEVICE:-cuda}" --output "$out/runs/$1-s$2-e$3" > "$out/runs/$1-s$2-e$3.log" 2>&1 || echo "failed: $1 $2"
   python3 - "$out/runs/$1-s$2-e$3/metrics.json" "$1" "$2" "$3" >> "$out/results.jsonl" <<'PY'
 import json, sys
 from pathlib import Path
