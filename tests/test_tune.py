@@ -215,6 +215,57 @@ def test_interrupted_search_resumes_with_each_trial_once(shared_data, ray_local,
     assert len(search_run) == 1 and search_run[0].info.status == "FINISHED"
 
 
+def test_a_search_killed_with_sigkill_resumes_without_repeating_a_finished_trial(shared_data, ray_local, tmp_path):
+    """SIGKILL gives the driver no chance to record anything: the resumed search trains only
+    what was not finished, ends every run it left RUNNING, and logs no metric twice."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    address = ray_local.get_runtime_context().gcs_address
+    cmd = [sys.executable, str(REPO / "pipelines" / "tune.py"),
+           *_args(tmp_path, shared_data, "k9", 3, "--set", "max_concurrent=1", "--address", address)]
+    first = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline, finished = time.time() + 300, []
+    while time.time() < deadline and first.poll() is None and not finished:
+        time.sleep(1)
+        with contextlib.suppress(Exception):  # the store may still be being created
+            finished = [r for r in _trial_runs(uri) if r.info.status == "FINISHED"]
+    assert first.poll() is None and finished, "the search ended before it could be killed"
+    first.kill()
+    first.wait(timeout=60)
+    done = {r.data.tags["mikgnn.trial_id"]: r.info.run_id for r in finished}
+    second = _tune([*cmd[2:], "--resume"])
+    assert second.returncode == 0, second.stderr[-3000:]
+    client = MlflowClient(uri)
+    runs = _trial_runs(uri)
+    ids = [r.data.tags["mikgnn.trial_id"] for r in runs]
+    assert len(ids) == len(set(ids)) == 3 and all(r.info.status in ("FINISHED", "KILLED") for r in runs)
+    for run in runs:
+        if run.data.tags["mikgnn.trial_id"] in done:  # trained once, before the kill
+            assert run.info.run_id == done[run.data.tags["mikgnn.trial_id"]]
+        for key in ("valid/auc", "test/auc"):
+            steps = [m.step for m in client.get_metric_history(run.info.run_id, key)]
+            assert len(steps) == len(set(steps)), (key, steps)
+    searches = client.search_runs([runs[0].info.experiment_id], "tags.`mikgnn.kind` = 'search'")
+    assert [s.info.status for s in searches] == ["FINISHED"]
+
+
+def test_a_search_whose_loss_is_nan_fails_and_says_so(shared_data, ray_local, tmp_path):
+    """lr 1e38 makes the loss NaN at once: the trial stops as FAILED with its reason, no
+    metric is invented for it, and the search exits 1 with its run FAILED, naming no best."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    args = _args(tmp_path, shared_data, "nan", 1, "--address", ray_local.get_runtime_context().gcs_address)
+    (tmp_path / "space.yaml").write_text(SPACE.replace("lr:     {type: loguniform, low: 4.0e-4, high: 1.0e-2}",
+                                                       "lr:     {type: choice, values: [1.0e+38]}"))
+    done = _tune(args)
+    assert done.returncode == 1, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "best configuration" not in done.stdout
+    (trial,) = _trial_runs(uri)
+    assert trial.info.status == "FAILED" and "diverged" in trial.data.tags["failure_reason"], trial.data.tags
+    assert "test/auc" not in trial.data.metrics
+    client = MlflowClient(uri)
+    (search,) = client.search_runs([trial.info.experiment_id], "tags.`mikgnn.kind` = 'search'")
+    assert search.info.status == "FAILED" and search.data.tags.get("failure_reason")
+
+
 def test_a_trial_that_fails_before_its_own_code_runs_still_gets_a_failed_run(ray_local, tmp_path):
     """A trial whose actor cannot even start (a broken import on a node, say) never reaches the
     code that opens its MLflow run; the search records it anyway, FAILED, with the error."""

@@ -24,6 +24,7 @@ SEARCH_TAG = "mikgnn.search"
 CHECKPOINT_ARTIFACT = "best_checkpoint"  # a finished trial's best checkpoint, as a run artifact
 WARNING_TAG = "mikgnn.warning"  # "not learning" (experiment.learning_warning)
 NODES_TAG = "mikgnn.worker_nodes"  # the Ray node ids of the trial's Train workers, rank order
+FAILURE_TAG = "failure_reason"
 
 
 def default_tracking_uri() -> str:
@@ -148,18 +149,14 @@ class TrialTracker:
         except SystemExit:  # Tune stopped the trial (ASHA, the search's end) in a reused actor
             self.end("KILLED")
             raise
-        except BaseException:
-            self.end("FAILED")
+        except BaseException as exc:
+            self.end("FAILED", reason=f"{type(exc).__name__}: {exc}")
             raise
 
-    def end(self, status: str) -> None:
-        """Set a terminal status, unless the run already has one (a finished run stays FINISHED)."""
-        client = self.client
-        if client.get_run(self.run_id).info.status == "RUNNING":
-            client.set_terminated(self.run_id, status=status)
-
-
-FAILURE_TAG = "failure_reason"
+    def end(self, status: str, reason: str | None = None) -> None:
+        """Set a terminal status, unless the run already has one (a finished run stays FINISHED);
+        ``reason`` becomes its ``failure_reason`` tag."""
+        _terminate_running(self.client, [self.client.get_run(self.run_id)], status, reason)
 
 
 def close_if_running(tracking_uri: str, experiment: str, trial_id: str, status: str,

@@ -153,8 +153,7 @@ class MlflowStatusCallback(tune.Callback):
             # record it anyway, so that MLflow holds every trial of the search
             tracker = TrialTracker.open(self.tracking_uri, self.experiment, trial.trial_id, str(trial),
                                         dict(trial.config), search=self.search)
-            tracker.client.set_tag(tracker.run_id, FAILURE_TAG, reason[:5000])
-            tracker.end("FAILED")
+            tracker.end("FAILED", reason=reason)
 
     def stalled(self, trial_id: str | None, reason: str) -> None:
         """The watchdog's record: the stalled trial's run (or, for the whole search, every
