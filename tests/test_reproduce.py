@@ -95,13 +95,19 @@ def test_the_html_report_renders_in_headless_chromium(reproduction, tmp_path):
 
 
 def test_a_rerun_trains_only_the_missing_cells(reproduction):
-    _, uri, args, _ = reproduction
+    work, uri, args, _ = reproduction
     again = _run("reproduce.py", *args)
     assert again.returncode == 0 and "6 cells: 6 reused, 0 trained, 0 missing" in again.stdout, again.stdout[-2000:]
     assert len(_cells(uri)) == 6
     # a cell whose run did not finish (an interrupted or failed one) is trained again, alone
     victim = next(r for r in _cells(uri) if r.data.tags.get("mikgnn.table.8") == "MI-KGNN|n4")
     MlflowClient(uri).update_run(victim.info.run_id, status="FAILED")
+    MlflowClient(uri).set_tag(victim.info.run_id, "failure_reason", "the trial raised an error: out of memory")
+    report = _run("report.py", "--experiment", "reproduce-movie", "--tracking-uri", uri, "--output",
+                  str(work / "report-failed"))
+    assert report.returncode == 0, report.stderr[-2000:]
+    table8 = (work / "report-failed" / "report.md").read_text().split("## Table 8")[1].split("## Table 9")[0]
+    assert "| not finished: failed (the trial raised an error: out of memory) |" in table8
     third = _run("reproduce.py", *args)
     assert third.returncode == 0 and "6 cells: 5 reused, 1 trained, 0 missing" in third.stdout, third.stdout[-2000:]
     runs = _cells(uri)

@@ -15,7 +15,7 @@ from collections import defaultdict
 from mlflow.tracking import MlflowClient
 
 from mikgnn.distributed.reproduce_job import DATASET_TAG, HARDWARE_TAG, SEED_TAG, TABLE_TAG, finished_cell_runs
-from mikgnn.distributed.tracking import KIND_TAG
+from mikgnn.distributed.tracking import FAILURE_TAG, KIND_TAG
 from mikgnn.reproduction.collected import DIAGNOSTICS, Collected, slot_columns
 from mikgnn.reproduction.tables import TABLES
 
@@ -63,6 +63,16 @@ def collect(tracking_uri: str, experiment: str) -> Collected:
         out.commands.append(search.data.tags.get("command", ""))
         layout = _layout(client, search.info.run_id)
         out.skipped.update(layout.get("skipped", {}))
+    for run in client.search_runs([found.experiment_id], filter_string=f"tags.`{KIND_TAG}` = 'cell' and "
+                                  "attributes.status != 'FINISHED'", order_by=["attributes.start_time ASC"],
+                                  max_results=50000):
+        # a slot planned by a later command but never finished says so (an earlier command may
+        # have left it out); the report shows this only where no seed has a finished value
+        reason = run.data.tags.get(FAILURE_TAG, "")
+        for key, row_slot in run.data.tags.items():
+            if key.startswith(TABLE_TAG) and int(key[len(TABLE_TAG):]) in TABLES:
+                out.skipped[f"{key[len(TABLE_TAG):]}={row_slot}"] = (
+                    f"not finished: {run.info.status.lower()}" + (f" ({reason[:300]})" if reason else ""))
     return out
 
 
