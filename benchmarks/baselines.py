@@ -9,6 +9,12 @@ Each run is ``pipelines/train.py --dataset D --model M --seed S`` with the model
 full-ranking test metrics, the per-batch AUC of the KGCN line, the median training seconds
 per epoch, the seconds of one full test evaluation and the run's peak resident memory.
 Runs already in <out> are read, not repeated.
+
+    python benchmarks/baselines.py --dataset movie1m --models kgin,agcn --from-mlflow reproduce-movie1m
+
+``--from-mlflow EXPERIMENT`` trains nothing: it builds the same table from the finished Table 2
+cells of a reproduction (pipelines/reproduce.py runs each model with these defaults, at most 40
+epochs, patience 5), read from ``--tracking-uri``.
 """
 
 from __future__ import annotations
@@ -65,6 +71,31 @@ def table(results: dict[str, list[dict]]) -> str:
     return "\n".join(lines)
 
 
+def from_mlflow(uri: str, experiment: str, models: list[str], seeds: list[int]) -> dict[str, list[dict]]:
+    """The table's rows from a reproduction's finished Table 2 cells: model -> one result per seed."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(uri)
+    found = client.get_experiment_by_name(experiment)
+    if found is None:
+        raise SystemExit(f"no experiment {experiment!r} at {uri}")
+    results: dict[str, list[dict]] = {}
+    for model in models:
+        for seed in seeds:
+            wanted = (f"tags.`mikgnn.table.2` != '' and attributes.status = 'FINISHED' and "
+                      f"tags.`mikgnn.seed` = '{seed}' and params.`model.model` = '{model}'")
+            runs = client.search_runs([found.experiment_id], wanted, order_by=["attributes.start_time DESC"])
+            if not runs:
+                continue
+            run = runs[0]
+            m = {k.replace("_at_", "@"): v for k, v in run.data.metrics.items()}
+            history = client.get_metric_history(run.info.run_id, "train/seconds")
+            results.setdefault(model, []).append(
+                {**m, "best_epoch": int(m["best_epoch"]), "epoch_seconds": [h.value for h in history],
+                 "peak_rss_mb": m.get("worker0/peak_rss_mib", float("nan")) * 1.048576})
+    return results
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--dataset", default="music")
@@ -75,10 +106,15 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1, help="torch threads of each run")
     p.add_argument("--out", type=Path, help="default: runs/baselines-<dataset>")
     p.add_argument("--table-only", action="store_true", help="only the table of the runs already in <out>")
+    p.add_argument("--from-mlflow", metavar="EXPERIMENT", help="the table from a reproduction's runs; trains nothing")
+    p.add_argument("--tracking-uri", default=f"sqlite:///{ROOT / 'mlflow.db'}")
     p.add_argument("extra", nargs="*", help="more train.py arguments, after --")
     args = p.parse_args()
     out = args.out or ROOT / "runs" / f"baselines-{Path(args.dataset).name}"
     models, seeds = args.models.split(","), [int(s) for s in args.seeds.split(",")]
+    if args.from_mlflow:
+        print(table(from_mlflow(args.tracking_uri, args.from_mlflow, models, seeds)))
+        return
     jobs = [(m, s) for m in models for s in seeds]
     if args.table_only:
         jobs = [(m, s) for m, s in jobs if (out / f"{m}-seed{s}" / "metrics.json").is_file()]
