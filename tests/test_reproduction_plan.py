@@ -95,3 +95,18 @@ def test_report_renders_markdown_and_html(tmp_path):
     assert "| MI-KGNN | 0.8150 ± 0.0071 (0.803; +1.5 %) | 0,1 |" in md
     assert "<td>0.8150 ± 0.0071 (0.803; +1.5 %)</td>" in page
     assert "movie: not run: data absent" in md
+
+
+def test_a_cell_that_did_not_finish_says_why_once_below_its_table(tmp_path):
+    """A cell run that failed is shown as such (not as an earlier command's "left out"), with
+    its reason once under the table; a slot with a finished value shows the value."""
+    from mikgnn.reproduction.report import build
+
+    data = Collected("reproduce-music", "music", values={(4, "MI-KGNN", "auc"): {0: 0.81}}, seeds={0},
+                     skipped={"4=KGAT": "not run: left out by --models"},
+                     unfinished={"4=KGAT": "failed: stopped by hand", "4=MI-KGNN": "killed"})
+    md = to_markdown(build(data, tmp_path, {}))
+    table4 = md.split("## Table 4")[1].split("## Table 5")[0]
+    assert "| KGAT | not finished (failed) | - |" in table4 and "left out" not in table4
+    assert table4.count("stopped by hand") == 1 and "- KGAT: not finished, failed: stopped by hand" in table4
+    assert "| MI-KGNN | 0.8100 (0.803; +0.9 %) † | 0 |" in table4 and "MI-KGNN: not finished" not in table4

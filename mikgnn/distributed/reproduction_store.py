@@ -66,13 +66,13 @@ def collect(tracking_uri: str, experiment: str) -> Collected:
     for run in client.search_runs([found.experiment_id], filter_string=f"tags.`{KIND_TAG}` = 'cell' and "
                                   "attributes.status != 'FINISHED'", order_by=["attributes.start_time ASC"],
                                   max_results=50000):
-        # a slot planned by a later command but never finished says so (an earlier command may
-        # have left it out); the report shows this only where no seed has a finished value
+        # a slot planned but never finished says so, and why (an earlier command may have left it
+        # out); the report shows this only where no seed has a finished value
         reason = run.data.tags.get(FAILURE_TAG, "")
         for key, row_slot in run.data.tags.items():
             if key.startswith(TABLE_TAG) and int(key[len(TABLE_TAG):]) in TABLES:
-                out.skipped[f"{key[len(TABLE_TAG):]}={row_slot}"] = (
-                    f"not finished: {run.info.status.lower()}" + (f" ({reason[:300]})" if reason else ""))
+                out.unfinished[f"{key[len(TABLE_TAG):]}={row_slot}"] = (
+                    run.info.status.lower() + (f": {reason[:500]}" if reason else ""))
     return out
 
 

@@ -58,7 +58,7 @@ def _cell_text(table: int, values: list[float], paper: float | None, skipped: st
 def _table_block(number: int, data: Collected) -> list[Block]:
     spec = TABLES[number]
     header = ["model"] + [c.replace("@n", " n=").replace("@h", " h=") for c in spec.columns] + ["seeds"]
-    rows = []
+    rows, notes = [], {}
     for system in spec.systems:
         row = [system.label + ("" if system.in_paper else " (not in the paper)")]
         seeds: set[int] = set()
@@ -67,10 +67,17 @@ def _table_block(number: int, data: Collected) -> list[Block]:
             seeds |= set(got)
             skip_key = f"{number}={system.label}" + ("" if spec.axis is None else
                                                       "|" + column.rsplit("@", 1)[1])
+            ended = data.unfinished.get(skip_key)
+            if ended and not got:
+                notes.setdefault(f"{system.label}" + ("" if spec.axis is None else f" {skip_key.split('|')[1]}"),
+                                 ended)
             row.append(_cell_text(number, list(got.values()), paper_value(number, data.dataset, system.label, column),
-                                  data.skipped.get(skip_key)))
+                                  f"not finished ({ended.split(':')[0]})" if ended else data.skipped.get(skip_key)))
         rows.append(row + [",".join(map(str, sorted(seeds))) or "-"])
-    return [Block("h2", f"Table {number}: {spec.title}"), Block("table", (header, rows))]
+    blocks = [Block("h2", f"Table {number}: {spec.title}"), Block("table", (header, rows))]
+    if notes:
+        blocks.append(Block("list", [f"{row}: not finished, {ended}" for row, ended in notes.items()]))
+    return blocks
 
 
 def _attention_note(data: Collected) -> str:
