@@ -237,7 +237,10 @@ def test_a_search_killed_with_sigkill_resumes_without_repeating_a_finished_trial
     client = MlflowClient(uri)
     runs = _trial_runs(uri)
     ids = [r.data.tags["mikgnn.trial_id"] for r in runs]
-    assert len(ids) == len(set(ids)) == 3 and all(r.info.status in ("FINISHED", "KILLED") for r in runs)
+    assert len(ids) == len(set(ids)) and all(r.info.status in ("FINISHED", "KILLED") for r in runs)
+    # a trial started after Tune's last snapshot is not resumed: its run ends KILLED, saying so
+    orphans = [r for r in runs if "stopped without ending it" in r.data.tags.get("failure_reason", "")]
+    assert len(runs) - len(orphans) == 3 and all(r.info.status == "KILLED" for r in orphans)
     for run in runs:
         if run.data.tags["mikgnn.trial_id"] in done:  # trained once, before the kill
             assert run.info.run_id == done[run.data.tags["mikgnn.trial_id"]]

@@ -92,9 +92,11 @@ class TrialTracker:
         client = MlflowClient(tracking_uri)
         exp = experiment_id(client, experiment, tracking_uri)
         found = trial_runs(client, exp, trial_id)
-        if found:
+        if found:  # a restored trial: running again, and the reason it was ended no longer holds
             run_id = found[0].info.run_id
             client.update_run(run_id, status="RUNNING")
+            if FAILURE_TAG in found[0].data.tags:
+                client.delete_tag(run_id, FAILURE_TAG)
             return cls(tracking_uri, run_id)
         tags = {TRIAL_TAG: trial_id, KIND_TAG: "trial"} | ({SEARCH_TAG: search} if search else {})
         run = client.create_run(exp, run_name=run_name, tags=tags)

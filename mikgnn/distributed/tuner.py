@@ -120,6 +120,10 @@ def run_trial(params: dict, job: TuneJob, train_table: tuple[ray.ObjectRef] | No
                          train_table=train_table[0] if train_table else None).fit()
 
 
+ORPHAN_REASON = ("its search's driver stopped without ending it (killed); the resumed search continued only the "
+                 "trials Tune had recorded")
+
+
 def trial_resources(job: TuneJob) -> dict:
     """What Tune reserves for one trial: its one worker, or a driver for its TorchTrainer."""
     if job.workers_per_trial > 1:
@@ -189,6 +193,10 @@ def run_search(job: TuneJob, resume: bool = False):
                                     trial_resources(job))
     path = (job.storage_path / job.name).uri
     if resume and tune.Tuner.can_restore(path):
+        # A driver killed outright (SIGKILL, a lost machine) ended none of its trials' runs. Tune
+        # resumes the trials of its last snapshot, each re-opening its run; a trial started after
+        # that snapshot is not resumed, and its run ends here, KILLED, instead of RUNNING forever.
+        close_running_trials(job.tracking_uri, job.experiment, job.name, "KILLED", ORPHAN_REASON)
         tuner = tune.Tuner.restore(path, trainable=trainable, resume_unfinished=True, resume_errored=True)
     else:
         status = MlflowStatusCallback(job.tracking_uri, job.experiment, job.name)
