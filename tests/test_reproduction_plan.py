@@ -104,7 +104,7 @@ def test_a_cell_that_did_not_finish_says_why_once_below_its_table(tmp_path):
 
     data = Collected("reproduce-music", "music", values={(4, "MI-KGNN", "auc"): {0: 0.81}}, seeds={0},
                      skipped={"4=KGAT": "not run: left out by --models"},
-                     unfinished={"4=KGAT": "failed: stopped by hand", "4=MI-KGNN": "killed"})
+                     unfinished={"4=KGAT": ("failed", "stopped by hand"), "4=MI-KGNN": ("killed", "")})
     md = to_markdown(build(data, tmp_path, {}))
     table4 = md.split("## Table 4")[1].split("## Table 5")[0]
     assert "| KGAT | not finished (failed) | - |" in table4 and "left out" not in table4

@@ -71,10 +71,11 @@ def cell_tags(cell: Cell, dataset: str) -> dict[str, str]:
     return tags
 
 
-def finished_cell_runs(client: MlflowClient, experiment_id: str) -> list:
-    """Every FINISHED cell run of the experiment, oldest first."""
-    return client.search_runs([experiment_id], filter_string=f"tags.`{KIND_TAG}` = 'cell' and "
-                              "attributes.status = 'FINISHED'", order_by=["attributes.start_time ASC"],
+def cell_runs(client: MlflowClient, experiment_id: str, finished: bool = True) -> list:
+    """Every FINISHED cell run of the experiment (or, with ``finished=False``, every other one),
+    oldest first."""
+    return client.search_runs([experiment_id], filter_string=f"tags.`{KIND_TAG}` = 'cell' and attributes.status "
+                              f"{'=' if finished else '!='} 'FINISHED'", order_by=["attributes.start_time ASC"],
                               max_results=50000)
 
 
@@ -84,7 +85,7 @@ def finished_cells(tracking_uri: str, experiment: str) -> dict[str, str]:
     found = client.get_experiment_by_name(experiment)
     if found is None:
         return {}
-    runs = finished_cell_runs(client, found.experiment_id)
+    runs = cell_runs(client, found.experiment_id)
     return {r.data.tags[CELL_TAG]: r.info.run_id for r in runs if CELL_TAG in r.data.tags}
 
 

@@ -14,7 +14,7 @@ from collections import defaultdict
 
 from mlflow.tracking import MlflowClient
 
-from mikgnn.distributed.reproduce_job import DATASET_TAG, HARDWARE_TAG, SEED_TAG, TABLE_TAG, finished_cell_runs
+from mikgnn.distributed.reproduce_job import DATASET_TAG, HARDWARE_TAG, SEED_TAG, TABLE_TAG, cell_runs
 from mikgnn.distributed.tracking import FAILURE_TAG, KIND_TAG
 from mikgnn.reproduction.collected import DIAGNOSTICS, Collected, slot_columns
 from mikgnn.reproduction.tables import TABLES
@@ -36,7 +36,7 @@ def collect(tracking_uri: str, experiment: str) -> Collected:
         names = [e.name for e in client.search_experiments()]
         raise ValueError(f"no MLflow experiment {experiment!r} at {tracking_uri}; the experiments there: {names}")
     out = Collected(experiment, found.tags.get(DATASET_TAG, ""))
-    runs = finished_cell_runs(client, found.experiment_id)
+    runs = cell_runs(client, found.experiment_id)
     values: dict = defaultdict(dict)
     for run in runs:  # oldest first: a newer run of the same slot and seed replaces an older one
         tags = run.data.tags
@@ -63,16 +63,13 @@ def collect(tracking_uri: str, experiment: str) -> Collected:
         out.commands.append(search.data.tags.get("command", ""))
         layout = _layout(client, search.info.run_id)
         out.skipped.update(layout.get("skipped", {}))
-    for run in client.search_runs([found.experiment_id], filter_string=f"tags.`{KIND_TAG}` = 'cell' and "
-                                  "attributes.status != 'FINISHED'", order_by=["attributes.start_time ASC"],
-                                  max_results=50000):
+    for run in cell_runs(client, found.experiment_id, finished=False):
         # a slot planned but never finished says so, and why (an earlier command may have left it
         # out); the report shows this only where no seed has a finished value
         reason = run.data.tags.get(FAILURE_TAG, "")
         for key, row_slot in run.data.tags.items():
             if key.startswith(TABLE_TAG) and int(key[len(TABLE_TAG):]) in TABLES:
-                out.unfinished[f"{key[len(TABLE_TAG):]}={row_slot}"] = (
-                    run.info.status.lower() + (f": {reason[:500]}" if reason else ""))
+                out.unfinished[f"{key[len(TABLE_TAG):]}={row_slot}"] = (run.info.status.lower(), reason[:500])
     return out
 
 

@@ -19,8 +19,8 @@ class Collected:
     # (table, row label, column) -> {seed: value}
     values: dict[tuple[int, str, str], dict[int, float]] = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)  # "<table>=<row>[|axis]" -> reason
-    # "<table>=<row>[|axis]" -> "<status>: <failure_reason>" of the newest cell run that did not finish
-    unfinished: dict[str, str] = field(default_factory=dict)
+    # "<table>=<row>[|axis]" -> (status, failure_reason or "") of the newest cell run that did not finish
+    unfinished: dict[str, tuple[str, str]] = field(default_factory=dict)
     hardware: set[str] = field(default_factory=set)  # where Table 7's cells ran
     commands: list[str] = field(default_factory=list)  # the reproduction commands, oldest first
     seeds: set[int] = field(default_factory=set)

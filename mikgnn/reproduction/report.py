@@ -69,10 +69,11 @@ def _table_block(number: int, data: Collected) -> list[Block]:
                                                       "|" + column.rsplit("@", 1)[1])
             ended = data.unfinished.get(skip_key)
             if ended and not got:
+                status, reason = ended
                 notes.setdefault(f"{system.label}" + ("" if spec.axis is None else f" {skip_key.split('|')[1]}"),
-                                 ended)
+                                 status + (f": {reason}" if reason else ""))
             row.append(_cell_text(number, list(got.values()), paper_value(number, data.dataset, system.label, column),
-                                  f"not finished ({ended.split(':')[0]})" if ended else data.skipped.get(skip_key)))
+                                  f"not finished ({ended[0]})" if ended else data.skipped.get(skip_key)))
         rows.append(row + [",".join(map(str, sorted(seeds))) or "-"])
     blocks = [Block("h2", f"Table {number}: {spec.title}"), Block("table", (header, rows))]
     if notes:
