@@ -70,8 +70,9 @@ def search(dataset: str, model: str, samples: int, uri: str, reuse: bool) -> dic
         return None
     m, tags = found[0].data.metrics, found[0].data.tags
     params = {k[5:]: v for k, v in tags.items() if k.startswith("best.")}
-    trials = len(client.search_runs([exp.experiment_id], filter_string=f"tags.`mlflow.parentRunId` = "
-                                    f"'{found[0].info.run_id}'")) or samples
+    # trial runs are top-level, tagged with their search's name (mikgnn.distributed.tracking)
+    trials = len(client.search_runs([exp.experiment_id], filter_string="tags.`mikgnn.kind` = 'trial' and "
+                                    f"tags.`mikgnn.search` = '{tags['mikgnn.search']}'"))
     scores = (m.get("best/valid/recall_at_20"), m.get("best/test/auc"), m.get("best/test/recall_at_20"),
               m.get("best/test/ndcg_at_20"))
     cells = [f"{v:.4f}" if isinstance(v, float) else "–" for v in scores]
