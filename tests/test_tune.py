@@ -423,17 +423,18 @@ def test_a_local_run_listens_on_the_loopback_only(shared_data, tmp_path):
     the dashboard) listens on the loopback, never on an address another machine can reach."""
     args = _args(tmp_path, shared_data, "loopback", 1, "--workers-per-trial", "2")
     args[args.index("--epochs") + 1] = "2"
-    run = subprocess.Popen([sys.executable, str(REPO / "pipelines" / "tune.py"), *args],
-                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
-    seen: set[tuple[str, str]] = set()
-    deadline = time.time() + 300
-    while run.poll() is None and time.time() < deadline:
-        seen |= _listening(_descendants(run.pid))
-        time.sleep(0.5)
-    if run.poll() is None:
-        os.killpg(run.pid, signal.SIGKILL)
-    out = run.communicate()[0]
-    assert run.returncode == 0, out[-3000:]
+    with open(tmp_path / "output.txt", "w") as output:  # a file: a full pipe would stall the run
+        run = subprocess.Popen([sys.executable, str(REPO / "pipelines" / "tune.py"), *args],
+                               stdout=output, stderr=subprocess.STDOUT, start_new_session=True)
+        seen: set[tuple[str, str]] = set()
+        deadline = time.time() + 300
+        while run.poll() is None and time.time() < deadline:
+            seen |= _listening(_descendants(run.pid))
+            time.sleep(0.5)
+        if run.poll() is None:
+            os.killpg(run.pid, signal.SIGKILL)
+        run.wait()
+    assert run.returncode == 0, (tmp_path / "output.txt").read_text()[-3000:]
     names = {name for name, _ in seen}
     assert {"gcs_server", "raylet"} <= names and any(n.startswith("ray::") for n in names), sorted(seen)
     assert [s for s in seen if not _is_loopback(s[1])] == [], sorted(seen)
