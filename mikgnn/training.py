@@ -138,6 +138,7 @@ def train_epoch(model: Recommender, optimizer: torch.optim.Optimizer, batches, c
         count += len(batch)
     if hooks.end_of_epoch is not None:
         hooks.end_of_epoch(model)
+    model.end_epoch()
     seconds = time.perf_counter() - start
     with torch.no_grad():
         l2 = cfg.l2 * float(l2_penalty(model, None, cfg)) if l2_in_optimizer else 0.0

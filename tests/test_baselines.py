@@ -22,7 +22,7 @@ from mikgnn.bpr import NegativeSampler
 from mikgnn.config import ModelConfig, TrainConfig, for_model, train_for_model
 from mikgnn.experiment import build, fit
 from mikgnn.models import MF, build_model
-from mikgnn.training import Rows
+from mikgnn.training import Rows, shuffled_batches, step_loss, train_epoch, training_rows
 
 
 def _model(name: str, **overrides):
@@ -150,6 +150,63 @@ def test_kgat_without_layers_is_its_cf_part_the_inner_product_of_embeddings():
     users = torch.arange(6)
     e = model.node.weight
     torch.testing.assert_close(model.score_all(users), e[users + model.n_entities] @ e[: model.n_items].T)
+
+
+def test_kgat_attention_is_fixed_for_an_epoch_and_refreshed_after_it():
+    """As KGAT's code: π is recomputed once an epoch (after its last step), not every step;
+    loading weights forgets the π of the old ones."""
+    data = tiny_data()
+    model_cfg = replace(for_model(ModelConfig(), "kgat"), dim=8, hops=2)
+    exp = build(data, model_cfg, replace(train_for_model(TrainConfig(), "kgat"), lr=0.05, batch_size=64))
+    model = exp.model
+    rows = training_rows(exp.splits["train"], TrainConfig(loss="bpr"))
+    first = model.epoch_attention().clone()
+    batches = list(shuffled_batches(rows, 64, torch.Generator().manual_seed(0)))
+    train_epoch(model, exp.optimizer, batches[:1], replace(TrainConfig(), loss="bpr", lr=0.05), negatives=exp.negatives)
+    after = model.attention()  # π of the weights after the epoch
+    assert not torch.allclose(after, first)
+    torch.testing.assert_close(model.epoch_attention(), after)  # validation reads the new π
+    loss, _ = step_loss(model, batches[1], replace(TrainConfig(), loss="bpr"), negatives=exp.negatives)
+    exp.optimizer.zero_grad()
+    loss.backward()
+    exp.optimizer.step()
+    torch.testing.assert_close(model.epoch_attention(), after)  # a step inside an epoch keeps it
+    assert not torch.allclose(model.attention(), after)
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    with torch.no_grad():
+        model.node.weight.mul_(3.0)
+    model.epoch_attention()
+    model.load_state_dict(state)
+    torch.testing.assert_close(model.epoch_attention(), model.attention())
+
+
+def test_ckan_scores_a_batch_with_repeats_as_each_row_on_its_own():
+    """Each distinct user and item of a batch is represented once, and W1 [e_h ‖ e_r] is split
+    into its two halves: the same logits and gradients as Eq. (5-7, 12) row by row."""
+    model = _model("ckan").train()
+    users, items = torch.tensor([0, 3, 0, 5, 3, 0]), torch.tensor([2, 2, 7, 1, 7, 2])
+
+    def per_row() -> torch.Tensor:
+        sides = []
+        for side, ids, first in (("user", users, model.entity(model.user_head[users][:, 0]).mean(1)),
+                                 ("item", items, model.entity(items))):
+            h = model.entity(getattr(model, f"{side}_head")[ids])  # [B, L, m, d]
+            r = model.relation(getattr(model, f"{side}_relation")[ids])
+            t = model.entity(getattr(model, f"{side}_tail")[ids])
+            weights = torch.softmax(model.attention(torch.cat([h, r], -1)).squeeze(-1), dim=-1)  # [B, L, m]
+            sides.append(torch.cat([first, *(weights.unsqueeze(-1) * t).sum(2).unbind(1)], -1))
+        return (sides[0] * sides[1]).sum(-1)
+
+    expected = per_row()
+    logits = model.forward_train(users, items).logits
+    torch.testing.assert_close(logits, expected)
+    grads = []
+    for value in (expected, logits):
+        model.zero_grad()
+        (value * torch.arange(1.0, 7.0)).sum().backward(retain_graph=True)
+        grads.append({n: p.grad.clone() for n, p in model.named_parameters()})
+    for name in grads[0]:
+        torch.testing.assert_close(grads[1][name], grads[0][name], msg=name)
 
 
 def test_ckan_user_and_item_vectors_are_independent_so_the_grid_is_one_product():

@@ -57,10 +57,15 @@ class CKAN(Recommender):
 
     def layers(self, side: str, ids: torch.Tensor) -> list[torch.Tensor]:
         """e^(1..L) [B, d] each, Eq. (5-7)."""
-        h = self.entity(getattr(self, f"{side}_head")[ids])  # [B, L, m, d]
-        r = self.relation(getattr(self, f"{side}_relation")[ids])  # [B, L, m, d]
+        # W1 [e_h ‖ e_r] = W1_h e_h + W1_r e_r, each projected once per distinct head and relation
+        w1 = self.attention[0].weight  # [d, 2d]
+        dim = self.entity.embedding_dim
+        heads, head_row = torch.unique(getattr(self, f"{side}_head")[ids], return_inverse=True)  # [H], [B, L, m]
+        relations, relation_row = torch.unique(getattr(self, f"{side}_relation")[ids], return_inverse=True)
+        first = (self.entity(heads) @ w1[:, :dim].T)[head_row] \
+            + (self.relation(relations) @ w1[:, dim:].T)[relation_row]  # W1 [e_h ‖ e_r]  [B, L, m, d]
         t = self.entity(getattr(self, f"{side}_tail")[ids])  # [B, L, m, d]
-        weights = torch.softmax(self.attention(torch.cat([h, r], -1)).squeeze(-1), dim=-1)  # [B, L, m]
+        weights = torch.softmax(self.attention[1:](first).squeeze(-1), dim=-1)  # Eq. (5-6)  [B, L, m]
         return list((weights.unsqueeze(-1) * t).sum(2).unbind(1))  # L x [B, d]
 
     def represent_users(self, users: torch.Tensor) -> torch.Tensor:
@@ -71,11 +76,15 @@ class CKAN(Recommender):
         return torch.cat([self.entity(items), *self.layers("item", items)], -1)  # [B, (L + 1) d]
 
     def forward_train(self, users: torch.Tensor, items: torch.Tensor) -> TrainOutput:
-        logits = (self.represent_users(users) * self.represent_items(items)).sum(-1)  # Eq. (12)  [B]
+        # each distinct user and item of the batch is represented once (a batch repeats them)
+        embedded = [self.entity(items)]  # the batch's item rows, one per row (batch L2)
+        users, user_row = torch.unique(users, return_inverse=True)  # [U_B], [B]
+        items, item_row = torch.unique(items, return_inverse=True)  # [I_B], [B]
+        logits = (self.represent_users(users)[user_row] * self.represent_items(items)[item_row]).sum(-1)  # Eq. (12)
         rows = torch.cat([items, *(getattr(self, f"{side}_{name}")[ids].reshape(-1)
                                    for side, ids in (("user", users), ("item", items)) for name in ("head", "tail"))])
         relations = torch.cat([self.user_relation[users].reshape(-1), self.item_relation[items].reshape(-1)])
-        return TrainOutput(logits, [self.entity(items)], {"entity.weight": rows, "relation.weight": relations})
+        return TrainOutput(logits, embedded, {"entity.weight": rows, "relation.weight": relations})
 
     @torch.no_grad()
     def score_all(self, users: torch.Tensor, items: torch.Tensor | None = None) -> torch.Tensor:

@@ -13,7 +13,10 @@ attentive embedding propagation:
 
 trained with BPR (Eq. 13) and, jointly, TransR on the KG triples (Eq. 1-2, ``kge.TransR`` on
 the same e^(0) and W_r; weight ``kg_weight``; ``auxiliary_loss``). As in its code, the
-attention takes no gradient: its code recomputes it after every epoch, here before every step.
+attention takes no gradient and is recomputed once an epoch, after its last step
+(``end_epoch``; its code's ``update_attentive_A``): every step of an epoch and the validation
+after it propagate over the same π. The first epoch's π is computed from the initial weights
+(its code starts from the plain normalised adjacency instead). Loading weights forgets π.
 Message dropout (its code: 0.1) is ``dropout``.
 
 Shapes: N = E + U nodes, M edges, d dim, L layers.
@@ -61,6 +64,10 @@ class BiInteraction(nn.Module):
         return F.normalize(self.dropout(out), dim=-1)
 
 
+def _forget_attention(module: KGAT, _incompatible_keys) -> None:
+    module.end_epoch()  # π belongs to the weights it was computed from
+
+
 class KGAT(Recommender):
     def __init__(self, *, n_users: int, n_items: int, n_entities: int, edges: tuple[np.ndarray, ...],
                  n_relations: int, dim: int, layers: int, dropout: float, triples: TripleSampler, kg_weight: float):
@@ -76,6 +83,8 @@ class KGAT(Recommender):
         self.register_buffer("tail", tail[order], persistent=False)
         self.register_buffer("relation", relation[order], persistent=False)
         self.relation_bounds = torch.searchsorted(relation[order], torch.arange(n_relations + 1)).tolist()
+        self.pi: torch.Tensor | None = None  # π of the current epoch [M]; None: compute at next use
+        self.register_load_state_dict_post_hook(_forget_attention)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -98,10 +107,19 @@ class KGAT(Recommender):
         total = torch.zeros_like(peak).index_add_(0, self.head, weights)
         return weights / total[self.head]  # Eq. (5)
 
+    def end_epoch(self) -> None:
+        self.pi = None
+
+    def epoch_attention(self) -> torch.Tensor:
+        """The epoch's π [M]: ``attention()`` of the weights at the epoch's first use."""
+        if self.pi is None or self.pi.device != self.node.weight.device:
+            self.pi = self.attention()
+        return self.pi
+
     def propagate(self) -> torch.Tensor:
         """e* of every node [N, (L + 1) d], Eq. (3), (8), (11)."""
         n = self.node.num_embeddings
-        a = torch.sparse_coo_tensor(torch.stack([self.head, self.tail]), self.attention(), (n, n),
+        a = torch.sparse_coo_tensor(torch.stack([self.head, self.tail]), self.epoch_attention(), (n, n),
                                     check_invariants=False)  # [N, N]: indices valid by construction
         e = self.node.weight
         outputs = [e]

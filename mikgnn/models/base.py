@@ -10,6 +10,7 @@
     diagnostics(users, items)          -> {name: float}, what a run logs about the model
     auxiliary_loss(batch)              -> (loss, touched) a model's own extra term, or None
                                           (the KG losses of CKE and KGAT, KGIN's independence)
+    end_epoch()                        -> after an epoch's last step (KGAT refreshes its attention)
 
 Training (``mikgnn.training``) and evaluation speak only this interface.
 """
@@ -71,6 +72,10 @@ class Recommender(nn.Module):
         the rows it read (parameter name -> row ids, as ``TrainOutput.touched``); ``batch``: the
         step's number of rows, for a term that samples its own batch (KG triples)."""
         return None
+
+    def end_epoch(self) -> None:
+        """Called by training after an epoch's last step, before validation: a model whose
+        state is refreshed once an epoch (KGAT's attention, as its code) does it here."""
 
     @property
     def device(self) -> torch.device:
