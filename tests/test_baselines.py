@@ -127,6 +127,27 @@ def test_ripplenet_with_uniform_attention_averages_the_ripple_tails():
     torch.testing.assert_close(model(users, items), (o * v).sum(-1))
 
 
+def test_ripplenet_projects_each_triple_by_its_own_relation_matrix():
+    """R h and h^T R t, computed relation by relation, equal the per-triple products of
+    Eq. (4) and (10), values and gradients."""
+    model = _model("ripplenet").train()
+    users, items = torch.tensor([0, 4, 0, 7]), torch.tensor([1, 2, 3, 1])
+    h = model.entity(model.ripple_head[users])  # [B, h, m, d]
+    t = model.entity(model.ripple_tail[users])
+    r = model.relation[model.ripple_relation[users]]  # [B, h, m, d, d]
+    torch.testing.assert_close(model.memories(users)[0], torch.einsum("bkmij,bkmj->bkmi", r, h))
+    out = model.forward_train(users, items)
+    kge = -model.kg_weight * torch.sigmoid(torch.einsum("bkmi,bkmij,bkmj->bkm", h, r, t)).mean()
+    torch.testing.assert_close(out.extra, kge)
+    model.zero_grad()
+    (out.logits.sum() + out.extra).backward()
+    fast = model.relation.grad.clone()
+    model.zero_grad()
+    rh = torch.einsum("bkmij,bkmj->bkmi", r, h)
+    (model.respond(model.entity(items).unsqueeze(1), rh, t).sum() + kge).backward()
+    torch.testing.assert_close(fast, model.relation.grad)
+
+
 def test_cke_without_the_knowledge_is_matrix_factorisation():
     model = _model("cke")
     with torch.no_grad():

@@ -47,11 +47,22 @@ class RippleNet(Recommender):
         nn.init.xavier_uniform_(self.transform.weight)
 
     def memories(self, users: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """R h, t, h [B, h, m, d] and R [B, h, m, d, d] of the users' ripple sets."""
+        """R h, t, h [B, h, m, d] and the relation ids [B, h, m] of the users' ripple sets."""
         h = self.entity(self.ripple_head[users])  # [B, h, m, d]
         t = self.entity(self.ripple_tail[users])  # [B, h, m, d]
-        r = self.relation[self.ripple_relation[users]]  # [B, h, m, d, d]
-        return torch.einsum("bkmij,bkmj->bkmi", r, h), t, h, r
+        relations = self.ripple_relation[users]  # [B, h, m]
+        return self.project(h, relations), t, h, relations
+
+    def project(self, x: torch.Tensor, relations: torch.Tensor) -> torch.Tensor:
+        """R_r x of every vector x [..., d] by its own relation r [...]: the vectors grouped by
+        relation, one matrix product per relation (a [..., d, d] gather of R costs d times the
+        memory and runs as one tiny product per triple)."""
+        flat, ids = x.reshape(-1, x.shape[-1]), relations.reshape(-1)  # [N, d], [N]
+        order = torch.argsort(ids)
+        counts = torch.bincount(ids, minlength=self.relation.shape[0]).tolist()
+        parts = torch.split(flat[order], counts)
+        projected = torch.cat([part @ self.relation[r].T for r, part in enumerate(parts)])  # [N, d], sorted
+        return torch.empty_like(projected).index_copy(0, order, projected).reshape(x.shape)
 
     def respond(self, v: torch.Tensor, rh: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """u^T v of Eq. (4-8) for items v [B, n, d] and memories [B, h, m, d] -> logits [B, n]."""
@@ -64,10 +75,10 @@ class RippleNet(Recommender):
         return (user * v).sum(-1)  # [B, n]
 
     def forward_train(self, users: torch.Tensor, items: torch.Tensor) -> TrainOutput:
-        rh, t, h, r = self.memories(users)
+        rh, t, h, relations = self.memories(users)
         v = self.entity(items)  # [B, d]
         logits = self.respond(v.unsqueeze(1), rh, t).squeeze(1)  # [B]
-        kge = -torch.sigmoid(torch.einsum("bkmi,bkmij,bkmj->bkm", h, r, t)).mean()  # -σ(h^T R t)
+        kge = -torch.sigmoid((h * self.project(t, relations)).sum(-1)).mean()  # -σ(h^T R t)  over [B, h, m]
         touched = {"entity.weight": torch.cat([items, self.ripple_head[users].reshape(-1),
                                                self.ripple_tail[users].reshape(-1)])}
         return TrainOutput(logits, [v, h, t], touched, extra=self.kg_weight * kge)
