@@ -141,17 +141,21 @@ def main(argv: list[str] | None = None) -> int:
     name = Path(args.dataset).name
     try:
         processed = resolve(args.processed or Path("processed") / f"{name}-seed{args.seed}")
+        manifest = read_manifest(processed)
+        stale = manifest is None or manifest.get("format_version") != FORMAT_VERSION  # absent, or an older format
+        spec = get_dataset(args.dataset, args.data_root) if stale else None
+        if spec is not None:
+            spec.check_present()  # before any Ray starts
         if args.workers:
             _join_cluster(args, processed, parallel)
-        manifest = read_manifest(processed)
-        if manifest is None or manifest.get("format_version") != FORMAT_VERSION:  # absent, or an older format
+        if spec is not None:
             # one process prepares in-process; --workers prepares on Ray
             executor = None
             if args.workers:
                 from mikgnn.distributed.prepare import RayExecutor
 
                 executor = RayExecutor(args.address)
-            manifest = prepare(get_dataset(args.dataset, args.data_root), processed, args.seed, executor=executor)
+            manifest = prepare(spec, processed, args.seed, executor=executor)
         settings = settings_from_args(args, manifest)
         model_cfg, train_cfg = settings.model, settings.train
         _print_settings(args, settings, manifest)

@@ -130,6 +130,7 @@ def main(argv: list[str] | None = None) -> int:
         check_flags(args)
         settings = settings_from_args(args, dataset)
         spec = get_dataset(args.dataset, args.data_root)
+        spec.check_present()  # the search prepares the raw files on Ray: refuse before it starts
         path, generic = (args.space, False) if args.space else space_file(REPO / "tune_spaces", dataset, args.model)
         space = load_space(path)
         check_sampler(space, settings.search.search)

@@ -57,9 +57,13 @@ def test_two_workers_match_one(one_worker, processed, tmp_path, parallel, tolera
 
 
 def _train_workers(state: str) -> list:
+    """The Train workers in ``state`` of the Ray this process is connected to (named: another
+    Ray on the machine would make the state API's own lookup ambiguous)."""
+    import ray
     from ray.util.state import list_actors
 
-    return list_actors(filters=[("class_name", "=", "RayTrainWorker"), ("state", "=", state)], limit=100)
+    return list_actors(address=ray.get_runtime_context().gcs_address,
+                       filters=[("class_name", "=", "RayTrainWorker"), ("state", "=", state)], limit=100)
 
 
 def test_a_killed_worker_resumes_from_its_checkpoint(ray_local, processed, tmp_path):

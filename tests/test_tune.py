@@ -133,6 +133,9 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+SERVER_START_S = 300  # a loaded 2-core machine has taken over a minute to start one
+
+
 @contextlib.contextmanager
 def _mlflow_server(store: str, *extra: str):
     """A real `mlflow server` on a free loopback port, answering /health: yields its address."""
@@ -143,11 +146,14 @@ def _mlflow_server(store: str, *extra: str):
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     base = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(120):
+        deadline = time.monotonic() + SERVER_START_S
+        while True:
             try:
-                urllib.request.urlopen(f"{base}/health", timeout=2)
+                urllib.request.urlopen(f"{base}/health", timeout=5)
                 break
             except OSError:
+                assert server.poll() is None, f"mlflow server exited with {server.returncode}"
+                assert time.monotonic() < deadline, f"mlflow server did not answer /health in {SERVER_START_S} s"
                 time.sleep(0.5)
         yield base
     finally:
