@@ -2,7 +2,8 @@
 
 One case a line: the script, its arguments, and what the one-line message must name. Each
 case must exit with code 2, print no traceback, write nothing (no processed folder, no runs/,
-no MLflow store, no Ray results), and end within seconds. docs/benchmarks.md records the count.
+no MLflow store, no Ray results) and start no Ray (no session folder under its RAY_TMPDIR).
+docs/benchmarks.md records the count.
 """
 
 from __future__ import annotations
