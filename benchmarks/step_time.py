@@ -4,7 +4,8 @@ scaled to an epoch, and the process's peak memory.
     python benchmarks/step_time.py --dataset movie1m --models kgat,ckan,ripplenet,agcn --steps 6
     python benchmarks/step_time.py --dataset music --models mf,mikgnn --threads 2
 
-Needs processed/<dataset>-seed0 (``pipelines/prepare.py``). The first step (allocations, KGAT's
+The settings are those `train.py --dataset D --model M` resolves (Table 1 < the model's own
+defaults). Needs processed/<dataset>-seed0 (``pipelines/prepare.py``). The first step (allocations, KGAT's
 attention of the epoch) is timed apart; the others give the median. CPU seconds are the
 process's user + system time: on a machine shared with other jobs they move less than the
 wall-clock ones. Each model runs in its own process, so the peak memory is its own.
@@ -19,7 +20,6 @@ import statistics
 import subprocess
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -27,17 +27,17 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from mikgnn.config import MODEL_DEFAULTS, ModelConfig, TrainConfig  # noqa: E402
 from mikgnn.experiment import build  # noqa: E402
 from mikgnn.processed import load_processed  # noqa: E402
+from mikgnn.settings import resolve_settings  # noqa: E402
 from mikgnn.training import shuffled_batches, step_loss, training_rows  # noqa: E402
 
 
-def measure(processed: Path, model: str, steps: int, threads: int) -> dict:
+def measure(dataset: str, processed: Path, model: str, steps: int, threads: int) -> dict:
     torch.set_num_threads(threads)
-    model_keys, train_keys = MODEL_DEFAULTS.get(model, ({}, {}))
-    train_cfg = replace(TrainConfig(), **train_keys)
-    exp = build(load_processed(processed), replace(ModelConfig(model=model), **model_keys), train_cfg)
+    settings = resolve_settings(dataset, model)
+    train_cfg = settings.train
+    exp = build(load_processed(processed), settings.model, train_cfg)
     rows = training_rows(exp.splits["train"], train_cfg)
     batches = shuffled_batches(rows, train_cfg.batch_size, torch.Generator().manual_seed(0))
     wall, cpu = [], []
@@ -68,12 +68,13 @@ def main() -> None:
     args = p.parse_args()
     processed = args.processed or ROOT / "processed" / f"{args.dataset}-seed0"
     if args.one:
-        print(json.dumps(measure(processed, args.one, args.steps, args.threads)))
+        print(json.dumps(measure(args.dataset, processed, args.one, args.steps, args.threads)))
         return
     print("| model | steps/epoch | first step s | step s (median) | step CPU s | epoch min | peak MB |")
     print("|---|---|---|---|---|---|---|")
     for model in args.models.split(","):
-        out = subprocess.run([sys.executable, __file__, "--processed", str(processed), "--one", model,
+        out = subprocess.run([sys.executable, __file__, "--dataset", args.dataset, "--processed", str(processed),
+                              "--one", model,
                               "--steps", str(args.steps), "--threads", str(args.threads)],
                              capture_output=True, text=True, check=True).stdout
         r = json.loads(out.strip().splitlines()[-1])
