@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import re
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -106,10 +108,61 @@ def test_a_rerun_trains_only_the_missing_cells(reproduction):
     report = _run("report.py", "--experiment", "reproduce-movie", "--tracking-uri", uri, "--output",
                   str(work / "report-failed"))
     assert report.returncode == 0, report.stderr[-2000:]
-    table8 = (work / "report-failed" / "report.md").read_text().split("## Table 8")[1].split("## Table 9")[0]
+    md = (work / "report-failed" / "report.md").read_text()
+    assert md.count("reproduce.py --dataset movie --data-root") == 1  # the rerun's command is the same one
+    table8 = md.split("## Table 8")[1].split("## Table 9")[0]
     assert "| not finished (failed) |" in table8
     assert "- MI-KGNN n4: not finished, failed: the trial raised an error: out of memory" in table8
     third = _run("reproduce.py", *args)
     assert third.returncode == 0 and "6 cells: 5 reused, 1 trained, 0 missing" in third.stdout, third.stdout[-2000:]
     runs = _cells(uri)
     assert len(runs) == 7 and sum(r.info.status == "FINISHED" for r in runs) == 6
+
+
+def _epochs(uri: str, run_id: str) -> list[int]:
+    return sorted(m.step for m in MlflowClient(uri).get_metric_history(run_id, "valid/auc"))
+
+
+def test_a_terminated_reproduction_continues_its_cell_from_the_checkpoint(ray_local, tmp_path):
+    """SIGTERM (``timeout``, a scheduler's kill) takes Ctrl-C's path: the cell's run and the
+    reproduction's run end KILLED, not RUNNING forever; the rerun continues the cell in the same
+    run from its last epoch's checkpoint, and logs no epoch twice."""
+    write_movie(tmp_path / "raw", n_users=200, n_items=150)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    args = ["--dataset", "movie", "--data-root", str(tmp_path / "raw"), "--tables", "4", "--models", "mf",
+            "--seeds", "0", "--epochs", "300", "--set", "patience=300", "--tracking-uri", uri,
+            "--storage-path", str(tmp_path / "ray"), "--processed-root", str(tmp_path / "processed"),
+            "--address", ray_local.get_runtime_context().gcs_address]
+    first = subprocess.Popen([sys.executable, str(REPO / "pipelines" / "reproduce.py"), *args],
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and first.poll() is None:  # until 3 epochs are checkpointed
+        # (the folders, not MLflow: a second client could race the driver creating the store)
+        if any(int(c.name.split("_")[1]) >= 2 for c in (tmp_path / "ray").glob("*-accuracy/*/checkpoint_*")):
+            break
+        time.sleep(0.5)
+    assert first.poll() is None, "the reproduction ended before it could be terminated:\n" + first.stdout.read()
+    first.send_signal(signal.SIGTERM)
+    out, _ = first.communicate(timeout=120)
+    assert first.returncode == 130, out[-3000:]
+    (run,) = _cells(uri)
+    assert run.info.status == "KILLED", out[-3000:]
+    assert "interrupted" in run.data.tags["failure_reason"]
+    client = MlflowClient(uri)
+    (search,) = client.search_runs([run.info.experiment_id], "tags.`mikgnn.kind` = 'search'")
+    assert search.info.status == "KILLED"
+    logged = _epochs(uri, run.info.run_id)
+    assert 3 <= len(logged) < 300
+
+    again = _run("reproduce.py", *args)
+    assert again.returncode == 0, again.stdout[-2000:] + again.stderr[-2000:]
+    assert "1 cells: 0 already in MLflow, 1 to train (1 continued from their last checkpoint)" in again.stdout
+    (resumed,) = _cells(uri)
+    assert resumed.info.run_id == run.info.run_id and resumed.info.status == "FINISHED"
+    assert "failure_reason" not in resumed.data.tags
+    assert resumed.data.tags["mikgnn.resumed_from"].startswith(str(tmp_path / "ray"))
+    epochs = _epochs(uri, run.info.run_id)
+    assert epochs == list(range(1, 301))  # each epoch once: the rerun did not start again from 1
+    continued = int(re.search(r"continues after epoch (\d+)", again.stdout).group(1))
+    assert len(logged) - 1 <= continued <= len(logged)
+    assert "test/auc" in resumed.data.metrics

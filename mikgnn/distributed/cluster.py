@@ -14,6 +14,8 @@ import ipaddress
 import logging
 import math
 import os
+import signal
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -36,11 +38,52 @@ def local_logical_cpus() -> int:
 
 
 def connect(address: str | None = None, quiet: bool = True) -> None:
-    """Join ``address`` (or $RAY_ADDRESS) when given, else start a local Ray."""
+    """Join ``address`` (or $RAY_ADDRESS) when given, else start a local Ray; then a SIGTERM to
+    this process is a Ctrl-C (``sigterm_as_interrupt``)."""
     if quiet:
         logging.getLogger("ray.data").setLevel(logging.WARNING)
-    if ray.is_initialized():
+    if not ray.is_initialized():
+        _init(address, quiet)
+    sigterm_as_interrupt()
+
+
+def sigterm_as_interrupt() -> None:
+    """Make SIGTERM (``timeout``, ``kill PID``, a batch scheduler's end of a job) take the path of
+    Ctrl-C, so that a job ends its runs in MLflow as interrupted and can be resumed.
+
+    After ``ray.init`` a SIGTERM aborts the driver (Ray's fatal-signal handler: "SIGTERM
+    received", exit by SIGABRT) with no ``finally`` run, which left a search's and its trials'
+    MLflow runs RUNNING forever. This handler calls
+    whatever handles SIGINT at that moment instead: Tune's own during ``Tuner.fit`` (it stops
+    the trials and returns, the first time; a second signal aborts), else Python's, which
+    raises KeyboardInterrupt. Signals are only handled in the main thread."""
+    if threading.current_thread() is not threading.main_thread():
         return
+
+    def interrupt(signum, frame) -> None:
+        handler = signal.getsignal(signal.SIGINT)
+        if not callable(handler):  # SIG_DFL / SIG_IGN, or one set outside Python
+            raise KeyboardInterrupt
+        handler(signal.SIGINT, frame)
+
+    signal.signal(signal.SIGTERM, interrupt)
+
+
+@contextlib.contextmanager
+def sigint_kept() -> Iterator[None]:
+    """Around ``Tuner.fit``: Tune replaces the SIGINT handler for the search and leaves its own
+    behind when the search returns, so a later Ctrl-C or SIGTERM (while a pipeline logs its
+    best model, or starts its next grid) would only set a flag that no search reads any more.
+    The handler of before the search is put back."""
+    before = signal.getsignal(signal.SIGINT)
+    try:
+        yield
+    finally:
+        if before is not None and threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGINT, before)
+
+
+def _init(address: str | None, quiet: bool) -> None:
     address = address or os.environ.get("RAY_ADDRESS")
     runtime_env = {"env_vars": {TRAIN_POLL_ENV: os.environ.get(TRAIN_POLL_ENV, TRAIN_POLL_S)}}
     if address:

@@ -5,7 +5,8 @@ the timing cells (Table 7) then run as a second grid, one at a time, so that no 
 shares the machine while an epoch is timed. Each run is tagged with its cell's identity and
 the table slots it fills (``mikgnn.table.<N>``), which is all ``report.py`` reads. A cell
 whose identity already has a FINISHED run is not trained again: rerunning the command after
-an interruption trains only the missing cells.
+an interruption trains only the missing cells, and an interrupted cell continues from its last
+epoch's checkpoint in the same run (``cell_resume``).
 """
 
 from __future__ import annotations
@@ -21,9 +22,17 @@ from mlflow.tracking import MlflowClient
 from ray import tune
 from ray.tune.search import BasicVariantGenerator
 
-from mikgnn.distributed.cluster import plan_concurrency
+from mikgnn.distributed.cell_resume import Resume, resumable
+from mikgnn.distributed.cluster import plan_concurrency, sigint_kept
 from mikgnn.distributed.placement import release_job_placement_groups
-from mikgnn.distributed.tracking import KIND_TAG, TrialTracker, close_running_trials, experiment_id
+from mikgnn.distributed.tracking import (
+    KIND_TAG,
+    SEARCH_TAG,
+    TRIAL_TAG,
+    TrialTracker,
+    close_running_trials,
+    experiment_id,
+)
 from mikgnn.distributed.train_loop import loop_config, train_in_trial
 from mikgnn.distributed.tuner import MlflowStatusCallback
 from mikgnn.distributed.watchdog import SearchGuard, StallStopper
@@ -34,6 +43,7 @@ TABLE_TAG = "mikgnn.table."  # + table number: the row (and n or h) the run fill
 SEED_TAG = "mikgnn.seed"
 HARDWARE_TAG = "mikgnn.hardware"
 DATASET_TAG = "mikgnn.dataset"
+RESUMED_TAG = "mikgnn.resumed_from"  # the checkpoint an interrupted cell continued from
 
 
 @dataclass(frozen=True)
@@ -89,6 +99,19 @@ def finished_cells(tracking_uri: str, experiment: str) -> dict[str, str]:
     return {r.data.tags[CELL_TAG]: r.info.run_id for r in runs if CELL_TAG in r.data.tags}
 
 
+def interrupted_cells(job: ReproductionJob, todo: list[Cell]) -> dict[str, Resume]:
+    """The cells of ``todo`` that continue an interrupted run from its checkpoint (``cell_resume``)."""
+    client = MlflowClient(job.tracking_uri)
+    found = client.get_experiment_by_name(job.experiment)
+    kinds = {c.identity: c.kind for c in todo}
+    newest = {}
+    for run in cell_runs(client, found.experiment_id, finished=False):  # oldest first
+        identity = run.data.tags.get(CELL_TAG)
+        if identity in kinds:
+            newest[identity] = (kinds[identity], run)
+    return resumable(client, newest, job.storage_path, job.name)
+
+
 def tag_done(tracking_uri: str, done: dict[str, str], cells: list[Cell], dataset: str) -> None:
     """A cell already trained may fill slots of tables this run asks for: tag it with them."""
     client = MlflowClient(tracking_uri)
@@ -96,29 +119,39 @@ def tag_done(tracking_uri: str, done: dict[str, str], cells: list[Cell], dataset
         client.log_batch(done[cell.identity], tags=[RunTag(k, v) for k, v in cell_tags(cell, dataset).items()])
 
 
-def run_cell(config: dict, job: ReproductionJob, cells: tuple[Cell, ...]) -> None:
-    """One cell: the training loop in the trial's own process, logged to the cell's run."""
+def run_cell(config: dict, job: ReproductionJob, cells: tuple[Cell, ...], resume: dict[int, Resume]) -> None:
+    """One cell: the training loop in the trial's own process, logged to the cell's run (the
+    interrupted run it continues, when ``resume`` has one for it)."""
     cell = cells[config["cell"]]
-    context = tune.get_context()
-    params = {f"model.{k}": v for k, v in asdict(cell.model).items()} | {
-        f"train.{k}": v for k, v in asdict(cell.train).items()} | {"variant": cell.system.variant,
-                                                                   "n": cell.model.n_neighbours, "h": cell.model.hops}
-    tracker = TrialTracker.open(job.tracking_uri, job.experiment, context.get_trial_id(), cell.key, params,
-                                search=job.name)
+    trial_id = tune.get_context().get_trial_id()
+    resumed = resume.get(config["cell"])
+    if resumed is not None:
+        tracker = TrialTracker.reopen(job.tracking_uri, resumed.run_id, {TRIAL_TAG: trial_id, SEARCH_TAG: job.name,
+                                                                          RESUMED_TAG: resumed.checkpoint})
+    else:
+        params = {f"model.{k}": v for k, v in asdict(cell.model).items()} | {
+            f"train.{k}": v for k, v in asdict(cell.train).items()} | {
+            "variant": cell.system.variant, "n": cell.model.n_neighbours, "h": cell.model.hops}
+        tracker = TrialTracker.open(job.tracking_uri, job.experiment, trial_id, cell.key, params, search=job.name)
     tracker.client.log_batch(tracker.run_id, tags=[RunTag(k, v) for k, v in
                                                    (cell_tags(cell, job.dataset) | {HARDWARE_TAG: hardware()}).items()])
     with tracker.ending():
         train_in_trial(loop_config(job.processed[cell.seed], cell.model, cell.train, job.cpus_per_worker)
-                       | {"gpu": job.gpus_per_worker > 0, "mlflow_run": tracker.address})
+                       | {"gpu": job.gpus_per_worker > 0, "mlflow_run": tracker.address,
+                          "resume_from": resumed.checkpoint if resumed else None})
 
 
-def run_grid(job: ReproductionJob, cells: list[Cell], phase: str, concurrency: int) -> bool:
-    """Train ``cells`` as one Tune grid; False when it ended before every trial did (an
-    interrupt, a stalled search), True otherwise, failed trials included."""
+def run_grid(job: ReproductionJob, cells: list[Cell], phase: str, concurrency: int,
+             resume: dict[str, Resume]) -> bool:
+    """Train ``cells`` as one Tune grid (those in ``resume`` from their checkpoint); False when
+    it ended before every trial did (an interrupt, a stalled search), True otherwise, failed
+    trials included."""
     if not cells:
         return True
     resources = {"CPU": job.cpus_per_worker} | ({"GPU": job.gpus_per_worker} if job.gpus_per_worker else {})
-    trainable = tune.with_resources(tune.with_parameters(run_cell, job=job, cells=tuple(cells)), resources)
+    by_index = {i: resume[c.identity] for i, c in enumerate(cells) if c.identity in resume}
+    trainable = tune.with_resources(tune.with_parameters(run_cell, job=job, cells=tuple(cells), resume=by_index),
+                                    resources)
     status = MlflowStatusCallback(job.tracking_uri, job.experiment, job.name)
     guard = SearchGuard(status.stalled, stall_s=job.stall_s)
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
@@ -131,12 +164,16 @@ def run_grid(job: ReproductionJob, cells: list[Cell], phase: str, concurrency: i
                                   checkpoint_config=tune.CheckpointConfig(num_to_keep=1)),
     )
     try:
-        results = tuner.fit()
+        with sigint_kept():
+            results = tuner.fit()
     finally:
         leftovers = release_job_placement_groups()
         if leftovers:
             print(f"removed {leftovers} placement group(s) that stopped trials left behind", file=sys.stderr)
-    return results.num_errors + results.num_terminated >= len(cells) and guard.stalled is None
+    # A trial Tune stops on an interrupt ends TERMINATED too: a cell ended when it failed or
+    # reported its final result (``done``).
+    ended = sum(r.error is not None or bool((r.metrics or {}).get("done")) for r in results)
+    return ended >= len(cells) and guard.stalled is None
 
 
 def reproduce(job: ReproductionJob, cells: tuple[Cell, ...]) -> dict:
@@ -147,21 +184,27 @@ def reproduce(job: ReproductionJob, cells: tuple[Cell, ...]) -> dict:
     done = finished_cells(job.tracking_uri, job.experiment)
     tag_done(job.tracking_uri, done, [c for c in cells if c.identity in done], job.dataset)
     todo = [c for c in cells if c.identity not in done]
-    print(f"{len(cells)} cells: {len(cells) - len(todo)} already in MLflow, {len(todo)} to train", flush=True)
+    resume = interrupted_cells(job, todo)
+    print(f"{len(cells)} cells: {len(cells) - len(todo)} already in MLflow, {len(todo)} to train"
+          + (f" ({len(resume)} continued from their last checkpoint)" if resume else ""), flush=True)
+    for cell in todo:
+        if cell.identity in resume:
+            print(f"  {cell.key}: continues after epoch {resume[cell.identity].epoch}", flush=True)
     concurrency = plan_concurrency(ray.cluster_resources(), 1, job.cpus_per_worker, job.gpus_per_worker,
                                    what="a cell")
     ended = True
     try:
         for phase, batch, width in (("accuracy", [c for c in todo if c.kind == "accuracy"], concurrency),
                                     ("timing", [c for c in todo if c.kind == "timing"], 1)):
-            ended = run_grid(job, batch, phase, width)
+            ended = run_grid(job, batch, phase, width, resume)
             if not ended:
                 break
     except KeyboardInterrupt:
         ended = False
     finally:
         close_running_trials(job.tracking_uri, job.experiment, job.name, "KILLED",
-                             "the reproduction was interrupted; rerun its command to train the missing cells")
+                             "the reproduction was interrupted; rerun its command to continue the missing cells",
+                             explain_killed=not ended)
     after = finished_cells(job.tracking_uri, job.experiment)
     missing = [c.key for c in cells if c.identity not in after]
     return {"cells": len(cells), "trained": len(todo) - len(missing), "reused": len(cells) - len(todo),

@@ -60,7 +60,9 @@ def collect(tracking_uri: str, experiment: str) -> Collected:
     searches = client.search_runs([found.experiment_id], filter_string=f"tags.`{KIND_TAG}` = 'search'",
                                   order_by=["attributes.start_time ASC"])
     for search in searches:
-        out.commands.append(search.data.tags.get("command", ""))
+        command = search.data.tags.get("command", "")
+        if command not in out.commands:  # a rerun of the same command (after an interruption)
+            out.commands.append(command)
         layout = _layout(client, search.info.run_id)
         out.skipped.update(layout.get("skipped", {}))
     for run in cell_runs(client, found.experiment_id, finished=False):

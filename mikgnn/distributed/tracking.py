@@ -92,16 +92,25 @@ class TrialTracker:
         client = MlflowClient(tracking_uri)
         exp = experiment_id(client, experiment, tracking_uri)
         found = trial_runs(client, exp, trial_id)
-        if found:  # a restored trial: running again, and the reason it was ended no longer holds
-            run_id = found[0].info.run_id
-            client.update_run(run_id, status="RUNNING")
-            if FAILURE_TAG in found[0].data.tags:
-                client.delete_tag(run_id, FAILURE_TAG)
-            return cls(tracking_uri, run_id)
+        if found:  # a restored trial
+            return cls.reopen(tracking_uri, found[0].info.run_id)
         tags = {TRIAL_TAG: trial_id, KIND_TAG: "trial"} | ({SEARCH_TAG: search} if search else {})
         run = client.create_run(exp, run_name=run_name, tags=tags)
         client.log_batch(run.info.run_id, params=[Param(k, str(v)) for k, v in params.items()])
         return cls(tracking_uri, run.info.run_id)
+
+    @classmethod
+    def reopen(cls, tracking_uri: str, run_id: str, tags: dict[str, str] | None = None) -> TrialTracker:
+        """An ended run running again (a trial restored, a cell continued from its checkpoint by
+        a later trial: ``tags`` then names the new trial and search); the reason it was ended
+        no longer holds."""
+        client = MlflowClient(tracking_uri)
+        if tags:
+            client.log_batch(run_id, tags=[RunTag(k, v) for k, v in tags.items()])
+        client.update_run(run_id, status="RUNNING")
+        if FAILURE_TAG in client.get_run(run_id).data.tags:
+            client.delete_tag(run_id, FAILURE_TAG)
+        return cls(tracking_uri, run_id)
 
     def log_epochs(self, history: list[dict]) -> None:
         """Log the epochs of ``history`` that this run does not hold yet."""
@@ -185,9 +194,11 @@ def has_checkpoint(client: MlflowClient, run_id: str) -> bool:
 
 
 def close_running_trials(tracking_uri: str, experiment: str, search: str, status: str, reason: str,
-                         mark_search: bool = False) -> None:
+                         mark_search: bool = False, explain_killed: bool = False) -> None:
     """End every RUNNING trial run of ``search`` with ``status`` and ``reason``; with
-    ``mark_search``, tag the search's own run with the reason too (read back by run_search)."""
+    ``mark_search``, tag the search's own run with the reason too (read back by run_search);
+    with ``explain_killed``, give the reason to its KILLED runs that have none (the trials Tune
+    stopped on its way out end KILLED before this is called)."""
     client = MlflowClient(tracking_uri)
     found = client.get_experiment_by_name(experiment)
     if found is None:
@@ -199,6 +210,10 @@ def close_running_trials(tracking_uri: str, experiment: str, search: str, status
             if run.data.tags.get(KIND_TAG) == "search":
                 client.set_tag(run.info.run_id, FAILURE_TAG, reason[:5000])
     _terminate_running(client, trials, status, reason)
+    if explain_killed:
+        for run in trials:
+            if run.info.status == "KILLED" and FAILURE_TAG not in run.data.tags:
+                client.set_tag(run.info.run_id, FAILURE_TAG, reason[:5000])
 
 
 def _terminate_running(client: MlflowClient, runs: list, status: str, reason: str | None) -> None:

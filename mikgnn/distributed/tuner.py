@@ -24,7 +24,7 @@ from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 from ray.tune.search import BasicVariantGenerator
 
 from mikgnn.config import MAX_FIELD, ModelConfig, ParallelConfig, TrainConfig
-from mikgnn.distributed.cluster import TRIAL_DRIVER_CPU, plan_concurrency
+from mikgnn.distributed.cluster import TRIAL_DRIVER_CPU, plan_concurrency, sigint_kept
 from mikgnn.distributed.placement import release_job_placement_groups
 from mikgnn.distributed.tracking import (
     FAILURE_TAG,
@@ -217,7 +217,8 @@ def run_search(job: TuneJob, resume: bool = False):
                                       checkpoint_config=tune.CheckpointConfig(num_to_keep=2)),
         )
     try:
-        results = tuner.fit()
+        with sigint_kept():
+            results = tuner.fit()
     except BaseException:
         close_search_run(job.tracking_uri, search_run_id, {}, status="KILLED")
         raise

@@ -22,7 +22,7 @@ class Collected:
     # "<table>=<row>[|axis]" -> (status, failure_reason or "") of the newest cell run that did not finish
     unfinished: dict[str, tuple[str, str]] = field(default_factory=dict)
     hardware: set[str] = field(default_factory=set)  # where Table 7's cells ran
-    commands: list[str] = field(default_factory=list)  # the reproduction commands, oldest first
+    commands: list[str] = field(default_factory=list)  # the reproduction commands, oldest first, each once
     seeds: set[int] = field(default_factory=set)
 
 
