@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 from mlflow.tracking import MlflowClient
 
-from mikgnn.distributed.tracking import FAILURE_TAG, SEARCH_TAG, TRIAL_TAG
+from mikgnn.distributed.tracking import SEARCH_TAG, TRIAL_TAG, terminate_running
 from mikgnn.distributed.train_loop import STATE_JSON
 from mikgnn.model_store import STATE_FILE
 from mikgnn.storage import Location, resolve
@@ -68,7 +68,6 @@ def resumable(client: MlflowClient, newest: dict[str, tuple[str, object]], stora
             found = last_checkpoint(storage_path, kind, tags[SEARCH_TAG], tags[TRIAL_TAG])
         if found is not None:
             out[identity] = Resume(run.info.run_id, found[0].uri, found[1])
-        elif run.info.status == "RUNNING":
-            client.set_tag(run.info.run_id, FAILURE_TAG, f"{ORPHAN_REASON}; {reproduction} trains it again")
-            client.set_terminated(run.info.run_id, status="KILLED")
+        else:  # a KILLED run keeps its reason; a RUNNING one is ended with this one
+            terminate_running(client, [run], "KILLED", f"{ORPHAN_REASON}; {reproduction} trains it again")
     return out

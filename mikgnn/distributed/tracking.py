@@ -167,7 +167,7 @@ class TrialTracker:
     def end(self, status: str, reason: str | None = None) -> None:
         """Set a terminal status, unless the run already has one (a finished run stays FINISHED);
         ``reason`` becomes its ``failure_reason`` tag."""
-        _terminate_running(self.client, [self.client.get_run(self.run_id)], status, reason)
+        terminate_running(self.client, [self.client.get_run(self.run_id)], status, reason)
 
 
 def close_if_running(tracking_uri: str, experiment: str, trial_id: str, status: str,
@@ -179,7 +179,7 @@ def close_if_running(tracking_uri: str, experiment: str, trial_id: str, status: 
     if found is None:
         return False
     runs = trial_runs(client, found.experiment_id, trial_id)
-    _terminate_running(client, runs, status, reason)
+    terminate_running(client, runs, status, reason)
     return bool(runs)
 
 
@@ -209,14 +209,14 @@ def close_running_trials(tracking_uri: str, experiment: str, search: str, status
         for run in runs:
             if run.data.tags.get(KIND_TAG) == "search":
                 client.set_tag(run.info.run_id, FAILURE_TAG, reason[:5000])
-    _terminate_running(client, trials, status, reason)
+    terminate_running(client, trials, status, reason)
     if explain_killed:
         for run in trials:
             if run.info.status == "KILLED" and FAILURE_TAG not in run.data.tags:
                 client.set_tag(run.info.run_id, FAILURE_TAG, reason[:5000])
 
 
-def _terminate_running(client: MlflowClient, runs: list, status: str, reason: str | None) -> None:
+def terminate_running(client: MlflowClient, runs: list, status: str, reason: str | None) -> None:
     """Give each RUNNING run of ``runs`` ``status``, with ``reason`` as its failure_reason tag."""
     for run in runs:
         if run.info.status == "RUNNING":
