@@ -110,6 +110,9 @@ class TrainConfig:
     threads: int = 0  # torch threads of a one-process run (0: torch's choice); Ray workers size their own
     loss: str = "bce"  # bce: BCE on SPEC §2's fixed labelled rows; bpr: BPR, one sampled negative per positive
     device: str = "auto"  # a one-process run's device (auto: cuda when there is one); Ray workers take theirs
+    # Validation's top-K metrics (full ranking: most of an epoch for a large receptive field) every
+    # k-th epoch; 0: only the best epoch's, once training ends. Selecting on auc or f1 needs none.
+    topk_every: int = 1
 
     def __post_init__(self) -> None:
         _one_of("l2_mode", self.l2_mode, L2_MODES)
@@ -122,6 +125,11 @@ class TrainConfig:
             raise ValueError(f"lr > 0, batch_size >= 1, epochs >= 1, patience >= 1 required: {self}")
         selectable = ("auc", "f1", *(f"{m}@{k}" for m in ("recall", "ndcg") for k in self.ks))
         _one_of("select_metric", self.select_metric, selectable)
+        if self.topk_every < 0:
+            raise ValueError(f"topk_every must be >= 0 (0: the best epoch's only), got {self.topk_every}")
+        if self.topk_every != 1 and self.select_metric not in ("auc", "f1"):
+            raise ValueError(f"select_metric {self.select_metric!r} is a top-K metric, read every epoch: it needs "
+                             f"topk_every 1, not {self.topk_every}")
         if self.l2 < 0 or self.ls_weight < 0:
             raise ValueError(f"l2 and ls_weight must be >= 0: {self.l2}, {self.ls_weight}")
         if self.loss == "bpr" and self.ls_weight > 0:

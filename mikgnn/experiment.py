@@ -121,7 +121,8 @@ def run_epoch(exp: Experiment, cfg: TrainConfig, epoch: int, batches,
     """Train one epoch and validate: the metrics of that epoch."""
     stats = train_epoch(exp.model, exp.optimizer, batches, cfg, exp.ls_table, hooks, exp.negatives)
     metrics = {"epoch": epoch, "train/loss": stats["loss"], "train/l2": stats["l2"], "train/seconds": stats["seconds"]}
-    metrics.update(evaluate(exp.model, "valid", exp.splits["valid"], exp.splits["train"], exp.n_items, cfg))
+    topk = cfg.topk_every > 0 and epoch % cfg.topk_every == 0
+    metrics.update(evaluate(exp.model, "valid", exp.splits["valid"], exp.splits["train"], exp.n_items, cfg, topk))
     metrics.update(diagnostics(exp.model, exp.splits["valid"]))
     return metrics
 
@@ -129,8 +130,11 @@ def run_epoch(exp: Experiment, cfg: TrainConfig, epoch: int, batches,
 def finish(exp: Experiment, state: FitState, cfg: TrainConfig) -> dict:
     """Test the best epoch's weights; the result of the whole fit."""
     exp.model.load_state_dict(state.best_state)
-    test = evaluate(exp.model, "test", exp.splits["test"], exp.splits["train"], exp.n_items, cfg)
     valid = {k: v for k, v in state.history[state.best_epoch - 1].items() if k.startswith("valid/")}
+    if f"valid/recall@{cfg.ks[0]}" not in valid:  # cfg.topk_every skipped that epoch's top-K
+        topk = evaluate(exp.model, "valid", exp.splits["valid"], exp.splits["train"], exp.n_items, cfg)
+        valid.update({k: v for k, v in topk.items() if k not in valid})
+    test = evaluate(exp.model, "test", exp.splits["test"], exp.splits["train"], exp.n_items, cfg)
     return {"best_epoch": state.best_epoch, **valid, **test, "history": state.history,
             "epoch_seconds": [h["train/seconds"] for h in state.history], "warnings": state.warnings}
 

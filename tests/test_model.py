@@ -161,6 +161,20 @@ def test_a_small_dataset_is_learned(model_name):
     assert result["valid/auc"] > 0.7
 
 
+def test_topk_every_changes_what_validation_logs_not_what_is_trained():
+    data = tiny_data()
+    cfg = ModelConfig(dim=8, n_neighbours=4, hops=2)
+    every = TrainConfig(lr=2e-2, batch_size=32, l2=1e-6, epochs=8, patience=8, protocol="full")
+    results = {k: fit(build(data, cfg, replace(every, topk_every=k)), replace(every, topk_every=k))
+               for k in (1, 3, 0)}
+    logged = {k: [e["epoch"] for e in r["history"] if "valid/recall@20" in e] for k, r in results.items()}
+    assert logged == {1: list(range(1, 9)), 3: [3, 6], 0: []}
+    for k in (3, 0):  # the same training, early stopping and test; the best epoch's top-K still reported
+        assert results[k]["best_epoch"] == results[1]["best_epoch"]
+        for key in ("valid/auc", "test/auc", "test/recall@20", "valid/recall@20", "valid/ndcg@10"):
+            assert results[k][key] == pytest.approx(results[1][key], abs=1e-9), (k, key)
+
+
 @pytest.mark.parametrize("kwargs,message", [
     (dict(theta=1.5), "theta must lie in"), (dict(theta=-1.01), "theta must lie in"),
     (dict(n_neighbours=0), "n .* must be >= 1"), (dict(hops=0), "h .* must be >= 1"),
@@ -181,6 +195,8 @@ def test_unknown_variant():
 @pytest.mark.parametrize("kwargs,message", [
     (dict(select_metric="recall@7"), "unknown select_metric 'recall@7'"),
     (dict(l2_mode="some"), "unknown l2_mode"),
+    (dict(topk_every=-1), "topk_every must be >= 0"),
+    (dict(topk_every=0, select_metric="recall@20"), "needs topk_every 1, not 0"),
 ])
 def test_bad_training_configuration(kwargs, message):
     with pytest.raises(ValueError, match=message):

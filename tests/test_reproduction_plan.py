@@ -42,6 +42,10 @@ def test_settings_change_the_identity_and_max_field_leaves_cells_out():
     a = plan("music", (4,), (0,), models=("mikgnn",)).cells[0]
     b = plan("music", (4,), (0,), {"train": {"lr": 0.01}}, models=("mikgnn",)).cells[0]
     assert a.key == b.key and a.identity != b.identity
+    logged = plan("music", (4,), (0,), {"train": {"topk_every": 1}}, models=("mikgnn",)).cells[0]
+    assert logged.train.topk_every == 1 and a.train.topk_every == 0 and logged.identity == a.identity
+    # the identity of a cell run before (reproduce-music's MLflow runs carry it): reruns find them done
+    assert a.identity == "accuracy:mikgnn:n8:h1:seed0#7a1dc4a9f6"
     p = plan("music", (9,), (0,), max_field=64)
     assert [c.model.hops for c in p.cells] == [1, 2]
     assert [slot for slot, _ in p.skipped] == ["9=MI-KGNN|h3", "9=MI-KGNN|h4"]

@@ -6,7 +6,8 @@ model's own defaults < variant < the reproduction's defaults < ``--set``). Its i
 the readable key ``kind:model:variant:n<n>:h<h>:seed<s>`` and a hash of the resolved settings,
 so that two tables that need the same run (Table 2's MI-KGNN and Table 8 at Table 1's n)
 share it, a rerun finds it done, and a change of settings makes new cells instead of reusing
-runs trained otherwise.
+runs trained otherwise. Settings that change only what is logged (``LOGGING_ONLY``) are left
+out of the hash: a run is the same cell whichever of them it had.
 """
 
 from __future__ import annotations
@@ -21,9 +22,11 @@ from mikgnn.search_space import FIELD_MODELS
 from mikgnn.settings import merge_flags, resolve_settings
 
 # Accuracy cells: the protocol of docs/results.md (full ranking, early stopping on validation
-# AUC with patience 5, at most 40 epochs). Timing cells: a few epochs, evaluation kept small
+# AUC with patience 5, at most 40 epochs); validation's top-K (most of an epoch at a large
+# receptive field) only for the best epoch. Timing cells: a few epochs, evaluation kept small
 # (their figure is the training seconds of each epoch).
-ACCURACY_DEFAULTS = {"train": {"epochs": 40, "patience": 5, "protocol": "full"}}
+ACCURACY_DEFAULTS = {"train": {"epochs": 40, "patience": 5, "protocol": "full", "topk_every": 0}}
+LOGGING_ONLY = {"train": ("topk_every",)}
 TIMING_EPOCHS = 3
 
 
@@ -47,7 +50,9 @@ class Cell:
 
     @property
     def identity(self) -> str:
-        settings = json.dumps({"model": asdict(self.model), "train": asdict(self.train)}, sort_keys=True)
+        trained = {section: {k: v for k, v in asdict(config).items() if k not in LOGGING_ONLY.get(section, ())}
+                   for section, config in (("model", self.model), ("train", self.train))}
+        settings = json.dumps(trained, sort_keys=True)
         return f"{self.key}#{hashlib.sha1(settings.encode()).hexdigest()[:10]}"
 
     @property
