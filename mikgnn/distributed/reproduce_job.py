@@ -125,13 +125,13 @@ def run_cell(config: dict, job: ReproductionJob, cells: tuple[Cell, ...], resume
     cell = cells[config["cell"]]
     trial_id = tune.get_context().get_trial_id()
     resumed = resume.get(config["cell"])
+    params = {f"model.{k}": v for k, v in asdict(cell.model).items()} | {
+        f"train.{k}": v for k, v in asdict(cell.train).items()} | {
+        "variant": cell.system.variant, "n": cell.model.n_neighbours, "h": cell.model.hops}
     if resumed is not None:
         tracker = TrialTracker.reopen(job.tracking_uri, resumed.run_id, {TRIAL_TAG: trial_id, SEARCH_TAG: job.name,
-                                                                          RESUMED_TAG: resumed.checkpoint})
+                                                                          RESUMED_TAG: resumed.checkpoint}, params)
     else:
-        params = {f"model.{k}": v for k, v in asdict(cell.model).items()} | {
-            f"train.{k}": v for k, v in asdict(cell.train).items()} | {
-            "variant": cell.system.variant, "n": cell.model.n_neighbours, "h": cell.model.hops}
         tracker = TrialTracker.open(job.tracking_uri, job.experiment, trial_id, cell.key, params, search=job.name)
     tracker.client.log_batch(tracker.run_id, tags=[RunTag(k, v) for k, v in
                                                    (cell_tags(cell, job.dataset) | {HARDWARE_TAG: hardware()}).items()])

@@ -18,6 +18,8 @@ from pathlib import Path
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
+from mikgnn.distributed.driver import driver_alive, driver_identity
+
 TRIAL_TAG = "mikgnn.trial_id"
 KIND_TAG = "mikgnn.kind"
 SEARCH_TAG = "mikgnn.search"
@@ -25,6 +27,7 @@ CHECKPOINT_ARTIFACT = "best_checkpoint"  # a finished trial's best checkpoint, a
 WARNING_TAG = "mikgnn.warning"  # "not learning" (experiment.learning_warning)
 NODES_TAG = "mikgnn.worker_nodes"  # the Ray node ids of the trial's Train workers, rank order
 FAILURE_TAG = "failure_reason"
+DRIVER_TAG = "mikgnn.driver"  # a search run's driver process, host:pid:start (distributed.driver)
 
 
 def default_tracking_uri() -> str:
@@ -100,15 +103,18 @@ class TrialTracker:
         return cls(tracking_uri, run.info.run_id)
 
     @classmethod
-    def reopen(cls, tracking_uri: str, run_id: str, tags: dict[str, str] | None = None) -> TrialTracker:
+    def reopen(cls, tracking_uri: str, run_id: str, tags: dict[str, str] | None = None,
+               params: dict | None = None) -> TrialTracker:
         """An ended run running again (a trial restored, a cell continued from its checkpoint by
-        a later trial: ``tags`` then names the new trial and search); the reason it was ended
+        a later trial: ``tags`` then names the new trial and search, ``params`` its settings, of
+        which those the run lacks, a setting added since, are logged); the reason it was ended
         no longer holds."""
         client = MlflowClient(tracking_uri)
-        if tags:
-            client.log_batch(run_id, tags=[RunTag(k, v) for k, v in tags.items()])
+        data = client.get_run(run_id).data
+        new = [Param(k, str(v)) for k, v in (params or {}).items() if k not in data.params]
+        client.log_batch(run_id, params=new, tags=[RunTag(k, v) for k, v in (tags or {}).items()])
         client.update_run(run_id, status="RUNNING")
-        if FAILURE_TAG in client.get_run(run_id).data.tags:
+        if FAILURE_TAG in data.tags:
             client.delete_tag(run_id, FAILURE_TAG)
         return cls(tracking_uri, run_id)
 
@@ -231,14 +237,16 @@ def open_search_run(tracking_uri: str, experiment: str, name: str, command: str,
     of its trials with the layer that set each."""
     client = MlflowClient(tracking_uri)
     exp = experiment_id(client, experiment, tracking_uri)
+    end_orphaned_searches(client, exp, name)
     found = client.search_runs([exp], filter_string=f"tags.`{KIND_TAG}` = 'search' and tags.`{SEARCH_TAG}` = '{name}'")
     if found:  # a resumed search: running again, and an earlier stop's reason no longer holds
         client.update_run(found[0].info.run_id, status="RUNNING")
+        client.set_tag(found[0].info.run_id, DRIVER_TAG, driver_identity())
         if FAILURE_TAG in found[0].data.tags:
             client.delete_tag(found[0].info.run_id, FAILURE_TAG)
         return found[0].info.run_id
     run = client.create_run(exp, run_name=f"search {name}", tags={KIND_TAG: "search", SEARCH_TAG: name,
-                                                                  "command": command})
+                                                                  "command": command, DRIVER_TAG: driver_identity()})
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "search_space.json"
         path.write_text(json.dumps(space, indent=2))
@@ -246,6 +254,26 @@ def open_search_run(tracking_uri: str, experiment: str, name: str, command: str,
     if settings:
         client.log_text(run.info.run_id, settings + "\n", "settings.txt")
     return run.info.run_id
+
+
+def end_orphaned_searches(client: MlflowClient, experiment_id: str, by: str) -> None:
+    """End KILLED, with the reason, each RUNNING search run of the experiment (other than
+    ``by``, the search now starting, whose resume deals with its own runs) whose driver on
+    this host is gone (killed outright: nothing else leaves one RUNNING), and its RUNNING
+    trial runs; a reproduction re-opens the cell runs it continues."""
+    for run in client.search_runs([experiment_id], filter_string=f"tags.`{KIND_TAG}` = 'search' and "
+                                  "attributes.status = 'RUNNING'"):
+        driver = run.data.tags.get(DRIVER_TAG, "")
+        if run.data.tags.get(SEARCH_TAG) == by or driver_alive(driver) is not False:
+            continue
+        host, pid, _ = driver.rsplit(":", 2)
+        reason = (f"killed: its driver (process {pid} on {host}) ended without closing its runs (killed "
+                  f"outright); found by {by}")
+        search = run.data.tags[SEARCH_TAG]
+        trials = client.search_runs([experiment_id], filter_string=f"tags.`{SEARCH_TAG}` = '{search}' and "
+                                    "attributes.status = 'RUNNING'")
+        terminate_running(client, [t for t in trials if t.data.tags.get(KIND_TAG) != "search"], "KILLED", reason)
+        terminate_running(client, [run], "KILLED", reason)
 
 
 def close_search_run(tracking_uri: str, run_id: str, best: dict, status: str = "FINISHED",
