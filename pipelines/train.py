@@ -105,15 +105,20 @@ def _join_cluster(args, processed, parallel) -> None:
     check_shared({"--storage-path": resolve(args.storage_path), "--processed": processed})
 
 
-def _fit_on_ray(args, processed, model_cfg, train_cfg, parallel, name: str) -> dict:
+def _fit_on_ray(args, processed, model_cfg, train_cfg, parallel, run_name: str) -> dict:
     from mikgnn.distributed.trainer import make_trainer
 
-    run_name = args.run_name or f"{name}-{args.model}-seed{args.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
     trainer = make_trainer(processed, model_cfg, train_cfg, workers=args.workers,
                            gpus_per_worker=args.gpus_per_worker, cpus_per_worker=parallel.cpus_per_worker,
                            storage_path=args.storage_path, name=run_name, max_failures=parallel.max_failures,
                            placement_strategy=parallel.placement_strategy, parallel=parallel)
-    result = trainer.fit()
+    from mikgnn.distributed.cluster import sigint_kept
+
+    try:
+        with sigint_kept():
+            result = trainer.fit()
+    except SystemExit as exc:  # Ray Train's SIGINT handler (SIGTERM's too, here) aborts the run so
+        raise KeyboardInterrupt from exc
     metrics = dict(result.metrics)
     metrics["workers"] = args.workers
     metrics["checkpoint"] = result.checkpoint.path if result.checkpoint else None
@@ -168,7 +173,9 @@ def main(argv: list[str] | None = None) -> int:
 
     def report(epoch: int, m: dict) -> None:
         line = (f"epoch {epoch:3d}  loss {m['train/loss']:.4f}  {m['train/seconds']:.2f}s  "
-                f"valid auc {m['valid/auc']:.4f}  R@20 {m['valid/recall@20']:.4f}")
+                f"valid auc {m['valid/auc']:.4f}")
+        if "valid/recall@20" in m:  # not on the epochs topk_every skips
+            line += f"  R@20 {m['valid/recall@20']:.4f}"
         if "attention_entropy" in m:  # the attention models' diagnostics (docs/model.md)
             line += (f"  att.entropy {m['attention_entropy']:.4f} (distinct neighbours "
                      f"{m.get('attention_entropy_distinct', float('nan')):.4f})  norms item "
@@ -177,16 +184,23 @@ def main(argv: list[str] | None = None) -> int:
         if "warning" in m:
             print(f"warning: {m['warning']}", file=sys.stderr, flush=True)
 
+    run_name = args.run_name or f"{name}-{args.model}-seed{args.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
     start = time.perf_counter()
     try:
         if args.workers:
-            result = _fit_on_ray(args, processed, model_cfg, train_cfg, parallel, name)
+            result = _fit_on_ray(args, processed, model_cfg, train_cfg, parallel, run_name)
         else:
             result = fit(exp, train_cfg, report)  # the model now holds the best epoch's weights
             result["checkpoint"] = str(save_model(output / "checkpoint", exp.model, model_cfg, train_cfg, processed))
     except NonFiniteLoss as exc:  # nothing is written: a diverged run has no result
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:  # Ctrl-C, or SIGTERM once on Ray (cluster.sigterm_as_interrupt)
+        print(f"interrupted after {time.perf_counter() - start:.0f} s: no result written "
+              f"({output / 'metrics.json'} is written when a run completes)", file=sys.stderr)
+        if args.workers:
+            print(f"rerun with --run-name {run_name} to continue from its last checkpoint", file=sys.stderr)
+        return 130
     protocol = {"ctr": "AUC and F1@0.5 over every row of the split",
                 "topk": ("full ranking: every user with a positive row in the split, candidates = all items "
                          "without a training row") if train_cfg.protocol == "full" else

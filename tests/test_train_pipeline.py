@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -111,3 +113,56 @@ def test_a_diverged_run_fails_and_writes_nothing(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "training diverged" in err and "lr 1e+38" in err
     assert not out.exists()
+
+
+def _interrupted(cmd: list[str], tmp_path: Path, ready, sig: int) -> tuple[int, str, str]:
+    """Run ``cmd``, send ``sig`` once ``ready(stdout so far)`` holds; its exit code and output."""
+    out, err = tmp_path / "stdout.txt", tmp_path / "stderr.txt"
+    with open(out, "w") as stdout, open(err, "w") as stderr:  # files: a full pipe would stall it
+        proc = subprocess.Popen(cmd, stdout=stdout, stderr=stderr, cwd=tmp_path)
+        deadline = time.time() + 300
+        while proc.poll() is None and time.time() < deadline and not ready(out.read_text()):
+            time.sleep(0.5)
+        assert proc.poll() is None, f"ended before the signal: {err.read_text()[-3000:]}"
+        proc.send_signal(sig)
+        proc.wait(timeout=120)
+    return proc.returncode, out.read_text(), err.read_text()
+
+
+@pytest.mark.parametrize("workers", [None, 1])
+def test_an_interrupted_run_says_so_and_writes_nothing(ray_local, tmp_path, workers):
+    """Ctrl-C (one process) or SIGTERM (on Ray): exit 130 with what was and was not written, no
+    traceback; with --workers, the --run-name that continues it. topk_every=0 prints epochs
+    without validation's R@20."""
+    write_movie(tmp_path / "raw", n_users=40)
+    out = tmp_path / "run"
+    cmd = [sys.executable, str(REPO / "pipelines" / "train.py"), "--dataset", "movie", "--data-root",
+           str(tmp_path / "raw"), "--processed", str(tmp_path / "processed"), "--output", str(out),
+           "--epochs", "100000", "--set", "patience=100000", "--set", "dim=8", "--set", "n_neighbours=4",
+           "--set", "topk_every=0"]
+    if workers:
+        cmd += ["--workers", str(workers), "--run-name", "stopped", "--storage-path", str(tmp_path / "ray"),
+                "--address", ray_local.get_runtime_context().gcs_address]
+
+        def ready(_: str) -> bool:
+            return any((tmp_path / "ray" / "stopped").glob("checkpoint_*"))
+    else:
+        def ready(stdout: str) -> bool:
+            return "epoch   2" in stdout
+
+    code, stdout, stderr = _interrupted(cmd, tmp_path, ready, signal.SIGTERM if workers else signal.SIGINT)
+    assert code == 130, stderr[-3000:]
+    assert "interrupted after" in stderr and "no result written" in stderr and "Traceback" not in stderr
+    assert not (out / "metrics.json").exists()
+    if workers:  # and that rerun continues it
+        assert "rerun with --run-name stopped to continue from its last checkpoint" in stderr
+        states = sorted((tmp_path / "ray" / "stopped").glob("checkpoint_*/state.json"))  # time-stamped names
+        first = [h["train/seconds"] for h in json.loads(states[0].read_text())["history"]]
+        epochs = len(json.loads(states[-1].read_text())["history"]) + 2
+        cmd[cmd.index("--epochs") + 1] = str(epochs)
+        rerun = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=tmp_path)
+        assert rerun.returncode == 0, rerun.stderr[-3000:]
+        seconds = json.loads((out / "metrics.json").read_text())["epoch_seconds"]
+        assert len(seconds) == epochs and seconds[:len(first)] == first  # those epochs were not trained again
+    else:
+        assert "epoch   1" in stdout and "valid auc" in stdout and "R@20" not in stdout
