@@ -129,6 +129,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         check_flags(args)
         settings = settings_from_args(args, dataset)
+        if settings.train.topk_every != 1:
+            raise ValueError(f"topk_every {settings.train.topk_every}: a search compares and stops its trials "
+                             "on the validation Recall@20 of every epoch, so topk_every must be 1")
         spec = get_dataset(args.dataset, args.data_root)
         spec.check_present()  # the search prepares the raw files on Ray: refuse before it starts
         path, generic = (args.space, False) if args.space else space_file(REPO / "tune_spaces", dataset, args.model)
