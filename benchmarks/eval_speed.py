@@ -5,6 +5,9 @@
     python benchmarks/eval_speed.py --dataset music --transform learned
     python benchmarks/eval_speed.py --dataset music --hops 4 --adjusted-field --users 500 --threads 1
                                                         # a search trial's validation grid (8x4, FMK r)
+    python benchmarks/eval_speed.py --dataset music --hops 3 --users 200 --grid-only --scorer grid
+    python benchmarks/eval_speed.py --dataset music --hops 3 --users 200 --grid-only --scorer graph
+                                                        # the two score grids of MI-KGNN (score_all picks)
 """
 
 from __future__ import annotations
@@ -22,7 +25,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from mikgnn.config import table1  # noqa: E402
 from mikgnn.experiment import build  # noqa: E402
+from mikgnn.models.score_graph import graph_cost, score_graph  # noqa: E402
+from mikgnn.models.score_grid import score_grid  # noqa: E402
 from mikgnn.processed import load_processed  # noqa: E402
+
+SCORERS = {"auto": lambda model, users, items: model.score_all(users, items), "grid": score_grid,
+           "graph": score_graph}
 from mikgnn.training import evaluate, shuffled_batches, train_epoch  # noqa: E402
 
 
@@ -38,6 +46,9 @@ def main() -> None:
     p.add_argument("--adjusted-field", action="store_true", help="FMK r, as a search trains n^h > max_field")
     p.add_argument("--users", type=int, help="score the first N users (a search validates 500; default: all)")
     p.add_argument("--threads", type=int, help="torch threads (a search's trial: 1; default: torch's choice)")
+    p.add_argument("--scorer", choices=tuple(SCORERS), default="auto",
+                   help="the score grid: score_all's choice, or score_grid / score_graph (models/)")
+    p.add_argument("--grid-only", action="store_true", help="time the score grid alone (no epoch, no test)")
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -51,17 +62,22 @@ def main() -> None:
     users, items = torch.arange(min(args.users or data.n_users, data.n_users)), torch.arange(data.n_items)
     timings = {"epoch_s": [], "grid_s": [], "test_eval_s": []}
     for _ in range(args.repeats):
-        timings["epoch_s"].append(train_epoch(exp.model, exp.optimizer,
-                                              shuffled_batches(train, t.train.batch_size, g), t.train)["seconds"])
+        if not args.grid_only:
+            timings["epoch_s"].append(train_epoch(exp.model, exp.optimizer, shuffled_batches(
+                train, t.train.batch_size, g), t.train)["seconds"])
         start = time.perf_counter()
-        exp.model.score_all(users, items)
+        with torch.no_grad():
+            SCORERS[args.scorer](exp.model, users, items)
         timings["grid_s"].append(time.perf_counter() - start)
-        start = time.perf_counter()
-        evaluate(exp.model, "test", exp.splits["test"], train, data.n_items, t.train)
-        timings["test_eval_s"].append(time.perf_counter() - start)
-    print(json.dumps({k: round(min(v), 3) for k, v in timings.items()}
+        if not args.grid_only:
+            start = time.perf_counter()
+            evaluate(exp.model, "test", exp.splits["test"], train, data.n_items, t.train)
+            timings["test_eval_s"].append(time.perf_counter() - start)
+    graph, grid = graph_cost(exp.model, items) if model.model != "mf" else (0, 0)
+    print(json.dumps({k: round(min(v), 3) for k, v in timings.items() if v}
                      | {"threads": torch.get_num_threads(), "hops": model.hops, "neighbours": model.n_neighbours,
-                        "adjusted_field": model.adjusted_field, "users": len(users)}))
+                        "adjusted_field": model.adjusted_field, "users": len(users), "scorer": args.scorer,
+                        "node_updates_per_user": {"graph": graph, "grid": grid}}))
 
 
 if __name__ == "__main__":

@@ -22,6 +22,8 @@ from mikgnn.config import (
 )
 from mikgnn.experiment import build, fit
 from mikgnn.models import build_model
+from mikgnn.models.score_graph import graph_cost, score_graph
+from mikgnn.models.score_grid import score_grid
 from mikgnn.training import Rows, diagnostics, step_loss, training_rows
 
 CONFIGS = [apply_variant(ModelConfig(dim=8, n_neighbours=4, hops=h), v) for v in VARIANTS for h in (1, 2)]
@@ -52,6 +54,11 @@ def test_shapes_and_grid_agree_with_pairs(cfg):
     assert grid.shape == (7, data.n_items)
     pairs = model(torch.arange(7).repeat_interleave(data.n_items), torch.arange(data.n_items).repeat(7))
     torch.testing.assert_close(grid, pairs.view(7, -1), rtol=1e-5, atol=1e-6)
+    if cfg.model != "mf":  # both of score_all's ways, whichever it picks here
+        ways = [score_grid] + ([score_graph] if graph_cost(model, model.all_items()) != (0, 0) else [])
+        for way in ways:
+            torch.testing.assert_close(way(model, torch.arange(7), model.all_items()), pairs.view(7, -1),
+                                       rtol=1e-5, atol=1e-6)
     if cfg.model != "mf":
         field = [1] + ([cfg.n_neighbours] * cfg.hops if cfg.adjusted_field else
                        [cfg.n_neighbours**k for k in range(1, cfg.hops + 1)])

@@ -11,6 +11,7 @@ from mikgnn.config import ModelConfig
 from mikgnn.graph import receptive_field, receptive_field_adjusted
 from mikgnn.models.aggregators import make_aggregator
 from mikgnn.models.base import Field, Recommender, TrainOutput
+from mikgnn.models.score_graph import graph_cost, score_graph
 from mikgnn.models.score_grid import score_grid, softmax_last
 
 
@@ -149,7 +150,12 @@ class MIKGNN(Recommender):
         return TrainOutput(logits, [user, *vectors], touched, rel_vectors, Field(entities, first_weights))
 
     def score_all(self, users: torch.Tensor, items: torch.Tensor | None = None) -> torch.Tensor:
-        return score_grid(self, users, self.all_items() if items is None else items)
+        """Per entity (``score_graph``) where that updates fewer nodes than per item's tree
+        (``score_grid``): music, n = 8, 100 users, 1 thread: h = 2 0.55 s against 0.74, h = 3 1.2
+        against 9.8, h = 4 1.8 (docs/model.md)."""
+        items = self.all_items() if items is None else items
+        graph, grid = graph_cost(self, items)
+        return score_graph(self, users, items) if graph < grid else score_grid(self, users, items)
 
     def l2_tensors(self, relations: bool = True) -> list[torch.Tensor]:
         tables = [self.user.weight, self.entity.weight] + ([self.relation.weight] if relations else [])
