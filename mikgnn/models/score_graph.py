@@ -56,10 +56,9 @@ def graph_cost(model, items: torch.Tensor) -> tuple[int, int]:
 
 @dataclass
 class _Iteration:
-    """Iteration i's nodes N_i [m], and where its centres and children [m n] sit in the
-    vectors it reads: the previous iteration's [1 or U, |N_(i-1)|, d], or the entity table."""
+    """Where iteration i's centres N_i [m] and their children [m n] sit in the vectors it
+    reads: the previous iteration's [1 or U, |N_(i-1)|, d], or the entity table [1, E, d]."""
 
-    ids: torch.Tensor  # [m]
     centre: torch.Tensor  # [m]
     centre_raw: bool
     children: torch.Tensor  # [m n]
@@ -75,7 +74,7 @@ def _plan(model, items: torch.Tensor) -> tuple[list[_Iteration], torch.Tensor]:
         children = model.adj_entity[ids].reshape(-1)  # [m n]: all in N_(i-1) (hops one further out)
         before = nodes[i - 1] if i else None
         centre_raw = i == 0 or model.config.layer_by_layer  # FMK l: a hop is updated once, from its start
-        plan.append(_Iteration(ids, ids if centre_raw else torch.searchsorted(before, ids), centre_raw,
+        plan.append(_Iteration(ids if centre_raw else torch.searchsorted(before, ids), centre_raw,
                                children if i == 0 else torch.searchsorted(before, children), i == 0,
                                model.adj_relation[ids].reshape(-1)))
     return plan, torch.searchsorted(nodes[-1], items)
