@@ -18,8 +18,6 @@ from mikgnn.label_smoothness import InteractionTable, label_smoothness_loss
 from mikgnn.metrics import auc, batch_mean_auc, f1_at_half, ranking_users, topk_metrics
 from mikgnn.models import Recommender, TrainOutput
 
-SCORE_BATCH = 65_536
-
 
 class NonFiniteLoss(ArithmeticError):
     """The training loss became NaN or infinite: the run stops at once and counts as failed."""
@@ -192,8 +190,9 @@ def _merge_touched(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> di
 def predict(model: Recommender, rows: Rows) -> np.ndarray:
     model.eval()
     device = _device(model)
-    out = [model(rows.user[s : s + SCORE_BATCH].to(device), rows.item[s : s + SCORE_BATCH].to(device)).cpu()
-           for s in range(0, len(rows), SCORE_BATCH)]
+    step = model.pairs_per_call()
+    out = [model(rows.user[s : s + step].to(device), rows.item[s : s + step].to(device)).cpu()
+           for s in range(0, len(rows), step)]
     return torch.cat(out).numpy()
 
 
@@ -229,8 +228,10 @@ def evaluate(model: Recommender, split: str, rows: Rows, train: Rows, n_items: i
 
 
 def diagnostics(model: Recommender, rows: Rows, sample: int = 4096) -> dict[str, float]:
-    """What the model reports about itself (``Recommender.diagnostics``) on a sample of rows."""
+    """What the model reports about itself (``Recommender.diagnostics``) on a sample of rows
+    (at most what one call may score: ``Recommender.pairs_per_call``)."""
     model.eval()
     device = _device(model)
+    sample = min(sample, model.pairs_per_call())
     with torch.no_grad():
         return model.diagnostics(rows.user[:sample].to(device), rows.item[:sample].to(device))

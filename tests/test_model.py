@@ -24,7 +24,7 @@ from mikgnn.experiment import build, fit
 from mikgnn.models import build_model
 from mikgnn.models.score_graph import graph_cost, score_graph
 from mikgnn.models.score_grid import score_grid
-from mikgnn.training import Rows, diagnostics, step_loss, training_rows
+from mikgnn.training import Rows, diagnostics, predict, step_loss, training_rows
 
 CONFIGS = [apply_variant(ModelConfig(dim=8, n_neighbours=4, hops=h), v) for v in VARIANTS for h in (1, 2)]
 CONFIGS += [for_model(ModelConfig(dim=8, n_neighbours=4, hops=h), "kgcn", a)
@@ -230,3 +230,25 @@ def test_diagnostics_separate_items_with_distinct_neighbours():
     assert d["attention_distinct_share"] == pytest.approx(distinct.mean())
     # repeated neighbours get equal weights: only items with distinct ones can be non-uniform
     assert d["attention_entropy_distinct"] < d["attention_entropy"] < 1.0
+
+
+def test_evaluation_calls_score_few_pairs_at_a_deep_field_and_agree_with_one_call(monkeypatch):
+    """predict and diagnostics score at most ``pairs_per_call`` pairs a call (a 4-hop music field
+    at 65,536 pairs a call held 8 GB a process): the chunks give the one call's logits."""
+    import mikgnn.models.mikgnn as mikgnn_module
+
+    data = tiny_data()
+    model = build_model(data, ModelConfig(dim=8, n_neighbours=3, hops=3), seed=0)
+    assert model.pairs_per_call() == mikgnn_module.PAIR_BYTES // (8 * 4 * (1 + 3 + 9 + 27) * 8)
+    shallow = build_model(data, ModelConfig(dim=8, n_neighbours=3, hops=1), seed=0)
+    assert model.pairs_per_call() < shallow.pairs_per_call() <= 65_536
+    monkeypatch.setattr(mikgnn_module, "PAIR_BYTES", 8 * 4 * 40 * 8 * 7)  # 7 pairs a call
+    assert model.pairs_per_call() == 7
+    calls = []
+    forward = model.forward
+    monkeypatch.setattr(model, "forward", lambda u, i: calls.append(len(u)) or forward(u, i))
+    rows = Rows.from_numpy({k: v[:50] for k, v in data.splits["valid"].items()})
+    with torch.no_grad():
+        whole = forward(rows.user, rows.item)
+    torch.testing.assert_close(torch.from_numpy(predict(model, rows)), whole)
+    assert max(calls) == 7 and sum(calls) == 50

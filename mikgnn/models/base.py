@@ -43,6 +43,9 @@ class TrainOutput:
     extra: torch.Tensor | None = None  # a model's own weighted loss term on this batch (RippleNet's KGE)
 
 
+PAIRS_PER_CALL = 65_536  # pairs of one evaluation call of a model whose per-pair work is small
+
+
 class Recommender(nn.Module):
     n_items: int
 
@@ -72,6 +75,11 @@ class Recommender(nn.Module):
         the rows it read (parameter name -> row ids, as ``TrainOutput.touched``); ``batch``: the
         step's number of rows, for a term that samples its own batch (KG triples)."""
         return None
+
+    def pairs_per_call(self) -> int:
+        """How many (user, item) pairs one ``forward`` may score without autograd: a model
+        whose per-pair work grows (a receptive field of n^h nodes) bounds its memory here."""
+        return PAIRS_PER_CALL
 
     def end_epoch(self) -> None:
         """Called by training after an epoch's last step, before validation: a model whose
