@@ -133,7 +133,10 @@ def main(argv: list[str] | None = None) -> int:
         close_search_run(tracking_uri, run_id, {}, status="KILLED")
         raise
     status = "FINISHED" if not outcome["missing"] else "KILLED" if outcome["interrupted"] else "FAILED"
-    reason = None if status == "FINISHED" else f"{len(outcome['missing'])} cell(s) have no finished run"
+    missing = f"{len(outcome['missing'])} cell(s) have no finished run"
+    reason = None if status == "FINISHED" else outcome["error"] or missing
+    if outcome["error"]:
+        print(f"error: {outcome['error']}", file=sys.stderr)
     close_search_run(tracking_uri, run_id, {}, status=status, reason=reason)
     print(f"{outcome['cells']} cells: {outcome['reused']} reused, {outcome['trained']} trained, "
           f"{len(outcome['missing'])} missing")

@@ -153,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     from mikgnn.distributed.prepare import prepare
     from mikgnn.distributed.shared_storage import check_shared
     from mikgnn.distributed.tracking import default_tracking_uri, local_store_folder
-    from mikgnn.distributed.tuner import TuneJob, run_search
+    from mikgnn.distributed.tuner import SearchStopped, TuneJob, run_search
 
     connect(args.address)
     try:
@@ -189,6 +189,9 @@ def main(argv: list[str] | None = None) -> int:
         _, best = run_search(job, resume=args.resume is not None)
     except ValueError as exc:
         return usage_error(exc, args.debug)
+    except SearchStopped as exc:  # its runs are ended with the reason; exit 1, not a usage error
+        usage_error(exc, args.debug)
+        return 1
     if best["errors"]:
         print(f"{best['errors']} trial(s) failed; their MLflow runs are FAILED with a 'failure_reason' tag",
               file=sys.stderr)

@@ -166,3 +166,34 @@ def test_a_terminated_reproduction_continues_its_cell_from_the_checkpoint(ray_lo
     continued = int(re.search(r"continues after epoch (\d+)", again.stdout).group(1))
     assert len(logged) - 1 <= continued <= len(logged)
     assert "test/auc" in resumed.data.metrics
+
+
+def test_a_cell_killed_for_memory_fails_with_that_reason_and_the_reproduction_says_so(tmp_path):
+    """Ray's memory monitor kills a cell's process (here: a threshold of 2 % of the machine, on
+    a local Ray of the reproduction's own): the driver neither hangs nor dies with a traceback of
+    its own; the cell's run is FAILED with "out of memory", the reproduction's run FAILED, exit 1."""
+    import os
+
+    write_movie(tmp_path / "raw", n_users=40, n_items=40)
+    processed = tmp_path / "processed"
+    done = subprocess.run([sys.executable, str(REPO / "pipelines" / "train.py"), "--dataset", "movie", "--data-root",
+                           str(tmp_path / "raw"), "--processed", str(processed / "movie-seed0"), "--epochs", "1",
+                           "--output", str(tmp_path / "run")], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]  # prepared in-process: no Ray Data task to kill
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    env = {**os.environ, "RAY_memory_usage_threshold": "0.02", "RAY_memory_monitor_refresh_ms": "100"}
+    args = ["--dataset", "movie", "--data-root", str(tmp_path / "raw"), "--tables", "4", "--models", "mf",
+            "--seeds", "0", "--epochs", "2", "--tracking-uri", uri, "--storage-path", str(tmp_path / "ray"),
+            "--processed-root", str(processed)]
+    out = subprocess.run([sys.executable, str(REPO / "pipelines" / "reproduce.py"), *args], capture_output=True,
+                         text=True, timeout=300, env=env)
+    assert out.returncode == 1, out.stdout[-2000:] + out.stderr[-3000:]
+    assert "in <module>" not in out.stderr, out.stderr[-3000:]  # no traceback of the driver's own
+    assert "rerun the same command to train only the missing cells" in out.stderr
+    (cell,) = _cells(uri)
+    assert cell.info.status == "FAILED", cell.data.tags
+    reason = cell.data.tags["failure_reason"]
+    assert "out of memory" in reason and "running low on memory" in reason, reason
+    client = MlflowClient(uri)
+    (search,) = client.search_runs([cell.info.experiment_id], "tags.`mikgnn.kind` = 'search'")
+    assert search.info.status == "FAILED" and search.data.tags["failure_reason"]

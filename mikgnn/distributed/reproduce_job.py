@@ -34,7 +34,7 @@ from mikgnn.distributed.tracking import (
     experiment_id,
 )
 from mikgnn.distributed.train_loop import loop_config, train_in_trial
-from mikgnn.distributed.tuner import MlflowStatusCallback
+from mikgnn.distributed.tuner import MlflowStatusCallback, stopped_reason
 from mikgnn.distributed.watchdog import SearchGuard, StallStopper
 from mikgnn.reproduction.cells import Cell
 
@@ -119,15 +119,20 @@ def tag_done(tracking_uri: str, done: dict[str, str], cells: list[Cell], dataset
         client.log_batch(done[cell.identity], tags=[RunTag(k, v) for k, v in cell_tags(cell, dataset).items()])
 
 
+def cell_params(cell: Cell) -> dict:
+    """The MLflow params of a cell's run: its resolved settings, variant, n and h."""
+    return {f"model.{k}": v for k, v in asdict(cell.model).items()} | {
+        f"train.{k}": v for k, v in asdict(cell.train).items()} | {
+        "variant": cell.system.variant, "n": cell.model.n_neighbours, "h": cell.model.hops}
+
+
 def run_cell(config: dict, job: ReproductionJob, cells: tuple[Cell, ...], resume: dict[int, Resume]) -> None:
     """One cell: the training loop in the trial's own process, logged to the cell's run (the
     interrupted run it continues, when ``resume`` has one for it)."""
     cell = cells[config["cell"]]
     trial_id = tune.get_context().get_trial_id()
     resumed = resume.get(config["cell"])
-    params = {f"model.{k}": v for k, v in asdict(cell.model).items()} | {
-        f"train.{k}": v for k, v in asdict(cell.train).items()} | {
-        "variant": cell.system.variant, "n": cell.model.n_neighbours, "h": cell.model.hops}
+    params = cell_params(cell)
     if resumed is not None:
         tracker = TrialTracker.reopen(job.tracking_uri, resumed.run_id, {TRIAL_TAG: trial_id, SEARCH_TAG: job.name,
                                                                           RESUMED_TAG: resumed.checkpoint}, params)
@@ -152,7 +157,11 @@ def run_grid(job: ReproductionJob, cells: list[Cell], phase: str, concurrency: i
     by_index = {i: resume[c.identity] for i, c in enumerate(cells) if c.identity in resume}
     trainable = tune.with_resources(tune.with_parameters(run_cell, job=job, cells=tuple(cells), resume=by_index),
                                     resources)
-    status = MlflowStatusCallback(job.tracking_uri, job.experiment, job.name)
+    def describe(trial) -> tuple[str, dict, dict[str, str]]:  # a cell that failed before run_cell opened its run
+        cell = cells[trial.config["cell"]]
+        return cell.key, cell_params(cell), cell_tags(cell, job.dataset) | {HARDWARE_TAG: hardware()}
+
+    status = MlflowStatusCallback(job.tracking_uri, job.experiment, job.name, describe)
     guard = SearchGuard(status.stalled, stall_s=job.stall_s)
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     tuner = tune.Tuner(
@@ -192,7 +201,7 @@ def reproduce(job: ReproductionJob, cells: tuple[Cell, ...]) -> dict:
             print(f"  {cell.key}: continues after epoch {resume[cell.identity].epoch}", flush=True)
     concurrency = plan_concurrency(ray.cluster_resources(), 1, job.cpus_per_worker, job.gpus_per_worker,
                                    what="a cell")
-    ended = True
+    ended, error = True, None
     try:
         for phase, batch, width in (("accuracy", [c for c in todo if c.kind == "accuracy"], concurrency),
                                     ("timing", [c for c in todo if c.kind == "timing"], 1)):
@@ -201,11 +210,13 @@ def reproduce(job: ReproductionJob, cells: tuple[Cell, ...]) -> dict:
                 break
     except KeyboardInterrupt:
         ended = False
+    except Exception as exc:  # Tune's own loop raised (SearchStopped); the cells' runs say why
+        ended, error = False, stopped_reason(exc, "rerun its command to continue the missing cells")
     finally:
-        close_running_trials(job.tracking_uri, job.experiment, job.name, "KILLED",
+        close_running_trials(job.tracking_uri, job.experiment, job.name, "KILLED", error or
                              "the reproduction was interrupted; rerun its command to continue the missing cells",
                              explain_killed=not ended)
     after = finished_cells(job.tracking_uri, job.experiment)
     missing = [c.key for c in cells if c.identity not in after]
     return {"cells": len(cells), "trained": len(todo) - len(missing), "reused": len(cells) - len(todo),
-            "missing": missing, "interrupted": not ended}
+            "missing": missing, "interrupted": not ended and error is None, "error": error}

@@ -14,11 +14,14 @@ from __future__ import annotations
 import math
 import os
 import sys
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import ray
+from mlflow.entities import RunTag
 from mlflow.tracking import MlflowClient
 from ray import tune
+from ray.tune.experiment import Trial
 from ray.tune.integration.ray_train import TuneReportCallback
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 from ray.tune.search import BasicVariantGenerator
@@ -124,6 +127,18 @@ ORPHAN_REASON = ("its search's driver stopped without ending it (killed); the re
                  "trials Tune had recorded")
 
 
+class SearchStopped(RuntimeError):
+    """Ray Tune's own loop raised: with ray 2.60 it does when Ray's memory monitor kills a
+    trial's process ("Caught unexpected exception: ... running low on memory"). The search's
+    runs have been ended with the reason; its cells or trials continue from their checkpoints."""
+
+
+def stopped_reason(exc: BaseException, then: str) -> str:
+    """The failure_reason of runs that Tune's error stopped: its first line, and what to do."""
+    first = next((line for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
+    return f"the search stopped on an error in Ray Tune: {first.strip()[:600]}; {then}"
+
+
 def trial_resources(job: TuneJob) -> dict:
     """What Tune reserves for one trial: its one worker, or a driver for its TorchTrainer."""
     if job.workers_per_trial > 1:
@@ -137,6 +152,9 @@ def _last_error_line(trial_dir: str | None) -> str:
     if trial_dir and os.path.exists(os.path.join(trial_dir, "error.txt")):
         with open(os.path.join(trial_dir, "error.txt")) as f:
             lines = [line.strip() for line in f if line.strip()]
+    memory = next((line for line in lines if "running low on memory" in line), None)
+    if memory is not None:  # Ray's memory monitor: its message ends in advice, not the cause
+        return f"out of memory: Ray's memory monitor killed the trial's process: {memory}"[:500]
     return next((line for line in reversed(lines) if "Error" in line or "Exception" in line),
                 lines[-1] if lines else "no error file")[:500]
 
@@ -144,8 +162,12 @@ def _last_error_line(trial_dir: str | None) -> str:
 class MlflowStatusCallback(tune.Callback):
     """A trial stopped by the scheduler or crashed ends KILLED / FAILED, never RUNNING."""
 
-    def __init__(self, tracking_uri: str, experiment: str, search: str):
+    def __init__(self, tracking_uri: str, experiment: str, search: str,
+                 describe: Callable[[Trial], tuple[str, dict, dict[str, str]]] | None = None):
+        """``describe``: the run name, params and tags of a trial's run, for one this callback
+        must create (default: Tune's trial name and config, no tags)."""
         self.tracking_uri, self.experiment, self.search = tracking_uri, experiment, search
+        self.describe = describe or (lambda trial: (str(trial), dict(trial.config), {}))
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         close_if_running(self.tracking_uri, self.experiment, trial.trial_id, "KILLED")
@@ -155,8 +177,11 @@ class MlflowStatusCallback(tune.Callback):
         if not close_if_running(self.tracking_uri, self.experiment, trial.trial_id, "FAILED", reason=reason):
             # it failed before its own code opened a run (its actor could not start, say):
             # record it anyway, so that MLflow holds every trial of the search
-            tracker = TrialTracker.open(self.tracking_uri, self.experiment, trial.trial_id, str(trial),
-                                        dict(trial.config), search=self.search)
+            name, params, tags = self.describe(trial)
+            tracker = TrialTracker.open(self.tracking_uri, self.experiment, trial.trial_id, name, params,
+                                        search=self.search)
+            if tags:
+                tracker.client.log_batch(tracker.run_id, tags=[RunTag(k, v) for k, v in tags.items()])
             tracker.end("FAILED", reason=reason)
 
     def stalled(self, trial_id: str | None, reason: str) -> None:
@@ -219,6 +244,11 @@ def run_search(job: TuneJob, resume: bool = False):
     try:
         with sigint_kept():
             results = tuner.fit()
+    except Exception as exc:
+        reason = stopped_reason(exc, f"--resume {job.name} continues it")
+        close_running_trials(job.tracking_uri, job.experiment, job.name, "KILLED", reason, explain_killed=True)
+        close_search_run(job.tracking_uri, search_run_id, {}, status="FAILED", reason=reason)
+        raise SearchStopped(reason) from exc
     except BaseException:
         close_search_run(job.tracking_uri, search_run_id, {}, status="KILLED")
         raise
