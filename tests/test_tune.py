@@ -444,3 +444,28 @@ def test_a_local_run_listens_on_the_loopback_only(shared_data, tmp_path):
     names = {name for name, _ in seen}
     assert {"gcs_server", "raylet"} <= names and any(n.startswith("ray::") for n in names), sorted(seen)
     assert [s for s in seen if not _is_loopback(s[1])] == [], sorted(seen)
+
+
+def test_tunes_own_loop_raising_ends_the_search_failed_and_its_trials_killed(shared_data, tmp_path):
+    """When Tune's own loop raises (ray 2.60 does when Ray's memory monitor kills a trial's
+    process at some moments: "Caught unexpected exception"; injected here from a callback of
+    Tune's loop), tune.py exits 1 with one line and no traceback, the search run is FAILED and
+    its running trial KILLED, both with the reason, and the reason names --resume."""
+    args = _args(tmp_path, shared_data, "raising", 1)
+    script = ("import runpy, sys\n"
+              "from mikgnn.distributed import tuner\n"
+              "def boom(self, iteration, trials, trial, result, **info):\n"
+              "    raise RuntimeError('Caught unexpected exception: injected after the first result')\n"
+              "tuner.MlflowStatusCallback.on_trial_result = boom\n"
+              f"sys.argv = ['tune.py', *{args!r}]\n"
+              f"runpy.run_path({str(REPO / 'pipelines' / 'tune.py')!r}, run_name='__main__')\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 1, done.stdout[-2000:] + done.stderr[-3000:]
+    assert "error: the search stopped on an error in Ray Tune: RuntimeError: Caught unexpected exception: injected" \
+        in done.stderr, done.stderr[-3000:]
+    assert "--resume raising continues it" in done.stderr and "in <module>" not in done.stderr
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    (trial,) = _trial_runs(uri)
+    assert trial.info.status == "KILLED" and "injected" in trial.data.tags["failure_reason"]
+    (search,) = MlflowClient(uri).search_runs([trial.info.experiment_id], "tags.`mikgnn.kind` = 'search'")
+    assert search.info.status == "FAILED" and "injected" in search.data.tags["failure_reason"]

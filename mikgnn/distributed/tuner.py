@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import sys
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -135,8 +136,10 @@ class SearchStopped(RuntimeError):
 
 def stopped_reason(exc: BaseException, then: str) -> str:
     """The failure_reason of runs that Tune's error stopped: its first line, and what to do."""
-    first = next((line for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
-    return f"the search stopped on an error in Ray Tune: {first.strip()[:600]}; {then}"
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    raised = [line for line in lines if re.match(r"[A-Za-z_][\w.]*(Error|Exception): ", line)]
+    cause = raised[-1] if raised else lines[0] if lines else type(exc).__name__  # Tune wraps a traceback
+    return f"the search stopped on an error in Ray Tune: {cause[:600]}; {then}"
 
 
 def trial_resources(job: TuneJob) -> dict:
