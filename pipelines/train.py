@@ -106,19 +106,18 @@ def _join_cluster(args, processed, parallel) -> None:
 
 
 def _fit_on_ray(args, processed, model_cfg, train_cfg, parallel, run_name: str) -> dict:
+    from mikgnn.distributed.cluster import sigint_kept
     from mikgnn.distributed.trainer import make_trainer
 
     trainer = make_trainer(processed, model_cfg, train_cfg, workers=args.workers,
                            gpus_per_worker=args.gpus_per_worker, cpus_per_worker=parallel.cpus_per_worker,
                            storage_path=args.storage_path, name=run_name, max_failures=parallel.max_failures,
                            placement_strategy=parallel.placement_strategy, parallel=parallel)
-    from mikgnn.distributed.cluster import sigint_kept
-
     try:
         with sigint_kept():
             result = trainer.fit()
-    except SystemExit as exc:  # Ray Train's SIGINT handler (SIGTERM's too, here) aborts the run so
-        raise KeyboardInterrupt from exc
+    except SystemExit as exc:  # Ray Train's SIGINT handler (SIGTERM's too, here) aborts the run with
+        raise KeyboardInterrupt from exc  # sys.exit: the interrupt, as the one-process path sees it
     metrics = dict(result.metrics)
     metrics["workers"] = args.workers
     metrics["checkpoint"] = result.checkpoint.path if result.checkpoint else None

@@ -126,6 +126,11 @@ def cell_params(cell: Cell) -> dict:
         "variant": cell.system.variant, "n": cell.model.n_neighbours, "h": cell.model.hops}
 
 
+def cell_run_tags(cell: Cell, dataset: str) -> dict[str, str]:
+    """The tags a cell's run gets when it opens: the cell's, and the hardware it runs on."""
+    return cell_tags(cell, dataset) | {HARDWARE_TAG: hardware()}
+
+
 def run_cell(config: dict, job: ReproductionJob, cells: tuple[Cell, ...], resume: dict[int, Resume]) -> None:
     """One cell: the training loop in the trial's own process, logged to the cell's run (the
     interrupted run it continues, when ``resume`` has one for it)."""
@@ -138,8 +143,7 @@ def run_cell(config: dict, job: ReproductionJob, cells: tuple[Cell, ...], resume
                                                                           RESUMED_TAG: resumed.checkpoint}, params)
     else:
         tracker = TrialTracker.open(job.tracking_uri, job.experiment, trial_id, cell.key, params, search=job.name)
-    tracker.client.log_batch(tracker.run_id, tags=[RunTag(k, v) for k, v in
-                                                   (cell_tags(cell, job.dataset) | {HARDWARE_TAG: hardware()}).items()])
+    tracker.client.log_batch(tracker.run_id, tags=[RunTag(k, v) for k, v in cell_run_tags(cell, job.dataset).items()])
     with tracker.ending():
         train_in_trial(loop_config(job.processed[cell.seed], cell.model, cell.train, job.cpus_per_worker)
                        | {"gpu": job.gpus_per_worker > 0, "mlflow_run": tracker.address,
@@ -159,7 +163,7 @@ def run_grid(job: ReproductionJob, cells: list[Cell], phase: str, concurrency: i
                                     resources)
     def describe(trial) -> tuple[str, dict, dict[str, str]]:  # a cell that failed before run_cell opened its run
         cell = cells[trial.config["cell"]]
-        return cell.key, cell_params(cell), cell_tags(cell, job.dataset) | {HARDWARE_TAG: hardware()}
+        return cell.key, cell_params(cell), cell_run_tags(cell, job.dataset)
 
     status = MlflowStatusCallback(job.tracking_uri, job.experiment, job.name, describe)
     guard = SearchGuard(status.stalled, stall_s=job.stall_s)

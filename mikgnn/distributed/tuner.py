@@ -135,7 +135,8 @@ class SearchStopped(RuntimeError):
 
 
 def stopped_reason(exc: BaseException, then: str) -> str:
-    """The failure_reason of runs that Tune's error stopped: its first line, and what to do."""
+    """The failure_reason of runs that Tune's error stopped: the error it raised (the last
+    "...Error: ..." line of the traceback Tune wraps in it, else its first line), and what to do."""
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
     raised = [line for line in lines if re.match(r"[A-Za-z_][\w.]*(Error|Exception): ", line)]
     cause = raised[-1] if raised else lines[0] if lines else type(exc).__name__  # Tune wraps a traceback
