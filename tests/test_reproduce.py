@@ -197,3 +197,39 @@ def test_a_cell_killed_for_memory_fails_with_that_reason_and_the_reproduction_sa
     client = MlflowClient(uri)
     (search,) = client.search_runs([cell.info.experiment_id], "tags.`mikgnn.kind` = 'search'")
     assert search.info.status == "FAILED" and search.data.tags["failure_reason"]
+
+
+@pytest.mark.parametrize("where", ["tune", "around"])
+def test_the_error_that_stops_a_reproduction_is_named_where_it_arose(ray_local, tmp_path, monkeypatch, where):
+    """Tune's own loop raising is reported as Ray Tune's error (run_grid's SearchStopped); an
+    error around the grids (here MLflow's store failing a write) is named as what it is, not
+    passed off as Tune's. Either way the cell run left RUNNING ends KILLED with that reason."""
+    from mlflow.exceptions import MlflowException
+
+    from mikgnn.distributed import reproduce_job
+    from mikgnn.distributed.tracking import SEARCH_TAG
+    from mikgnn.distributed.tuner import SearchStopped, stopped_reason
+    from mikgnn.reproduction.cells import plan
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    job = reproduce_job.ReproductionJob(dataset="movie", processed={0: str(tmp_path / "unused")}, tracking_uri=uri,
+                                        experiment="reproduce-movie", storage_path=str(tmp_path / "ray"), name="r1")
+    opened = []
+
+    def failing_grid(job, cells, *_):
+        client = MlflowClient(uri)
+        exp = client.get_experiment_by_name(job.experiment).experiment_id
+        opened.append(client.create_run(exp, tags={SEARCH_TAG: job.name}).info.run_id)
+        if where == "tune":
+            raise SearchStopped(stopped_reason(RuntimeError("Traceback\nValueError: trial actor died"), "rerun"))
+        raise MlflowException("database is locked\n(details)")
+
+    monkeypatch.setattr(reproduce_job, "run_grid", failing_grid)
+    outcome = reproduce_job.reproduce(job, plan("movie", (4,), (0,), models=("mf",)).cells)
+    expected = ("the search stopped on an error in Ray Tune: ValueError: trial actor died; rerun" if where == "tune"
+                else "the reproduction stopped on MlflowException: database is locked; "
+                     "rerun its command to continue the missing cells")
+    assert outcome["error"] == expected
+    assert outcome["missing"] and not outcome["interrupted"]
+    run = MlflowClient(uri).get_run(opened[0])
+    assert run.info.status == "KILLED" and run.data.tags["failure_reason"] == expected

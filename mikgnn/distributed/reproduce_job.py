@@ -34,7 +34,7 @@ from mikgnn.distributed.tracking import (
     experiment_id,
 )
 from mikgnn.distributed.train_loop import loop_config, train_in_trial
-from mikgnn.distributed.tuner import MlflowStatusCallback, stopped_reason
+from mikgnn.distributed.tuner import MlflowStatusCallback, SearchStopped, stopped_reason
 from mikgnn.distributed.watchdog import SearchGuard, StallStopper
 from mikgnn.reproduction.cells import Cell
 
@@ -44,6 +44,7 @@ SEED_TAG = "mikgnn.seed"
 HARDWARE_TAG = "mikgnn.hardware"
 DATASET_TAG = "mikgnn.dataset"
 RESUMED_TAG = "mikgnn.resumed_from"  # the checkpoint an interrupted cell continued from
+RERUN = "rerun its command to continue the missing cells"
 
 
 @dataclass(frozen=True)
@@ -179,6 +180,8 @@ def run_grid(job: ReproductionJob, cells: list[Cell], phase: str, concurrency: i
     try:
         with sigint_kept():
             results = tuner.fit()
+    except Exception as exc:  # Tune's own loop raised; the cells' runs say why
+        raise SearchStopped(stopped_reason(exc, RERUN)) from exc
     finally:
         leftovers = release_job_placement_groups()
         if leftovers:
@@ -214,12 +217,14 @@ def reproduce(job: ReproductionJob, cells: tuple[Cell, ...]) -> dict:
                 break
     except KeyboardInterrupt:
         ended = False
-    except Exception as exc:  # Tune's own loop raised (SearchStopped); the cells' runs say why
-        ended, error = False, stopped_reason(exc, "rerun its command to continue the missing cells")
+    except SearchStopped as exc:
+        ended, error = False, str(exc)
+    except Exception as exc:  # around the grids (MLflow, the cluster), not in Tune's loop
+        first = (str(exc).splitlines() or [""])[0][:600]
+        ended, error = False, f"the reproduction stopped on {type(exc).__name__}: {first}; {RERUN}"
     finally:
-        close_running_trials(job.tracking_uri, job.experiment, job.name, "KILLED", error or
-                             "the reproduction was interrupted; rerun its command to continue the missing cells",
-                             explain_killed=not ended)
+        close_running_trials(job.tracking_uri, job.experiment, job.name, "KILLED",
+                             error or f"the reproduction was interrupted; {RERUN}", explain_killed=not ended)
     after = finished_cells(job.tracking_uri, job.experiment)
     missing = [c.key for c in cells if c.identity not in after]
     return {"cells": len(cells), "trained": len(todo) - len(missing), "reused": len(cells) - len(todo),
