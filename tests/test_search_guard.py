@@ -122,3 +122,41 @@ def test_the_watchdog_stops_a_trial_that_waits_and_names_what_for(shared_data, p
     assert "valid/auc" not in trial.data.metrics  # no metric was invented for it
     (search,) = _runs(tmp_path, "search")
     assert search.info.status == "FAILED" and "failed" in search.data.tags["failure_reason"]
+
+
+SECOND_RAY = """
+import sys, ray
+ray.init(address="local", num_cpus=1, include_dashboard=False)
+print("up", flush=True)
+sys.stdin.read()
+"""
+
+
+def test_the_watchdog_reads_its_own_clusters_tasks_beside_another_ray(ray_local):
+    """Two searches on one machine run two local Rays. Ray's state API, asked without an
+    address, refuses to choose between them ("Found multiple active Ray instances"): the
+    watchdog then knew nothing and stopped three working movie1m cells of a reproduction as
+    stalled. It asks its own cluster: a pending actor of this job is named, beside another Ray."""
+    from mikgnn.distributed import watchdog
+
+    other = subprocess.Popen([sys.executable, "-c", SECOND_RAY], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                             text=True)
+    try:
+        assert other.stdout.readline().strip() == "up"
+
+        @ray_local.remote(num_cpus=10_000)
+        class Unplaceable:
+            pass
+
+        waiting = Unplaceable.remote()
+        deadline = time.monotonic() + 60
+        while True:
+            line = watchdog.diagnose(ray_local.get_runtime_context().get_job_id())
+            if "Unplaceable" in line or time.monotonic() > deadline:
+                break
+            time.sleep(1)
+        ray_local.kill(waiting)
+    finally:
+        other.stdin.close()
+        other.wait(timeout=60)
+    assert line.startswith("waiting for resources for 1 task(s)/actor(s): Unplaceable"), line

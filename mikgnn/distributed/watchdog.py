@@ -10,7 +10,9 @@ A Tune callback, run by the search's own driver loop (``on_step_end``, a few tim
 - when no trial has reported, started or ended for the stall bound while trials are still
   waiting, the whole search is stopped the same way (``stalled``, read by ``StallStopper``);
 - a trial whose workers are computing and wait for nothing (a slow h = 4 epoch) is not stuck:
-  it, or the search, is stopped only after ``BUSY_FACTOR`` bounds without a report.
+  it, or the search, is stopped only after ``BUSY_FACTOR`` bounds without a report; so is one
+  whose tasks Ray's state API could not list (nothing is known to wait: on a loaded machine,
+  a slow first epoch is far likelier than a hang the placement groups do not show).
 
 The watchdog is the safety net, not the fix. Its bound is ``stall_s`` when given, else derived
 from the search's own epochs: ``STALL_FACTOR`` times the longest wait between two reports seen
@@ -42,11 +44,15 @@ def _free(resource: str) -> float:
 
 
 BUSY = "no report from the trial's training workers"
+UNKNOWN = "no report; Ray's task state could not be read"
 
 
 def diagnose(job_id: str) -> str:
     """What this job's work is waiting for, from Ray's own state (one line); it starts with
-    ``BUSY`` when nothing waits for resources (the workers are computing, or stuck inside)."""
+    ``BUSY`` when nothing waits for resources (the workers are computing, or stuck inside), and
+    with ``UNKNOWN`` when the task list could not be read (the dashboard is down or too slow).
+    The task list is this driver's cluster's: another Ray on the same machine (a second local
+    search) would otherwise make the state API refuse to guess which one is meant."""
     groups = [g for g in group_records(job_id) if g.state in ("PENDING", "RESCHEDULING")]
     free = f"{_free('CPU'):g} CPU and {_free('GPU'):g} GPU free of {ray.cluster_resources().get('CPU', 0):g} CPU"
     if groups:
@@ -56,7 +62,9 @@ def diagnose(job_id: str) -> str:
     try:
         from ray.util.state import list_tasks
 
-        for task in list_tasks(filters=[("job_id", "=", job_id)], limit=1000, timeout=10):
+        tasks = list_tasks(address=ray.get_runtime_context().gcs_address, filters=[("job_id", "=", job_id)],
+                           limit=1000, timeout=10)
+        for task in tasks:
             if task.state in ("FINISHED", "FAILED"):
                 continue
             if any(word in task.name for word in DATA_TASKS):
@@ -64,7 +72,7 @@ def diagnose(job_id: str) -> str:
             elif task.state.startswith("PENDING"):
                 pending.append(f"{task.name} {task.state}")
     except Exception as exc:  # the state API lives in the dashboard; say so and go on
-        return f"no report; Ray's task state could not be read ({type(exc).__name__}); {free}"
+        return f"{UNKNOWN} ({type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:200]}); {free}"
     if data:
         return f"waiting for a Ray Data read: {', '.join(sorted(set(data))[:4])}; {free}"
     if pending:
@@ -155,19 +163,21 @@ class SearchGuard(tune.Callback):
 
     def _stuck(self, trial, silent: float, bound: float) -> bool:
         """Past the bound: stuck when the cluster waits for something it cannot place; a trial
-        (or search) whose workers are computing, a slow h = 4 epoch say, is stopped only past
-        BUSY_FACTOR bounds. Ray's state is read at most every CHECK_EVERY_S per trial."""
+        (or search) whose workers are computing, a slow h = 4 epoch say, or whose tasks could not
+        be listed (nothing is known to wait), is stopped only past BUSY_FACTOR bounds. Ray's
+        state is read at most every CHECK_EVERY_S per trial."""
         key = trial.trial_id if trial is not None else ""
         if self.clock() - self._checked.get(key, -float("inf")) < CHECK_EVERY_S and silent <= BUSY_FACTOR * bound:
             return False
         self._checked[key] = self.clock()
         self._reason = diagnose(self._job_id)
-        if not self._reason.startswith(BUSY) or silent > BUSY_FACTOR * bound:
+        if not self._reason.startswith((BUSY, UNKNOWN)) or silent > BUSY_FACTOR * bound:
             return True
         if key not in self._noted:
             self._noted.add(key)
             what = f"trial {key}" if key else "the search"
-            print(f"note: {what}: no report for {silent:.0f} s, but nothing waits for resources; stopped "
+            known = "nothing waits for resources" if self._reason.startswith(BUSY) else self._reason
+            print(f"note: {what}: no report for {silent:.0f} s, but {known}; stopped "
                   f"after {BUSY_FACTOR * bound:.0f} s without one", file=sys.stderr, flush=True)
         return False
 
