@@ -1,4 +1,5 @@
-"""How the entry scripts (``pipelines/``) report a usage error: one line, exit code 2.
+"""How the entry scripts (``pipelines/``) report a usage error: one line, exit code 2; and a
+failure that is not the input's (Ray did not start): one line, exit code 1.
 
 Bad input (a flag, a settings key, a search-space file, a dataset) is refused before Ray or
 MLflow start, with one line that names the flag, or the file and key, and the value; no
@@ -24,3 +25,9 @@ def usage_error(exc: BaseException, debug: bool = False) -> int:
         traceback.print_exception(exc, file=sys.stderr)
     print(f"error: {exc}", file=sys.stderr)
     return USAGE
+
+
+def failure(exc: BaseException, debug: bool = False) -> int:
+    """Print ``exc`` as ``error: ...`` (with its traceback under --debug); exit code 1."""
+    usage_error(exc, debug)
+    return 1

@@ -22,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from mikgnn.cli import add_debug_flag, usage_error  # noqa: E402
+from mikgnn.cli import add_debug_flag, failure, usage_error  # noqa: E402
 from mikgnn.model_store import CheckpointError, load_trained  # noqa: E402
 from mikgnn.recommend import Recommendations, resolve_users  # noqa: E402
 from mikgnn.redact import redact  # noqa: E402
@@ -89,9 +89,13 @@ def main(argv: list[str] | None = None) -> int:
         except (ValueError, FileNotFoundError, CheckpointError) as exc:  # RunError is a ValueError
             return usage_error(exc, args.debug)
         from mikgnn.distributed.cluster import connect
+        from mikgnn.distributed.errors import ClusterStartError
         from mikgnn.distributed.recommend_job import record_on_run, write_recommendations
 
-        connect(args.address)
+        try:
+            connect(args.address)
+        except ClusterStartError as exc:
+            return failure(exc, args.debug)
         summary = write_recommendations(
             str(checkpoint), args.processed, users.indices, resolve(args.output), args.k, args.keep_seen,
             args.explain, args.batch_users, args.concurrency, args.num_gpus,

@@ -28,7 +28,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from mikgnn.cli import add_debug_flag, usage_error  # noqa: E402
+from mikgnn.cli import add_debug_flag, failure, usage_error  # noqa: E402
 from mikgnn.config import MAX_FIELD, MODELS  # noqa: E402
 from mikgnn.datasets import DatasetError, get_dataset  # noqa: E402
 from mikgnn.redact import redact  # noqa: E402
@@ -106,12 +106,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{left_out} table rows left out by --models", file=sys.stderr)
 
     from mikgnn.distributed.cluster import connect
+    from mikgnn.distributed.errors import ClusterStartError
     from mikgnn.distributed.prepare import prepare
     from mikgnn.distributed.reproduce_job import ReproductionJob, reproduce
     from mikgnn.distributed.tracking import close_search_run, default_tracking_uri, open_search_run
     from mikgnn.storage import resolve
 
-    connect(args.address)
+    try:
+        connect(args.address)
+    except ClusterStartError as exc:
+        return failure(exc, args.debug)
     processed = {s: resolve(Path(args.processed_root) / f"{dataset}-seed{s}") for s in seeds}
     try:
         for seed, location in processed.items():

@@ -29,9 +29,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from mikgnn.cli import add_debug_flag, usage_error  # noqa: E402
+from mikgnn.cli import add_debug_flag, failure, usage_error  # noqa: E402
 from mikgnn.config import MODELS, VARIANTS, as_dict  # noqa: E402
 from mikgnn.datasets import DatasetError, get_dataset  # noqa: E402
+from mikgnn.distributed.errors import ClusterStartError  # noqa: E402
 from mikgnn.experiment import build, fit  # noqa: E402
 from mikgnn.model_store import save_model  # noqa: E402
 from mikgnn.prepare import prepare  # noqa: E402
@@ -166,6 +167,8 @@ def main(argv: list[str] | None = None) -> int:
         if train_cfg.threads and not args.workers:
             torch.set_num_threads(train_cfg.threads)
         exp = None if args.workers else build(load_processed(processed), model_cfg, train_cfg)  # Ray: workers load
+    except ClusterStartError as exc:
+        return failure(exc, args.debug)
     except (DatasetError, ValueError) as exc:
         return usage_error(exc, args.debug)
     output = args.output or Path("runs") / f"{name}-{args.model}-seed{args.seed}"

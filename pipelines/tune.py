@@ -28,7 +28,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from mikgnn.cli import add_debug_flag, usage_error  # noqa: E402
+from mikgnn.cli import add_debug_flag, failure, usage_error  # noqa: E402
 from mikgnn.config import MODELS  # noqa: E402
 from mikgnn.datasets import DatasetError, get_dataset  # noqa: E402
 from mikgnn.redact import redact, split_credentials  # noqa: E402
@@ -150,12 +150,16 @@ def main(argv: list[str] | None = None) -> int:
           + settings.describe().replace("\n", "\n  "), flush=True)
     parallel, search = settings.parallel, settings.search
     from mikgnn.distributed.cluster import connect, plan_concurrency
+    from mikgnn.distributed.errors import ClusterStartError
     from mikgnn.distributed.prepare import prepare
     from mikgnn.distributed.shared_storage import check_shared
     from mikgnn.distributed.tracking import default_tracking_uri, local_store_folder
     from mikgnn.distributed.tuner import SearchStopped, TuneJob, run_search
 
-    connect(args.address)
+    try:
+        connect(args.address)
+    except ClusterStartError as exc:
+        return failure(exc, args.debug)
     try:
         import ray
 

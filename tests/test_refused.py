@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -144,3 +145,21 @@ def test_resources_the_cluster_lacks_are_refused_before_anything_runs(tmp_path, 
     assert done.returncode == 2, done.stderr[-2000:]
     assert named in done.stderr and "Traceback" not in done.stderr
     assert not (tmp_path / "ray_results").exists() and not (tmp_path / "runs").exists()
+
+
+@pytest.mark.ray
+@pytest.mark.parametrize("script,args", [
+    ("train", "--dataset music --workers 1"),
+    ("tune", "--dataset music"),
+    ("reproduce", "--dataset music --tables 9 --seeds 0"),
+])
+def test_an_address_where_no_ray_listens_is_refused_not_waited_on(tmp_path, shared_data, script, args):
+    """ray.init retries an address where nothing listens without end (127.0.0.1:1 was still
+    retrying after 5 min): the job would hang before its first trial. It is refused at once."""
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    done = run(script, [*args.split(), "--address", f"127.0.0.1:{port}", "--data-root", str(shared_data)], tmp_path)
+    assert done.returncode == 1, (done.stdout + done.stderr)[-2000:]
+    assert f"error: could not join the Ray cluster at 127.0.0.1:{port}: nothing answers there" in done.stderr
+    assert "Traceback" not in done.stderr

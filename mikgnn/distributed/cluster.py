@@ -15,12 +15,15 @@ import logging
 import math
 import os
 import signal
+import socket
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import ray
 from ray._private import ray_constants
+
+from mikgnn.distributed.errors import ClusterStartError
 
 MIN_LOCAL_LOGICAL_CPUS = 4
 TRIAL_DRIVER_CPU = 0.25  # a Tune trial that drives a TorchTrainer: it waits, it does not compute
@@ -31,6 +34,12 @@ DATA_CPUS = 1.0  # kept free for Ray Data reads
 TRAIN_POLL_ENV, TRAIN_POLL_S = "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.2"
 # Ray's switch for a node whose address is the loopback (its default on macOS and Windows).
 LOOPBACK_NODE_ENV = ray_constants.ENABLE_RAY_CLUSTERS_ENV_VAR
+# Ray gives its dashboard 60 s to start, then fails ray.init. On 2 cores busy with a test suite
+# and six training processes it took longer (a reproduction died with Ray's traceback); a
+# dashboard that dies still fails at once. RAY_DASHBOARD_STARTUP_TIMEOUT_S, when set, wins.
+DASHBOARD_ENV, DASHBOARD_START_S = "RAY_DASHBOARD_STARTUP_TIMEOUT_S", 300
+PROBE_S = 10.0  # how long a named cluster's address may take to accept a connection
+
 
 
 def local_logical_cpus() -> int:
@@ -39,7 +48,7 @@ def local_logical_cpus() -> int:
 
 def connect(address: str | None = None, quiet: bool = True) -> None:
     """Join ``address`` (or $RAY_ADDRESS) when given, else start a local Ray; then a SIGTERM to
-    this process is a Ctrl-C (``sigterm_as_interrupt``)."""
+    this process is a Ctrl-C (``sigterm_as_interrupt``). ClusterStartError when Ray fails."""
     if quiet:
         logging.getLogger("ray.data").setLevel(logging.WARNING)
     if not ray.is_initialized():
@@ -93,8 +102,12 @@ def _init(address: str | None, quiet: bool) -> None:
         # A cluster reached at a loopback address is a loopback node (one that connect() started
         # in another process): Ray would otherwise turn 127.0.0.1 into this machine's outward
         # address, where that cluster does not listen, and wait for it forever.
-        with _loopback_node() if _is_loopback(address) else contextlib.nullcontext():
-            ray.init(address=address, log_to_driver=not quiet, runtime_env=runtime_env)
+        _probe(address)
+        try:
+            with _loopback_node() if _is_loopback(address) else contextlib.nullcontext():
+                ray.init(address=address, log_to_driver=not quiet, runtime_env=runtime_env)
+        except Exception as exc:
+            raise ClusterStartError(f"could not join the Ray cluster at {address}: {_said(exc)}") from exc
         return
     # The dashboard's processes are what remove the placement groups of Train runs that Tune
     # stopped; without them the next trial waits forever for the leaked CPUs. Bound to loopback.
@@ -105,10 +118,37 @@ def _init(address: str | None, quiet: bool) -> None:
     # local cluster's workers share the CPUs as equals instead (RAY_worker_niceness, read by
     # the raylet this call starts); a cluster of `ray start` keeps its operator's setting.
     os.environ.setdefault("RAY_worker_niceness", "0")
-    with _loopback_node():
-        ray.init(address="local", num_cpus=local_logical_cpus(), include_dashboard=True,
-                 dashboard_host="127.0.0.1", log_to_driver=not quiet, configure_logging=True,
-                 logging_level="WARNING", runtime_env=runtime_env)
+    if DASHBOARD_ENV not in os.environ:
+        ray_constants.RAY_DASHBOARD_STARTUP_TIMEOUT_S = DASHBOARD_START_S
+    try:
+        with _loopback_node():
+            ray.init(address="local", num_cpus=local_logical_cpus(), include_dashboard=True,
+                     dashboard_host="127.0.0.1", log_to_driver=not quiet, configure_logging=True,
+                     logging_level="WARNING", runtime_env=runtime_env)
+    except Exception as exc:
+        advice = (f"; Ray waited {ray_constants.RAY_DASHBOARD_STARTUP_TIMEOUT_S} s for its dashboard: on a busy "
+                  f"machine set {DASHBOARD_ENV} higher" if "dashboard" in str(exc).lower() else "")
+        raise ClusterStartError(f"the local Ray cluster did not start: {_said(exc)}{advice}") from exc
+
+
+def _probe(address: str) -> None:
+    """Refuse at once an address where nothing listens: ray.init would retry it without end
+    (127.0.0.1:1 still waited after 5 min). ``auto`` and other forms without a port pass."""
+    host, _, port = address.split("://", 1)[-1].rpartition(":")
+    if not host or not port.isdigit():
+        return
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=PROBE_S).close()
+    except OSError as exc:
+        raise ClusterStartError(f"could not join the Ray cluster at {address}: nothing answers there ({exc}); "
+                                "start it (ray start --head, ray up cluster.yaml), or leave out --address "
+                                "and RAY_ADDRESS for a local cluster") from None
+
+
+def _said(exc: BaseException) -> str:
+    """Ray's error in one line: its first non-empty one (Ray's messages often start with a newline)."""
+    line = next((x.strip() for x in str(exc).splitlines() if x.strip()), "")
+    return f"{type(exc).__name__}: {line[:400]}"
 
 
 def _is_loopback(address: str) -> bool:
