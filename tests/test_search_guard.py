@@ -136,13 +136,20 @@ def test_the_watchdog_reads_its_own_clusters_tasks_beside_another_ray(ray_local)
     """Two searches on one machine run two local Rays. Ray's state API, asked without an
     address, refuses to choose between them ("Found multiple active Ray instances"): the
     watchdog then knew nothing and stopped three working movie1m cells of a reproduction as
-    stalled. It asks its own cluster: a pending actor of this job is named, beside another Ray."""
+    stalled. It asks its own cluster: a pending actor of this job is named, beside another Ray,
+    and after more finished tasks than one list holds (a long search's job; the suite's too)."""
     from mikgnn.distributed import watchdog
 
     other = subprocess.Popen([sys.executable, "-c", SECOND_RAY], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                              text=True)
     try:
         assert other.stdout.readline().strip() == "up"
+
+        @ray_local.remote(num_cpus=0)
+        def done() -> None:
+            return None
+
+        ray_local.get([done.remote() for _ in range(1_100)])
 
         @ray_local.remote(num_cpus=10_000)
         class Unplaceable:
