@@ -154,8 +154,8 @@ def test_resources_the_cluster_lacks_are_refused_before_anything_runs(tmp_path, 
     ("reproduce", "--dataset music --tables 9 --seeds 0"),
 ])
 def test_an_address_where_no_ray_listens_is_refused_not_waited_on(tmp_path, shared_data, script, args):
-    """ray.init retries an address where nothing listens without end (127.0.0.1:1 was still
-    retrying after 5 min): the job would hang before its first trial. It is refused at once."""
+    """ray.init retries an address where nothing listens for minutes (127.0.0.1:1 was still
+    retrying after 4 min): the job would hang before its first trial. It is refused at once."""
     with socket.socket() as s:  # a port nothing listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]

@@ -132,8 +132,8 @@ def _init(address: str | None, quiet: bool) -> None:
 
 
 def _probe(address: str) -> None:
-    """Refuse at once an address where nothing listens: ray.init would retry it without end
-    (127.0.0.1:1 still waited after 5 min). ``auto`` and other forms without a port pass."""
+    """Refuse at once an address where nothing listens: ray.init kept retrying one
+    (127.0.0.1:1 was still retrying after 4 min). ``auto`` and other forms without a port pass."""
     host, _, port = address.split("://", 1)[-1].rpartition(":")
     if not host or not port.isdigit():
         return
