@@ -23,7 +23,7 @@ from pathlib import Path
 import ray
 from ray._private import ray_constants
 
-from mikgnn.distributed.errors import ClusterStartError
+from mikgnn.distributed.errors import ClusterStartError, error_line
 
 MIN_LOCAL_LOGICAL_CPUS = 4
 TRIAL_DRIVER_CPU = 0.25  # a Tune trial that drives a TorchTrainer: it waits, it does not compute
@@ -39,7 +39,6 @@ LOOPBACK_NODE_ENV = ray_constants.ENABLE_RAY_CLUSTERS_ENV_VAR
 # dashboard that dies still fails at once. RAY_DASHBOARD_STARTUP_TIMEOUT_S, when set, wins.
 DASHBOARD_ENV, DASHBOARD_START_S = "RAY_DASHBOARD_STARTUP_TIMEOUT_S", 300
 PROBE_S = 10.0  # how long a named cluster's address may take to accept a connection
-
 
 
 def local_logical_cpus() -> int:
@@ -107,7 +106,7 @@ def _init(address: str | None, quiet: bool) -> None:
             with _loopback_node() if _is_loopback(address) else contextlib.nullcontext():
                 ray.init(address=address, log_to_driver=not quiet, runtime_env=runtime_env)
         except Exception as exc:
-            raise ClusterStartError(f"could not join the Ray cluster at {address}: {_said(exc)}") from exc
+            raise ClusterStartError(f"could not join the Ray cluster at {address}: {error_line(exc, 400)}") from exc
         return
     # The dashboard's processes are what remove the placement groups of Train runs that Tune
     # stopped; without them the next trial waits forever for the leaked CPUs. Bound to loopback.
@@ -128,7 +127,7 @@ def _init(address: str | None, quiet: bool) -> None:
     except Exception as exc:
         advice = (f"; Ray waited {ray_constants.RAY_DASHBOARD_STARTUP_TIMEOUT_S} s for its dashboard: on a busy "
                   f"machine set {DASHBOARD_ENV} higher" if "dashboard" in str(exc).lower() else "")
-        raise ClusterStartError(f"the local Ray cluster did not start: {_said(exc)}{advice}") from exc
+        raise ClusterStartError(f"the local Ray cluster did not start: {error_line(exc, 400)}{advice}") from exc
 
 
 def _probe(address: str) -> None:
@@ -143,12 +142,6 @@ def _probe(address: str) -> None:
         raise ClusterStartError(f"could not join the Ray cluster at {address}: nothing answers there ({exc}); "
                                 "start it (ray start --head, ray up cluster.yaml), or leave out --address "
                                 "and RAY_ADDRESS for a local cluster") from None
-
-
-def _said(exc: BaseException) -> str:
-    """Ray's error in one line: its first non-empty one (Ray's messages often start with a newline)."""
-    line = next((x.strip() for x in str(exc).splitlines() if x.strip()), "")
-    return f"{type(exc).__name__}: {line[:400]}"
 
 
 def _is_loopback(address: str) -> bool:

@@ -24,6 +24,7 @@ from ray.tune.search import BasicVariantGenerator
 
 from mikgnn.distributed.cell_resume import Resume, resumable
 from mikgnn.distributed.cluster import plan_concurrency, sigint_kept
+from mikgnn.distributed.errors import error_line
 from mikgnn.distributed.placement import release_job_placement_groups
 from mikgnn.distributed.tracking import (
     KIND_TAG,
@@ -220,8 +221,7 @@ def reproduce(job: ReproductionJob, cells: tuple[Cell, ...]) -> dict:
     except SearchStopped as exc:
         ended, error = False, str(exc)
     except Exception as exc:  # around the grids (MLflow, the cluster), not in Tune's loop
-        first = (str(exc).splitlines() or [""])[0][:600]
-        ended, error = False, f"the reproduction stopped on {type(exc).__name__}: {first}; {RERUN}"
+        ended, error = False, f"the reproduction stopped on {error_line(exc, 600)}; {RERUN}"
     finally:
         close_running_trials(job.tracking_uri, job.experiment, job.name, "KILLED",
                              error or f"the reproduction was interrupted; {RERUN}", explain_killed=not ended)

@@ -29,6 +29,7 @@ from collections.abc import Callable
 import ray
 from ray import tune
 
+from mikgnn.distributed.errors import error_line
 from mikgnn.distributed.placement import GroupRecord, group_records, reap_orphans
 
 MIN_STALL_S = 600.0
@@ -73,7 +74,7 @@ def diagnose(job_id: str) -> str:
             elif task.state.startswith("PENDING"):
                 pending.append(f"{task.name} {task.state}")
     except Exception as exc:  # the state API lives in the dashboard; say so and go on
-        return f"{UNKNOWN} ({type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:200]}); {free}"
+        return f"{UNKNOWN} ({error_line(exc, 200)}); {free}"
     if data:
         return f"waiting for a Ray Data read: {', '.join(sorted(set(data))[:4])}; {free}"
     if pending:
