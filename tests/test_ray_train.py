@@ -112,3 +112,16 @@ def test_a_trials_result_is_logged_once(tmp_path):
     again.log_result({"test/auc": 0.79, "best_epoch": 3})
     history = MlflowClient(uri).get_metric_history(tracker.run_id, "test/auc")
     assert [(m.step, m.value) for m in history] == [(3, 0.81)]
+
+
+def test_the_recall_plot_is_logged_only_for_a_result_with_recall(tmp_path):
+    from mikgnn.distributed.tracking import TrialTracker
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    artifacts = {}
+    for name, final in {"ranked": {"test/auc": 0.8, "test/recall@10": 0.1, "test/recall@20": 0.2, "best_epoch": 2},
+                        "unranked": {"test/auc": 0.8, "best_epoch": 2}}.items():
+        tracker = TrialTracker.open(uri, "plots", name, name, {})
+        tracker.log_result(final)
+        artifacts[name] = {a.path for a in MlflowClient(uri).list_artifacts(tracker.run_id)}
+    assert artifacts == {"ranked": {"recall_at_k.png"}, "unranked": set()}

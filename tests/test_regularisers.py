@@ -57,7 +57,7 @@ def kgcn():
 
 
 def _half_sq(tensors) -> float:
-    return 0.5 * sum(float(t.pow(2).sum()) for t in tensors)
+    return 0.5 * sum(float(t.detach().pow(2).sum()) for t in tensors)
 
 
 def test_full_l2_is_half_the_squared_norm_of_every_table_and_weight(kgcn):
@@ -92,7 +92,7 @@ def test_w1w2_is_the_squared_norm_of_the_summed_transforms_of_eq_24():
 
     cfg = replace(ModelConfig(dim=8, n_neighbours=4, hops=2), transform="learned")  # Eq. 16: W1 and W2
     model = build_model(tiny_data(), cfg, seed=0)
-    expected = sum(float((layer.w1.weight + layer.w2.weight).pow(2).sum()) for layer in model.layers)
+    expected = sum(float((layer.w1.weight + layer.w2.weight).detach().pow(2).sum()) for layer in model.layers)
     assert expected > 0
     assert l2_penalty(model, None, TrainConfig(l2_mode="w1w2")).item() == pytest.approx(expected, rel=1e-5)
 

@@ -148,8 +148,8 @@ class TrialTracker:
         client.log_batch(self.run_id, metrics=_metrics(best | memory, int(final.get("best_epoch", 0))), tags=tags)
         with tempfile.TemporaryDirectory() as tmp:
             plot = Path(tmp) / "recall_at_k.png"
-            _recall_plot(final, plot)
-            client.log_artifact(self.run_id, str(plot))
+            if _recall_plot(final, plot):
+                client.log_artifact(self.run_id, str(plot))
             if manifest is not None:
                 path = Path(tmp) / "manifest.json"
                 path.write_text(json.dumps(manifest, indent=2))
@@ -288,15 +288,20 @@ def close_search_run(tracking_uri: str, run_id: str, best: dict, status: str = "
     client.set_terminated(run_id, status=status)
 
 
-def _recall_plot(final: dict, path: Path) -> None:
+def _recall_plot(final: dict, path: Path) -> bool:
+    """Recall@K of the best epoch, valid and test, into path; False, and nothing written, for a
+    result without Recall@K (an empty plot would only warn)."""
+    curves = {split: sorted((int(k.split("@")[1]), v) for k, v in final.items() if k.startswith(f"{split}/recall@"))
+              for split in ("valid", "test")}
+    if not any(curves.values()):
+        return False
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(5, 3.5))
-    for split in ("valid", "test"):
-        points = sorted((int(k.split("@")[1]), v) for k, v in final.items() if k.startswith(f"{split}/recall@"))
+    for split, points in curves.items():
         if points:
             ax.plot(*zip(*points), marker="o", label=split)
     ax.set_xscale("log")
@@ -307,3 +312,4 @@ def _recall_plot(final: dict, path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+    return True
