@@ -3,6 +3,7 @@ scaled to an epoch, and the process's peak memory.
 
     python benchmarks/step_time.py --dataset movie1m --models kgat,ckan,ripplenet,agcn --steps 6
     python benchmarks/step_time.py --dataset music --models mf,mikgnn --threads 2
+    python benchmarks/step_time.py --dataset movie1m --models mikgnn --hops 3 --steps 3   # Table 9's h = 3
 
 The settings are those `train.py --dataset D --model M` resolves (Table 1 < the model's own
 defaults). Needs processed/<dataset>-seed0 (``pipelines/prepare.py``). The first step (allocations, KGAT's
@@ -33,9 +34,9 @@ from mikgnn.settings import resolve_settings  # noqa: E402
 from mikgnn.training import shuffled_batches, step_loss, training_rows  # noqa: E402
 
 
-def measure(dataset: str, processed: Path, model: str, steps: int, threads: int) -> dict:
+def measure(dataset: str, processed: Path, model: str, steps: int, threads: int, hops: int | None) -> dict:
     torch.set_num_threads(threads)
-    settings = resolve_settings(dataset, model)
+    settings = resolve_settings(dataset, model, flags={"model": {"hops": hops}})
     train_cfg = settings.train
     exp = build(load_processed(processed), settings.model, train_cfg)
     rows = training_rows(exp.splits["train"], train_cfg)
@@ -64,18 +65,20 @@ def main() -> None:
     p.add_argument("--models", default="kgat,ckan,ripplenet,agcn")
     p.add_argument("--steps", type=int, default=6)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--hops", type=int, help="h, for the models that take it (default: the dataset's Table 1)")
     p.add_argument("--one", help=argparse.SUPPRESS)  # the child process of one model
     args = p.parse_args()
     processed = args.processed or ROOT / "processed" / f"{args.dataset}-seed0"
     if args.one:
-        print(json.dumps(measure(args.dataset, processed, args.one, args.steps, args.threads)))
+        print(json.dumps(measure(args.dataset, processed, args.one, args.steps, args.threads, args.hops)))
         return
     print("| model | steps/epoch | first step s | step s (median) | step CPU s | epoch min | peak MB |")
     print("|---|---|---|---|---|---|---|")
     for model in args.models.split(","):
         out = subprocess.run([sys.executable, __file__, "--dataset", args.dataset, "--processed", str(processed),
                               "--one", model,
-                              "--steps", str(args.steps), "--threads", str(args.threads)],
+                              "--steps", str(args.steps), "--threads", str(args.threads),
+                              *(["--hops", str(args.hops)] if args.hops else [])],
                              capture_output=True, text=True, check=True).stdout
         r = json.loads(out.strip().splitlines()[-1])
         print(f"| {model} | {r['steps_per_epoch']} | {r['first_step_s']:.2f} | {r['step_s']:.3f} | "
