@@ -105,6 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     if left_out:
         print(f"{left_out} table rows left out by --models", file=sys.stderr)
 
+    from mikgnn.distributed.autoscaling import room_for_one_run
     from mikgnn.distributed.cluster import connect
     from mikgnn.distributed.errors import ClusterStartError
     from mikgnn.distributed.prepare import prepare
@@ -118,6 +119,7 @@ def main(argv: list[str] | None = None) -> int:
         return failure(exc, args.debug)
     processed = {s: resolve(Path(args.processed_root) / f"{dataset}-seed{s}") for s in seeds}
     try:
+        room_for_one_run(1, ReproductionJob.cpus_per_worker, args.gpus_per_worker, what="a cell")
         for seed, location in processed.items():
             prepare(spec, location, seed, address=args.address)
     except (DatasetError, ValueError) as exc:

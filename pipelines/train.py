@@ -95,14 +95,13 @@ def configs_from_args(args: argparse.Namespace):
 def _join_cluster(args, processed, parallel) -> None:
     """Connect to Ray; stop now if the cluster cannot hold the workers, or (multi-node) a node
     cannot see the storage."""
-    import ray
-
-    from mikgnn.distributed.cluster import connect, plan_concurrency
+    from mikgnn.distributed.autoscaling import room_for_one_run
+    from mikgnn.distributed.cluster import connect
     from mikgnn.distributed.shared_storage import check_shared
 
     connect(args.address)
-    plan_concurrency(ray.cluster_resources(), args.workers, parallel.cpus_per_worker, args.gpus_per_worker,
-                     what=f"--workers {args.workers}", flag="--workers")
+    room_for_one_run(args.workers, parallel.cpus_per_worker, args.gpus_per_worker, what=f"--workers {args.workers}",
+                     flag="--workers")
     check_shared({"--storage-path": resolve(args.storage_path), "--processed": processed})
 
 

@@ -149,7 +149,8 @@ def main(argv: list[str] | None = None) -> int:
     print("fixed settings (Table 1 < search defaults < config file < flag):\n  "
           + settings.describe().replace("\n", "\n  "), flush=True)
     parallel, search = settings.parallel, settings.search
-    from mikgnn.distributed.cluster import connect, plan_concurrency
+    from mikgnn.distributed.autoscaling import room_for_one_run
+    from mikgnn.distributed.cluster import connect
     from mikgnn.distributed.errors import ClusterStartError
     from mikgnn.distributed.prepare import prepare
     from mikgnn.distributed.shared_storage import check_shared
@@ -161,10 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     except ClusterStartError as exc:
         return failure(exc, args.debug)
     try:
-        import ray
-
-        plan_concurrency(ray.cluster_resources(), args.workers_per_trial, parallel.cpus_per_worker,
-                         args.gpus_per_worker)
+        room_for_one_run(args.workers_per_trial, parallel.cpus_per_worker, args.gpus_per_worker)
         processed = resolve(args.processed or Path("processed") / f"{dataset}-seed{args.seed}")
         tracking_uri = tracking_uri or default_tracking_uri()
         store = local_store_folder(tracking_uri)
