@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 RAY = str(Path(sys.executable).with_name("ray"))
@@ -44,14 +45,6 @@ print("RESULT " + json.dumps(out))
 """
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _env() -> dict:
     return os.environ | {"RAY_AUTH_MODE": "token", "RAY_FAKE_CLUSTER": "1"}
 
@@ -60,7 +53,7 @@ def _env() -> dict:
 def autoscaling_cluster(tmp_path_factory):
     """A head of 2 CPUs, no GPU, and a node type of 1 CPU + 1 GPU that scales from 0 to 1."""
     work = tmp_path_factory.mktemp("autoscaling")
-    port = _free_port()
+    port = free_port()
     config = {
         "cluster_name": "mikgnn-autoscaling-test", "max_workers": 1, "upscaling_speed": 1.0,
         "idle_timeout_minutes": 5,
@@ -84,7 +77,7 @@ def autoscaling_cluster(tmp_path_factory):
     head = subprocess.Popen(
         [RAY, "start", "--head", "--block", f"--port={port}", "--node-ip-address=127.0.0.1", "--num-cpus=2",
          f"--autoscaling-config={work / 'cluster.yaml'}", "--disable-usage-stats", "--include-dashboard=false",
-         f"--ray-client-server-port={_free_port()}"],
+         f"--ray-client-server-port={free_port()}"],
         env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         deadline = time.time() + 180

@@ -6,7 +6,6 @@ exchange is the gradient of the in-graph L2 term."""
 from __future__ import annotations
 
 import os
-import socket
 from dataclasses import replace
 
 import pytest
@@ -14,7 +13,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 import torch.nn.functional as F
-from conftest import tiny_data
+from conftest import free_port, tiny_data
 
 from mikgnn.config import ModelConfig, TrainConfig
 from mikgnn.distributed.gradients import OverlappedGradients, average_gradients
@@ -62,7 +61,7 @@ def test_row_exchange_equals_the_dense_mean(name):
             if p.grad is not None:
                 expected[n] = expected.get(n, 0) + p.grad / 2
     out = mp.Manager().dict()
-    mp.spawn(_worker, args=(_free_port(), cfg, out), nprocs=2)
+    mp.spawn(_worker, args=(free_port(), cfg, out), nprocs=2)
     model, touched = _data_gradients(cfg, 0)
     table = "item.weight" if cfg.model == "mf" else "entity.weight"
     assert touched[table].numel() < model.get_parameter(table).shape[0]  # the sparse path ran
@@ -70,12 +69,6 @@ def test_row_exchange_equals_the_dense_mean(name):
         assert out[rank].keys() == expected.keys()
         for n, g in expected.items():
             torch.testing.assert_close(out[rank][n], g, rtol=1e-6, atol=1e-7, msg=f"{name} rank {rank} {n}")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 OVERLAP_TRAIN = replace(TrainConfig(), lr=1e-2, l2=1e-2, l2_mode="full")
@@ -119,7 +112,7 @@ def test_overlapped_exchange_steps_on_the_mean_gradient_one_step_late(name):
         pending = mean
     expected = {n: w.detach() for n, w in model.named_parameters()}
     out = mp.Manager().dict()
-    mp.spawn(_overlapped_worker, args=(_free_port(), cfg, out), nprocs=2)
+    mp.spawn(_overlapped_worker, args=(free_port(), cfg, out), nprocs=2)
     for rank in (0, 1):
         for n, w in expected.items():
             torch.testing.assert_close(out[rank][n], w, rtol=1e-5, atol=1e-6, msg=f"{name} rank {rank} {n}")

@@ -13,14 +13,13 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
-from conftest import write_movie
+from conftest import free_port, write_movie
 from mlflow.tracking import MlflowClient
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
@@ -32,12 +31,6 @@ h:      {type: choice, values: [1]}
 lambda: {type: loguniform, low: 1.0e-7, high: 1.0e-4}
 lr:     {type: loguniform, low: 1.0e-3, high: 1.0e-2}
 """
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _can_unshare() -> bool:
@@ -64,7 +57,7 @@ def cluster(tmp_path_factory):
     work = tmp_path_factory.mktemp("multinode")
     private = work / "node2-only"
     private.mkdir()
-    port = _free_port()
+    port = free_port()
     address = f"127.0.0.1:{port}"
     common = ["--num-cpus", "2", "--block", "--disable-usage-stats"]
     started = []
@@ -77,8 +70,8 @@ def cluster(tmp_path_factory):
 
     try:
         start([RAY, "start", "--head", f"--port={port}", "--node-ip-address=127.0.0.1",
-               f"--dashboard-port={_free_port()}", "--include-dashboard=true", "--dashboard-host=127.0.0.1",
-               f"--ray-client-server-port={_free_port()}", *common])
+               f"--dashboard-port={free_port()}", "--include-dashboard=true", "--dashboard-host=127.0.0.1",
+               f"--ray-client-server-port={free_port()}", *common])
         join = [RAY, "start", f"--address={address}", "--node-ip-address=127.0.0.1", *common]
         isolated = _can_unshare()
         if isolated:  # the second node gets a private tmpfs over `private`

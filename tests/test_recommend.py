@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -16,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import write_custom
+from conftest import free_port, write_custom
 
 from mikgnn.model_store import STATE_FILE, CheckpointError, load_trained
 from mikgnn.recommend import Recommendations, resolve_users
@@ -177,12 +176,6 @@ def test_an_unknown_run_and_a_run_without_checkpoint_are_refused(tmp_path):
         assert not (tmp_path / "r").exists()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.ray
 @pytest.mark.slow
 def test_the_best_model_of_a_search_is_registered_and_served_over_http(ray_local, tmp_path):
@@ -208,7 +201,7 @@ def test_the_best_model_of_a_search_is_registered_and_served_over_http(ray_local
     checkpoint = client.download_artifacts(trial.info.run_id, "best_checkpoint", str(tmp_path / "dl"))
     expected = pd.DataFrame(Recommendations(load_trained(checkpoint), 2).block(np.array([1, 7])))
 
-    port = _free_port()
+    port = free_port()
     env = dict(os.environ, MLFLOW_TRACKING_URI=uri, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
     server = subprocess.Popen([sys.executable, "-m", "mlflow", "models", "serve", "-m", "models:/mine/latest",
                                "--host", "127.0.0.1", "--port", str(port), "--env-manager", "local"],

@@ -17,7 +17,7 @@ import numpy as np
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import pytest
-from conftest import tiny_data, write_custom, write_movie
+from conftest import free_port, tiny_data, write_custom, write_movie
 
 from mikgnn.config import ModelConfig, TrainConfig
 from mikgnn.datasets import get_dataset
@@ -27,16 +27,10 @@ from mikgnn.storage import atomic_folder, resolve
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def s3_bucket():
     """A fresh bucket on a local S3 server; yields the URI of a folder in it."""
-    port = _free_port()
+    port = free_port()
     server = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:

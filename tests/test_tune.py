@@ -9,7 +9,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,6 +17,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+from conftest import free_port
 from mlflow.tracking import MlflowClient
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
@@ -127,19 +127,13 @@ def test_one_mlflow_run_per_trial(search):
     assert "train.eval_users = 200  (flag)" in lines and "model.dim = 16  (table1)" in lines
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 SERVER_START_S = 300  # a loaded 2-core machine has taken over a minute to start one
 
 
 @contextlib.contextmanager
 def _mlflow_server(store: str, *extra: str):
     """A real `mlflow server` on a free loopback port, answering /health: yields its address."""
-    port = _free_port()
+    port = free_port()
     server = subprocess.Popen(
         [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", store, *extra,
          "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
