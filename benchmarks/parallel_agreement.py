@@ -25,8 +25,7 @@ from mikgnn.distributed.cluster import connect  # noqa: E402
 from mikgnn.distributed.trainer import make_trainer  # noqa: E402
 from mikgnn.processed import save_processed  # noqa: E402
 
-MODES = {"gradients-every-step": ParallelConfig(),
-         "overlapped": ParallelConfig(overlap=True, batch_per_worker=True),
+MODES = {"ddp-every-step": ParallelConfig(),
          "local-sgd": ParallelConfig(sync_every=4, batch_per_worker=True)}
 
 

@@ -45,7 +45,7 @@ def measure(dataset: str, processed: Path, model: str, steps: int, threads: int,
     for _ in range(steps):
         batch = next(batches)
         start_wall, start_cpu = time.perf_counter(), time.process_time()
-        loss, _ = step_loss(exp.model, batch, train_cfg, exp.ls_table, exp.negatives)
+        loss = step_loss(exp.model, batch, train_cfg, exp.ls_table, exp.negatives)
         exp.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         exp.optimizer.step()

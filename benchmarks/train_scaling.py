@@ -2,7 +2,6 @@
 
     python benchmarks/train_scaling.py --dataset music --workers 1 2
     python benchmarks/train_scaling.py --dataset music --batch-per-worker --sync-every 16
-    python benchmarks/train_scaling.py --dataset music --batch-per-worker --overlap
 
 Throughput = train rows per epoch / median seconds of an epoch's training steps (rank 0's
 clock; every worker steps in lockstep), over every epoch but the first of every repeat.
@@ -37,14 +36,12 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=1)
     p.add_argument("--sync-every", type=int, default=1, help="see pipelines/train.py")
     p.add_argument("--batch-per-worker", action="store_true", help="see pipelines/train.py")
-    p.add_argument("--overlap", action="store_true", help="see pipelines/train.py")
     args = p.parse_args()
     processed = (args.processed or Path("processed") / f"{args.dataset}-seed0").resolve()
     rows = read_manifest(processed)["rows"]["train"]
     t = table1(args.dataset)
     train = replace(t.train, epochs=args.epochs, patience=args.epochs, protocol="sampled", eval_users=100)
-    parallel = ParallelConfig(sync_every=args.sync_every, batch_per_worker=args.batch_per_worker,
-                              overlap=args.overlap)
+    parallel = ParallelConfig(sync_every=args.sync_every, batch_per_worker=args.batch_per_worker)
     connect()
     seconds = {w: [] for w in args.workers}
     for r in range(args.repeats):

@@ -141,22 +141,20 @@ class TrainConfig:
 class ParallelConfig:
     """How W data-parallel workers share the training (``mikgnn.distributed``).
 
-    sync_every = 1 (default): gradients are averaged after every step, so every step is one
-    synchronous step on a global batch of ``batch_size`` split W ways (drawn from the workers'
-    own shards, so not one process's batches). sync_every = K > 1:
-    local SGD, each worker steps on its own gradients and the parameters are averaged every K
-    steps and at the end of every epoch (Adam's moments stay per worker).
+    sync_every = 1 (default): DistributedDataParallel averages the gradients in every backward
+    pass, so every step is one synchronous step on a global batch of ``batch_size`` split W
+    ways (drawn from the workers' own shards, so not one process's batches). sync_every = K > 1:
+    local SGD (torch's ``PostLocalSGDOptimizer``), each worker steps on its own gradients and
+    the parameters are averaged every K steps and at the end of every epoch (Adam's moments
+    stay per worker).
     batch_per_worker: every worker steps on ``batch_size`` rows (a global batch of W × batch)
     instead of ``batch_size / W``.
-    overlap (with sync_every = 1): a step's gradient exchange runs while the next step
-    computes, and is applied one step late (``distributed.gradients.OverlappedGradients``).
     cpus_per_worker, placement_strategy (PACK: on few nodes; SPREAD: over nodes) and
     max_failures (worker-group restarts from the last checkpoint) size and place the group.
     """
 
     sync_every: int = 1
     batch_per_worker: bool = False
-    overlap: bool = False
     cpus_per_worker: float = 1.0
     placement_strategy: str = "PACK"
     max_failures: int = 3
@@ -169,8 +167,6 @@ class ParallelConfig:
         _one_of("placement_strategy", self.placement_strategy, PLACEMENTS)
         if self.max_failures < 0:
             raise ValueError(f"max_failures must be >= 0, got {self.max_failures}")
-        if self.overlap and self.sync_every != 1:
-            raise ValueError(f"overlap averages gradients every step; it cannot go with sync_every={self.sync_every}")
 
     def worker_batch(self, batch_size: int, workers: int) -> int:
         return batch_size if self.batch_per_worker else max(1, batch_size // workers)

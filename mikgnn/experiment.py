@@ -15,8 +15,8 @@ from mikgnn.label_smoothness import InteractionTable
 from mikgnn.models import Recommender, build_model
 from mikgnn.processed import ProcessedDataset
 from mikgnn.training import (
+    DataParallelStep,
     Rows,
-    StepHooks,
     diagnostics,
     evaluate,
     make_optimizer,
@@ -117,9 +117,9 @@ class FitState:
 
 
 def run_epoch(exp: Experiment, cfg: TrainConfig, epoch: int, batches,
-              hooks: StepHooks | None = None) -> dict[str, float]:
+              parallel: DataParallelStep | None = None) -> dict[str, float]:
     """Train one epoch and validate: the metrics of that epoch."""
-    stats = train_epoch(exp.model, exp.optimizer, batches, cfg, exp.ls_table, hooks, exp.negatives)
+    stats = train_epoch(exp.model, exp.optimizer, batches, cfg, exp.ls_table, exp.negatives, parallel)
     metrics = {"epoch": epoch, "train/loss": stats["loss"], "train/l2": stats["l2"], "train/seconds": stats["seconds"]}
     topk = cfg.topk_every > 0 and epoch % cfg.topk_every == 0
     metrics.update(evaluate(exp.model, "valid", exp.splits["valid"], exp.splits["train"], exp.n_items, cfg, topk))

@@ -87,23 +87,37 @@ def make_optimizer(model: Recommender, cfg: TrainConfig) -> torch.optim.Optimize
     return torch.optim.Adam([g for g in groups if g["params"]], lr=cfg.lr, fused=True)
 
 
+class StepLoss(nn.Module):
+    """The loss of one training step as a module: what a data-parallel worker wraps in DDP, so
+    that its backward averages the gradients across the workers (``mikgnn.distributed``).
+    The label-smoothness table and the negative sampler are per-worker state, not submodules."""
+
+    def __init__(self, model: Recommender, cfg: TrainConfig, ls_table: InteractionTable | None = None,
+                 negatives: NegativeSampler | None = None) -> None:
+        super().__init__()
+        self.model, self.cfg = model, cfg
+        self.per_worker = (ls_table, negatives)
+        self.l2_in_optimizer = cfg.l2 > 0 and cfg.l2_mode == "full"
+
+    def forward(self, user: torch.Tensor, item: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
+        return step_loss(self.model, Rows(user, item, label), self.cfg, *self.per_worker, self.l2_in_optimizer)
+
+
 @dataclass(frozen=True)
-class StepHooks:
-    """Where a data-parallel driver synchronises its workers (``mikgnn.distributed``).
+class DataParallelStep:
+    """How the workers of a data-parallel run step together (``mikgnn.distributed.train_loop``
+    builds it). ``loss``: the ``StepLoss`` that runs, e.g. wrapped in DDP; ``optimizer``: the
+    one that steps, e.g. torch's ``PostLocalSGDOptimizer``; ``end_of_epoch``: leaves every
+    worker with the same parameters before any validation."""
 
-    after_backward(model, touched): between backward and the optimizer step (gradient
-    averaging); after_step(model): after the optimizer step (periodic model averaging);
-    end_of_epoch(model): after the last step, before any validation.
-    """
-
-    after_backward: Callable[[nn.Module, dict[str, torch.Tensor]], None] | None = None
-    after_step: Callable[[nn.Module], None] | None = None
-    end_of_epoch: Callable[[nn.Module], None] | None = None
+    loss: nn.Module
+    optimizer: torch.optim.Optimizer
+    end_of_epoch: Callable[[], None] | None = None
 
 
 def train_epoch(model: Recommender, optimizer: torch.optim.Optimizer, batches, cfg: TrainConfig,
-                ls_table: InteractionTable | None = None, hooks: StepHooks | None = None,
-                negatives: NegativeSampler | None = None) -> dict[str, float]:
+                ls_table: InteractionTable | None = None, negatives: NegativeSampler | None = None,
+                parallel: DataParallelStep | None = None) -> dict[str, float]:
     """One pass over ``batches`` (an iterable of Rows; ``training_rows``); returns the mean loss,
     the L2 term at the end of the epoch, and the seconds.
 
@@ -111,31 +125,28 @@ def train_epoch(model: Recommender, optimizer: torch.optim.Optimizer, batches, c
     "bpr"``, BPR over each (positive) row and a negative from ``negatives``. The model's own
     term (``Recommender.auxiliary_loss``: a KG loss, an independence loss) is added to it.
     The full-table L2 is not in the loss: it is the weight decay of the optimizer
-    (``make_optimizer``), applied after ``hooks.after_backward``. "loss" is the mean of the
+    (``make_optimizer``), applied to the averaged gradients. "loss" is the mean of the
     other terms (the data loss, label smoothness, batch-only or W1+W2 L2) and "l2" is λ times
     the L2 term, so loss + l2 is Eq. (24).
     """
-    hooks = hooks or StepHooks()
+    if parallel is None:
+        parallel = DataParallelStep(StepLoss(model, cfg, ls_table, negatives), optimizer)
     model.train()
     l2_in_optimizer = cfg.l2 > 0 and cfg.l2_mode == "full"
     start, total, count = time.perf_counter(), 0.0, 0
     for step, batch in enumerate(batches, 1):
-        loss, touched = step_loss(model, batch, cfg, ls_table, negatives, l2_in_optimizer)
-        optimizer.zero_grad(set_to_none=True)
+        loss = parallel.loss(batch.user, batch.item, batch.label)
+        parallel.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        if hooks.after_backward is not None:
-            hooks.after_backward(model, touched)
-        optimizer.step()
-        if hooks.after_step is not None:
-            hooks.after_step(model)
+        parallel.optimizer.step()
         value = float(loss.detach())
         if not math.isfinite(value):  # a diverged run is a failure, never a result
             raise NonFiniteLoss(f"the training loss is {value} at step {step} of the "
                                 f"epoch (lr {cfg.lr:g}, λ {cfg.l2:g}): training diverged; lower the learning rate")
         total += value * len(batch)
         count += len(batch)
-    if hooks.end_of_epoch is not None:
-        hooks.end_of_epoch(model)
+    if parallel.end_of_epoch is not None:
+        parallel.end_of_epoch()
     model.end_epoch()
     seconds = time.perf_counter() - start
     with torch.no_grad():
@@ -144,11 +155,9 @@ def train_epoch(model: Recommender, optimizer: torch.optim.Optimizer, batches, c
 
 
 def step_loss(model: Recommender, batch: Rows, cfg: TrainConfig, ls_table: InteractionTable | None = None,
-              negatives: NegativeSampler | None = None,
-              l2_in_optimizer: bool | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """The loss of one training step and the rows it read (``TrainOutput.touched``): the data
-    loss, the in-graph L2 (None: unless the optimizer's weight decay carries it), label
-    smoothness, and the model's own terms."""
+              negatives: NegativeSampler | None = None, l2_in_optimizer: bool | None = None) -> torch.Tensor:
+    """The loss of one training step: the data loss, the in-graph L2 (None: unless the
+    optimizer's weight decay carries it), label smoothness, and the model's own terms."""
     if l2_in_optimizer is None:
         l2_in_optimizer = cfg.l2 > 0 and cfg.l2_mode == "full"
     out, loss = _data_loss(model, batch, cfg, negatives)
@@ -158,12 +167,10 @@ def step_loss(model: Recommender, batch: Rows, cfg: TrainConfig, ls_table: Inter
         loss = loss + cfg.ls_weight * label_smoothness_loss(out.field, batch.user, batch.label, ls_table)
     if out.extra is not None:
         loss = loss + out.extra
-    touched = out.touched
     extra = model.auxiliary_loss(len(batch))
     if extra is not None:
-        loss = loss + extra[0]
-        touched = _merge_touched(touched, extra[1])
-    return loss, touched
+        loss = loss + extra
+    return loss
 
 
 def _data_loss(model: Recommender, batch: Rows, cfg: TrainConfig,
@@ -177,13 +184,6 @@ def _data_loss(model: Recommender, batch: Rows, cfg: TrainConfig,
         return out, bpr_loss(positive, negative)
     out = model.forward_train(batch.user, batch.item)
     return out, F.binary_cross_entropy_with_logits(out.logits, batch.label.float())  # Eq. (24)
-
-
-def _merge_touched(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    merged = dict(a)
-    for name, ids in b.items():
-        merged[name] = torch.cat([merged[name], ids]) if name in merged else ids
-    return merged
 
 
 @torch.no_grad()

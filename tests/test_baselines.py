@@ -187,7 +187,7 @@ def test_kgat_attention_is_fixed_for_an_epoch_and_refreshed_after_it():
     after = model.attention()  # π of the weights after the epoch
     assert not torch.allclose(after, first)
     torch.testing.assert_close(model.epoch_attention(), after)  # validation reads the new π
-    loss, _ = step_loss(model, batches[1], replace(TrainConfig(), loss="bpr"), negatives=exp.negatives)
+    loss = step_loss(model, batches[1], replace(TrainConfig(), loss="bpr"), negatives=exp.negatives)
     exp.optimizer.zero_grad()
     loss.backward()
     exp.optimizer.step()

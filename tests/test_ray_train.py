@@ -40,13 +40,12 @@ def one_worker(ray_local, processed, tmp_path_factory):
     return _fit(processed, tmp_path_factory.mktemp("one"), 1)
 
 
-# Measured 2026-12-04 (seed 0): one worker test AUC 0.956; two workers 0.949 (every step),
-# 0.932 (overlapped, global batch x2), 0.923 (local SGD, K = 4, global batch x2). Synchronous
-# steps differ from one process only by batch composition (each worker shuffles its shard).
+# Measured 2026-12-04 (seed 0, the exchange DDP replaced): one worker test AUC 0.956; two
+# workers 0.949 (every step), 0.923 (local SGD, K = 4, global batch x2). Synchronous steps differ
+# from one process only by batch composition (each worker shuffles its shard).
 @pytest.mark.parametrize("parallel,tolerance", [(ParallelConfig(), 0.02),
-                                                (ParallelConfig(overlap=True, batch_per_worker=True), 0.05),
                                                 (ParallelConfig(sync_every=4, batch_per_worker=True), 0.05)],
-                         ids=["gradients-every-step", "overlapped", "local-sgd"])
+                         ids=["ddp-every-step", "local-sgd"])
 def test_two_workers_match_one(one_worker, processed, tmp_path, parallel, tolerance):
     two = _fit(processed, tmp_path, 2, parallel=parallel)
     for m in (one_worker, two):

@@ -64,7 +64,7 @@ CASES = [
     ("tune", "--dataset music --set search=grid", "unknown search 'grid'"),
     ("tune", "--dataset music --set max_field=many", "search.max_field = 'many': expected int"),
     ("tune", "--dataset music --set placement_strategy=RANDOM", "unknown placement_strategy 'RANDOM'"),
-    ("tune", "--dataset music --set overlap=true --set sync_every=4", "cannot go with sync_every=4"),
+    ("tune", "--dataset music --set sync_every=0", "sync_every must be >= 1, got 0"),
     ("tune", "--dataset music --set epoch=3", "--set 'epoch=3': unknown key 'epoch'"),
     ("tune", "--dataset music --set topk_every=0", "on the validation Recall@20 of every epoch"),
     ("tune", "--dataset music --tracking-uri http://127.0.0.1:9", "http://127.0.0.1:9: no MLflow server"),

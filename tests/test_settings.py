@@ -98,10 +98,10 @@ def test_a_search_has_its_own_defaults_below_the_config_file_and_the_flags(tmp_p
 
 
 def test_set_takes_every_key_with_its_type_and_section():
-    got = parse_overrides(["dim=32", "train.lr=0.001", "ks=[2, 10]", "init_std=null", "overlap=true",
+    got = parse_overrides(["dim=32", "train.lr=0.001", "ks=[2, 10]", "init_std=null", "batch_per_worker=true",
                            "cpus_per_worker=2", "scheduler=fifo"])
     assert got == {"model": {"dim": 32, "init_std": None}, "train": {"lr": 0.001, "ks": (2, 10)},
-                   "parallel": {"overlap": True, "cpus_per_worker": 2.0}, "search": {"scheduler": "fifo"}}
+                   "parallel": {"batch_per_worker": True, "cpus_per_worker": 2.0}, "search": {"scheduler": "fifo"}}
     s = resolve_settings("music", model="kgcn", flags=parse_overrides(["aggregator=neighbor", "l2=1e-6"]))
     assert (s.model.aggregator, s.model.transform, s.train.l2) == ("neighbor", "learned", 1e-6)
     assert s.origin["model.aggregator"] == "flag"
@@ -113,7 +113,7 @@ def test_set_takes_every_key_with_its_type_and_section():
     ("dimm=3", r"unknown key 'dimm'; the keys: model: model, dim"),
     ("model.lr=1", r"unknown key model.lr"),
     ("seed=3", r"train.seed is chosen with --seed"),
-    ("overlap=1", r"parallel.overlap = 1: expected bool"),
+    ("batch_per_worker=1", r"parallel.batch_per_worker = 1: expected bool"),
     ("scheduler=fifo", r"unknown key 'scheduler'"),  # not a key of a one-process run
 ])
 def test_a_bad_set_names_the_pair(pair, message):

@@ -80,9 +80,7 @@ class AGCN(PropagatedRecommender):
             with torch.no_grad():  # the adaptive update of the missing items' attributes
                 missing = ~self.known
                 self.inferred[missing] = torch.sigmoid(self.infer(item[missing]))
-        every = {"user.weight": torch.arange(self.n_users, device=users.device),
-                 "item.weight": torch.arange(self.n_items, device=users.device)}
-        return TrainOutput(logits, [self.user(users), self.item(items)], every, extra=extra)
+        return TrainOutput(logits, [self.user(users), self.item(items)], extra=extra)
 
     def l2_tensors(self, relations: bool = True) -> list[torch.Tensor]:
         return [self.user.weight, self.item.weight, self.attribute.weight, *self.dense_weights()]

@@ -81,10 +81,7 @@ class CKAN(Recommender):
         users, user_row = torch.unique(users, return_inverse=True)  # [U_B], [B]
         items, item_row = torch.unique(items, return_inverse=True)  # [I_B], [B]
         logits = (self.represent_users(users)[user_row] * self.represent_items(items)[item_row]).sum(-1)  # Eq. (12)
-        rows = torch.cat([items, *(getattr(self, f"{side}_{name}")[ids].reshape(-1)
-                                   for side, ids in (("user", users), ("item", items)) for name in ("head", "tail"))])
-        relations = torch.cat([self.user_relation[users].reshape(-1), self.item_relation[items].reshape(-1)])
-        return TrainOutput(logits, embedded, {"entity.weight": rows, "relation.weight": relations})
+        return TrainOutput(logits, embedded)
 
     @torch.no_grad()
     def score_all(self, users: torch.Tensor, items: torch.Tensor | None = None) -> torch.Tensor:

@@ -46,13 +46,12 @@ class CKE(Recommender):
     def forward_train(self, users: torch.Tensor, items: torch.Tensor) -> TrainOutput:
         user = self.user(users)  # [B, d]
         logits = (user * self.item_vectors(items)).sum(-1)  # [B]
-        touched = {"user.weight": users, "item.weight": items, "entity.weight": items}
-        return TrainOutput(logits, [user, self.item(items), self.entity(items)], touched)
+        return TrainOutput(logits, [user, self.item(items), self.entity(items)])
 
-    def auxiliary_loss(self, batch: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def auxiliary_loss(self, batch: int) -> torch.Tensor:
         h, r, t, corrupt = self.triples.sample(batch, self.device)  # [B] each
         loss = self.transr.loss(self.entity(h), r, self.entity(t), self.entity(corrupt))
-        return self.kg_weight * loss, {"entity.weight": torch.cat([h, t, corrupt]), "transr.relation.weight": r}
+        return self.kg_weight * loss
 
     @torch.no_grad()
     def score_all(self, users: torch.Tensor, items: torch.Tensor | None = None) -> torch.Tensor:

@@ -62,8 +62,7 @@ class FM(SVD):
         user = self.user(users)  # [B, d]
         s, c = self.item_side(items)  # [B, d], [B]
         logits = self.bias + self.user_bias(users).squeeze(-1) + c + (user * s).sum(-1)  # Eq. (1)  [B]
-        touched = {"user.weight": users, "item.weight": items, "user_bias.weight": users, "item_bias.weight": items}
-        return TrainOutput(logits, [user, self.item(items)], touched)
+        return TrainOutput(logits, [user, self.item(items)])
 
     @torch.no_grad()
     def score_all(self, users: torch.Tensor, items: torch.Tensor | None = None) -> torch.Tensor:

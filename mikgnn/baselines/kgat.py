@@ -131,13 +131,12 @@ class KGAT(Recommender):
     def forward_train(self, users: torch.Tensor, items: torch.Tensor) -> TrainOutput:
         final = self.propagate()
         logits = (final[users + self.n_entities] * final[items]).sum(-1)  # Eq. (12)  [B]
-        every = torch.arange(self.node.num_embeddings, device=users.device)  # propagation reads every row
-        return TrainOutput(logits, [self.node(users + self.n_entities), self.node(items)], {"node.weight": every})
+        return TrainOutput(logits, [self.node(users + self.n_entities), self.node(items)])
 
-    def auxiliary_loss(self, batch: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def auxiliary_loss(self, batch: int) -> torch.Tensor:
         h, r, t, corrupt = self.triples.sample(batch, self.device)  # [B] each
         loss = self.transr.loss(self.node(h), r, self.node(t), self.node(corrupt))  # Eq. (2)
-        return self.kg_weight * loss, {"node.weight": torch.cat([h, t, corrupt]), "transr.relation.weight": r}
+        return self.kg_weight * loss
 
     @torch.no_grad()
     def score_all(self, users: torch.Tensor, items: torch.Tensor | None = None) -> torch.Tensor:

@@ -90,15 +90,13 @@ class KGIN(PropagatedRecommender):
     def forward_train(self, users: torch.Tensor, items: torch.Tensor) -> TrainOutput:
         user, entity = self.propagate()
         logits = (user[users] * entity[items]).sum(-1)  # Eq. (12)  [B]
-        every = {"user.weight": torch.arange(self.n_users, device=users.device),
-                 "entity.weight": torch.arange(self.n_entities, device=users.device)}
-        return TrainOutput(logits, [self.user(users), self.entity(items)], every)
+        return TrainOutput(logits, [self.user(users), self.entity(items)])
 
-    def auxiliary_loss(self, batch: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def auxiliary_loss(self, batch: int) -> torch.Tensor:
         w = torch.softmax(self.intent_weights, dim=-1)  # [P, R]
         pairs = itertools.combinations(range(w.shape[0]), 2)
         loss = sum((distance_correlation(w[p], w[q]) for p, q in pairs), torch.zeros((), device=w.device))
-        return self.kg_weight * loss, {}  # Eq. (14)
+        return self.kg_weight * loss  # Eq. (14)
 
     def l2_tensors(self, relations: bool = True) -> list[torch.Tensor]:
         return [self.user.weight, self.entity.weight, self.intent_weights] + (

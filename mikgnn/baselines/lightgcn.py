@@ -67,9 +67,7 @@ class LightGCN(PropagatedRecommender):
     def forward_train(self, users: torch.Tensor, items: torch.Tensor) -> TrainOutput:
         user, item = self.propagate()
         logits = (user[users] * item[items]).sum(-1)  # Eq. 5  [B]
-        every = {"user.weight": torch.arange(self.n_users, device=users.device),  # propagation reads every row
-                 "item.weight": torch.arange(self.n_items, device=users.device)}
-        return TrainOutput(logits, [self.user(users), self.item(items)], every)
+        return TrainOutput(logits, [self.user(users), self.item(items)])
 
     def l2_tensors(self, relations: bool = True) -> list[torch.Tensor]:
         return [self.user.weight, self.item.weight]

@@ -42,7 +42,7 @@ class PER(Recommender):
     def forward_train(self, users: torch.Tensor, items: torch.Tensor) -> TrainOutput:
         per_path = (self.user_factors[:, users] * self.item_factors[:, items]).sum(-1)  # [q, B]
         logits = self.bias + self.theta @ per_path  # Eq. (5)  [B]
-        return TrainOutput(logits, [self.theta], {})
+        return TrainOutput(logits, [self.theta])
 
     @torch.no_grad()
     def score_all(self, users: torch.Tensor, items: torch.Tensor | None = None) -> torch.Tensor:

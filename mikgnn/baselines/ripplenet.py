@@ -79,9 +79,7 @@ class RippleNet(Recommender):
         v = self.entity(items)  # [B, d]
         logits = self.respond(v.unsqueeze(1), rh, t).squeeze(1)  # [B]
         kge = -torch.sigmoid((h * self.project(t, relations)).sum(-1)).mean()  # -σ(h^T R t)  over [B, h, m]
-        touched = {"entity.weight": torch.cat([items, self.ripple_head[users].reshape(-1),
-                                               self.ripple_tail[users].reshape(-1)])}
-        return TrainOutput(logits, [v, h, t], touched, extra=self.kg_weight * kge)
+        return TrainOutput(logits, [v, h, t], extra=self.kg_weight * kge)
 
     @torch.no_grad()
     def score_all(self, users: torch.Tensor, items: torch.Tensor | None = None) -> torch.Tensor:

@@ -40,8 +40,7 @@ class SVD(Recommender):
     def forward_train(self, users: torch.Tensor, items: torch.Tensor) -> TrainOutput:
         user, item = self.user(users), self.item(items)  # [B, d], [B, d]
         biases = self.user_bias(users).squeeze(-1) + self.item_bias(items).squeeze(-1)  # [B]
-        touched = {"user.weight": users, "item.weight": items, "user_bias.weight": users, "item_bias.weight": items}
-        return TrainOutput(self.bias + biases + (user * item).sum(-1), [user, item], touched)
+        return TrainOutput(self.bias + biases + (user * item).sum(-1), [user, item])
 
     @torch.no_grad()
     def score_all(self, users: torch.Tensor, items: torch.Tensor | None = None) -> torch.Tensor:

@@ -1,7 +1,8 @@
 """Where a training loop runs: a Ray Train worker, or a Tune trial's own process.
 
 The loop (``train_loop.run_training``) asks its session for its rank, its device, its shard of
-the train rows, the checkpoint to resume from, and where to report. Two sessions:
+the train rows, the checkpoint to resume from, where to report, and (with several workers) to
+wrap the step's loss for data parallelism. Two sessions:
 
 - ``TrainWorkerSession``: a worker of a TorchTrainer (several workers per trial, or
   ``pipelines/train.py --workers``). Its shard comes through Ray Data (``train.py``), or is
@@ -23,11 +24,16 @@ import ray.train.torch
 import torch
 import torch.distributed as dist
 from ray import tune
+from torch import nn
 
 from mikgnn.processed import ProcessedDataset
 from mikgnn.training import Rows
 
 COLUMNS = ("user", "item", "label")
+# DistributedDataParallel's options: buffers (neighbour tables, a negative sampler's keys) are
+# each worker's own; the static graph lets a model leave a parameter unused (the relation
+# table under uniform attention) without a search for unused parameters every step.
+DDP_OPTIONS = {"broadcast_buffers": False, "static_graph": True}
 
 
 class TrainWorkerSession:
@@ -58,6 +64,11 @@ class TrainWorkerSession:
             dist.all_reduce(size, op=dist.ReduceOp.MIN)
         n = int(size)
         return Rows(rows.user[:n], rows.item[:n], rows.label[:n])
+
+    def prepare(self, module: nn.Module) -> nn.Module:
+        """``module`` in DistributedDataParallel (Ray Train's ``prepare_model``; gloo on CPUs,
+        NCCL on GPUs): its backward averages the gradients over the workers."""
+        return ray.train.torch.prepare_model(module, move_to_device=False, parallel_strategy_kwargs=DDP_OPTIONS)
 
     def checkpoint(self):
         return ray.train.get_checkpoint()  # the last reported checkpoint, if any

@@ -3,10 +3,10 @@ by the workers of a Ray TorchTrainer (data-parallel) or inside a one-worker Tune
 (``session.py`` says where).
 
 Each Train worker reads its shard of the train split once (``session.py``), keeps it as tensors and
-reshuffles it locally every epoch. Gradients are averaged across workers after every backward
-pass, exchanging only the embedding rows the step used (``gradients.py``), or with the
-exchange overlapped and applied a step late, or parameters averaged every K steps
-(``averaging.py``), as ``ParallelConfig`` says. Rank 0 alone
+reshuffles it locally every epoch. As ``ParallelConfig.sync_every`` says, the step's loss runs
+in torch's DistributedDataParallel (Ray Train's ``prepare_model``: gloo on CPUs, NCCL on GPUs),
+which averages the gradients in every backward pass, or workers step alone and torch's
+``PostLocalSGDOptimizer`` averages their parameters every K steps (local SGD). Rank 0 alone
 validates, decides early stopping, checkpoints, tests and logs. Every epoch ends with a
 checkpoint, so a restarted worker group resumes after the last finished epoch.
 """
@@ -22,10 +22,11 @@ from pathlib import Path
 import ray
 import torch
 import torch.distributed as dist
+from torch.distributed.algorithms.model_averaging.averagers import PeriodicModelAverager
+from torch.distributed.algorithms.model_averaging.utils import average_parameters
+from torch.distributed.optim import PostLocalSGDOptimizer
 
 from mikgnn.config import ModelConfig, ParallelConfig, TrainConfig
-from mikgnn.distributed.averaging import ModelAverager
-from mikgnn.distributed.gradients import OverlappedGradients, average_gradients
 from mikgnn.distributed.session import TrainWorkerSession, TrialSession
 from mikgnn.distributed.tracking import TrialTracker
 from mikgnn.experiment import FitState, build, finish, run_epoch
@@ -33,7 +34,7 @@ from mikgnn.model_store import STATE_FILE, CheckpointError, load_state, write_co
 from mikgnn.models import needs_train_rows
 from mikgnn.preprocess.split import SPLITS
 from mikgnn.processed import load_processed
-from mikgnn.training import StepHooks, shuffled_batches, train_epoch
+from mikgnn.training import DataParallelStep, StepLoss, shuffled_batches, train_epoch
 
 STATE_JSON = "state.json"
 
@@ -92,16 +93,19 @@ def _restore(exp, generator: torch.Generator, session) -> FitState:
     return FitState(**plain, best_state=saved["best_state"])
 
 
-def _hooks(parallel: ParallelConfig, world: int, optimizer: torch.optim.Optimizer) -> StepHooks | None:
-    if world == 1:
+def data_parallel(exp, train_cfg: TrainConfig, parallel: ParallelConfig, session) -> DataParallelStep | None:
+    """How this worker steps with the others: None alone. sync_every = 1: the step's loss in
+    DDP, whose backward averages the gradients (buffers such as neighbour tables and the
+    negative sampler's stay per worker). sync_every = K: local SGD, parameters averaged every K
+    optimizer steps and at the end of each epoch, Adam's moments per worker."""
+    if session.world == 1:
         return None
-    if parallel.overlap:
-        overlapped = OverlappedGradients(optimizer)
-        return StepHooks(after_backward=overlapped.after_backward, end_of_epoch=overlapped.end_of_epoch)
+    loss = StepLoss(exp.model, train_cfg, exp.ls_table, exp.negatives)
     if parallel.sync_every == 1:
-        return StepHooks(after_backward=average_gradients)
-    averager = ModelAverager(parallel.sync_every)
-    return StepHooks(after_step=averager.after_step, end_of_epoch=averager.end_of_epoch)
+        return DataParallelStep(session.prepare(loss), exp.optimizer)
+    averager = PeriodicModelAverager(period=parallel.sync_every, warmup_steps=0)
+    return DataParallelStep(loss, PostLocalSGDOptimizer(exp.optimizer, averager),
+                            end_of_epoch=lambda: average_parameters(exp.model.parameters(), dist.group.WORLD))
 
 
 def train_loop_per_worker(config: dict) -> None:
@@ -130,14 +134,14 @@ def run_training(config: dict, session) -> None:
     logger = TrialTracker(**config["mlflow_run"]) if rank == 0 and config.get("mlflow_run") else None
     parallel = ParallelConfig(**config.get("parallel", {}))
     per_worker_batch = parallel.worker_batch(train_cfg.batch_size, world)
-    hooks = _hooks(parallel, world, exp.optimizer)
+    step = data_parallel(exp, train_cfg, parallel, session)
     stop = state.waited >= train_cfg.patience
     for epoch in range(state.epoch + 1, train_cfg.epochs + 1):
         if stop:
             break
         batches = (b.to(device) for b in shuffled_batches(shard, per_worker_batch, generator))
         if rank == 0:
-            metrics = run_epoch(exp, train_cfg, epoch, batches, hooks)
+            metrics = run_epoch(exp, train_cfg, epoch, batches, step)
             stop = state.update(metrics, f"valid/{train_cfg.select_metric}", exp.model, train_cfg.patience)
             warning = state.check_learning(train_cfg)
             if warning is not None:
@@ -145,7 +149,7 @@ def run_training(config: dict, session) -> None:
                 if logger is not None:
                     logger.warn(warning)
         else:
-            train_epoch(exp.model, exp.optimizer, batches, train_cfg, exp.ls_table, hooks, exp.negatives)
+            train_epoch(exp.model, exp.optimizer, batches, train_cfg, exp.ls_table, exp.negatives, step)
         flag = torch.tensor([int(stop)])
         if world > 1:
             dist.broadcast(flag, src=0)

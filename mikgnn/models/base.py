@@ -8,7 +8,7 @@
     dense_weights()                    -> those of them that are not embedding tables
     transform_penalty()                -> ‖W1 + W2‖² of Eq. (24), or None
     diagnostics(users, items)          -> {name: float}, what a run logs about the model
-    auxiliary_loss(batch)              -> (loss, touched) a model's own extra term, or None
+    auxiliary_loss(batch)              -> loss, a model's own extra term, or None
                                           (the KG losses of CKE and KGAT, KGIN's independence)
     end_epoch()                        -> after an epoch's last step (KGAT refreshes its attention)
 
@@ -37,7 +37,6 @@ class TrainOutput:
 
     logits: torch.Tensor  # [B]
     embedded: list[torch.Tensor]  # looked-up rows of the user and item/entity tables (batch L2)
-    touched: dict[str, torch.Tensor]  # parameter name -> row ids this step read (sparse exchange)
     embedded_relations: list[torch.Tensor] = field(default_factory=list)  # relation rows (batch L2)
     field: Field | None = None  # None: the model has no receptive field
     extra: torch.Tensor | None = None  # a model's own weighted loss term on this batch (RippleNet's KGE)
@@ -70,10 +69,9 @@ class Recommender(nn.Module):
     def diagnostics(self, users: torch.Tensor, items: torch.Tensor) -> dict[str, float]:
         return {}
 
-    def auxiliary_loss(self, batch: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]] | None:
-        """The model's own training term beside the recommendation loss, already weighted, and
-        the rows it read (parameter name -> row ids, as ``TrainOutput.touched``); ``batch``: the
-        step's number of rows, for a term that samples its own batch (KG triples)."""
+    def auxiliary_loss(self, batch: int) -> torch.Tensor | None:
+        """The model's own training term beside the recommendation loss, already weighted;
+        ``batch``: the step's number of rows, for a term that samples its own batch (KG triples)."""
         return None
 
     def pairs_per_call(self) -> int:

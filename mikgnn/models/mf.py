@@ -24,7 +24,7 @@ class MF(Recommender):
 
     def forward_train(self, users: torch.Tensor, items: torch.Tensor) -> TrainOutput:
         user, item = self.user(users), self.item(items)  # [B, d], [B, d]
-        return TrainOutput((user * item).sum(-1), [user, item], {"user.weight": users, "item.weight": items})
+        return TrainOutput((user * item).sum(-1), [user, item])
 
     @torch.no_grad()
     def score_all(self, users: torch.Tensor, items: torch.Tensor | None = None) -> torch.Tensor:

@@ -148,8 +148,7 @@ class MIKGNN(Recommender):
     # the contract ----------------------------------------------------------------------
     def forward_train(self, users: torch.Tensor, items: torch.Tensor) -> TrainOutput:
         logits, user, entities, vectors, rel_vectors, first_weights, _ = self._propagate(users, items)
-        touched = {"user.weight": users, "entity.weight": torch.cat([e.reshape(-1) for e in entities])}
-        return TrainOutput(logits, [user, *vectors], touched, rel_vectors, Field(entities, first_weights))
+        return TrainOutput(logits, [user, *vectors], rel_vectors, Field(entities, first_weights))
 
     def score_all(self, users: torch.Tensor, items: torch.Tensor | None = None) -> torch.Tensor:
         """Per entity (``score_graph``) where that updates fewer nodes than per item's tree
