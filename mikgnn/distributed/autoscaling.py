@@ -9,13 +9,12 @@ local Ray, nodes started by hand) nothing will join: the refusal stands at once.
 
 from __future__ import annotations
 
-import json
 import time
 
 import ray
-from ray._private import ray_constants
 
 from mikgnn.distributed.cluster import plan_concurrency
+from mikgnn.distributed.ray_workarounds import autoscaler_names_node_types
 
 SCALE_WAIT_S = 900.0  # a cloud GPU node boots and runs cluster.yaml's setup (torch's CUDA build) in minutes
 POLL_S = 5.0
@@ -26,14 +25,8 @@ def has_autoscaler() -> bool:
     type of a config (cluster.yaml's "head", "gpu_worker"), where a cluster without one (a local
     Ray, nodes started by hand) runs Ray's read-only monitor, whose types are its nodes' ids; or
     the cluster runs autoscaler v2."""
-    from ray.autoscaler._private.util import format_readonly_node_type
-    from ray.experimental.internal_kv import _internal_kv_get
-
     try:
-        status = _internal_kv_get(ray_constants.DEBUG_AUTOSCALING_STATUS)
-        report = (json.loads(status).get("autoscaler_report") or {}) if status is not None else {}
-        types = (report.get("node_type_mapping") or {}).items()
-        if any(kind != format_readonly_node_type(node) for node, kind in types):
+        if autoscaler_names_node_types():
             return True
         from ray.autoscaler.v2.utils import is_autoscaler_v2
 

@@ -21,9 +21,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import ray
-from ray._private import ray_constants
 
 from mikgnn.distributed.errors import ClusterStartError, error_line
+from mikgnn.distributed.ray_workarounds import dashboard_start_s, loopback_node, set_dashboard_start_s
 
 MIN_LOCAL_LOGICAL_CPUS = 4
 TRIAL_DRIVER_CPU = 0.25  # a Tune trial that drives a TorchTrainer: it waits, it does not compute
@@ -32,8 +32,6 @@ DATA_CPUS = 1.0  # kept free for Ray Data reads
 # second report of an epoch waits for that (a queue of one). Ray's default of 2 s cost every
 # trial up to 2 s per epoch, more than a music epoch itself.
 TRAIN_POLL_ENV, TRAIN_POLL_S = "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.2"
-# Ray's switch for a node whose address is the loopback (its default on macOS and Windows).
-LOOPBACK_NODE_ENV = ray_constants.ENABLE_RAY_CLUSTERS_ENV_VAR
 # Ray gives its dashboard 60 s to start, then fails ray.init. On 2 cores busy with a test suite
 # and six training processes it took longer (a reproduction died with Ray's traceback); a
 # dashboard that dies still fails at once. RAY_DASHBOARD_STARTUP_TIMEOUT_S, when set, wins.
@@ -103,7 +101,7 @@ def _init(address: str | None, quiet: bool) -> None:
         # address, where that cluster does not listen, and wait for it forever.
         _probe(address)
         try:
-            with _loopback_node() if _is_loopback(address) else contextlib.nullcontext():
+            with loopback_node() if _is_loopback(address) else contextlib.nullcontext():
                 ray.init(address=address, log_to_driver=not quiet, runtime_env=runtime_env)
         except Exception as exc:
             raise ClusterStartError(f"could not join the Ray cluster at {address}: {error_line(exc, 400)}") from exc
@@ -118,14 +116,14 @@ def _init(address: str | None, quiet: bool) -> None:
     # the raylet this call starts); a cluster of `ray start` keeps its operator's setting.
     os.environ.setdefault("RAY_worker_niceness", "0")
     if DASHBOARD_ENV not in os.environ:
-        ray_constants.RAY_DASHBOARD_STARTUP_TIMEOUT_S = DASHBOARD_START_S
+        set_dashboard_start_s(DASHBOARD_START_S)
     try:
-        with _loopback_node():
+        with loopback_node():
             ray.init(address="local", num_cpus=local_logical_cpus(), include_dashboard=True,
                      dashboard_host="127.0.0.1", log_to_driver=not quiet, configure_logging=True,
                      logging_level="WARNING", runtime_env=runtime_env)
     except Exception as exc:
-        advice = (f"; Ray waited {ray_constants.RAY_DASHBOARD_STARTUP_TIMEOUT_S} s for its dashboard: on a busy "
+        advice = (f"; Ray waited {dashboard_start_s()} s for its dashboard: on a busy "
                   f"machine set {DASHBOARD_ENV} higher" if "dashboard" in str(exc).lower() else "")
         raise ClusterStartError(f"the local Ray cluster did not start: {error_line(exc, 400)}{advice}") from exc
 
@@ -151,31 +149,6 @@ def _is_loopback(address: str) -> bool:
         return host == "localhost" or ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
-
-
-@contextlib.contextmanager
-def _loopback_node() -> Iterator[None]:
-    """A local cluster that listens on the loopback only.
-
-    On Linux Ray takes the machine's outward address as the node's, and its GCS, raylet,
-    worker, agent and Prometheus metrics servers then listen on every interface, without
-    authentication. With clusters "disabled" (what Ray does on macOS and Windows) the node's
-    address is 127.0.0.1 and every one of them binds there; ``ray.init(_node_ip_address=
-    "127.0.0.1")`` does not do it, Ray turns that address back into the outward one. The
-    driver reads the switch as a constant, the processes it starts (GCS, raylet, agents, and
-    through the raylet every worker) from their environment; both are restored afterwards, so
-    that a later ``ray start`` of this process can still join a cluster of several machines.
-    """
-    before_env, before = os.environ.get(LOOPBACK_NODE_ENV), ray_constants.ENABLE_RAY_CLUSTER
-    os.environ[LOOPBACK_NODE_ENV], ray_constants.ENABLE_RAY_CLUSTER = "0", False
-    try:
-        yield
-    finally:
-        ray_constants.ENABLE_RAY_CLUSTER = before
-        if before_env is None:
-            os.environ.pop(LOOPBACK_NODE_ENV, None)
-        else:
-            os.environ[LOOPBACK_NODE_ENV] = before_env
 
 
 def plan_concurrency(cluster: dict, workers: int, cpus_per_worker: float, gpus_per_worker: float,

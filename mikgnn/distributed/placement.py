@@ -11,7 +11,8 @@ registered nowhere. A placement group that is not detached lives as long as its 
 group keeps its CPUs for the rest of the search. Each new trial's controller then asks for a
 group that can never be placed, and the search waits forever with its trials RUNNING, as seen.
 
-The GCS record of a group names its creator actor and whether that actor is dead. A group of
+The GCS record of a group names its creator actor and whether that actor is dead
+(``ray_workarounds.placement_group_records``). A group of
 this job whose creator actor is dead is an orphan: no one can schedule on it any more. The
 search removes orphans every few seconds while it runs (``reap_orphans``, from the search's
 Tune callback) and, once it ends, every group its job still holds (``release_job_placement_groups``).
@@ -23,50 +24,12 @@ the job finds its own groups without touching other jobs' groups on a shared clu
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 
 import ray
 from ray.util.placement_group import PlacementGroup, remove_placement_group
 
-LIVE_STATES = ("PENDING", "PREPARED", "CREATED", "RESCHEDULING")
-NIL_ACTOR = b"\xff"
-
-
-@dataclass(frozen=True)
-class GroupRecord:
-    """What the GCS knows of one placement group."""
-
-    id: str
-    state: str
-    bundles: tuple[dict, ...]
-    creator_actor: str | None  # hex; None when a driver created it
-    creator_actor_dead: bool
-
-    @property
-    def orphaned(self) -> bool:
-        return self.creator_actor is not None and self.creator_actor_dead and self.state in LIVE_STATES
-
-
-def group_records(job_id: str) -> list[GroupRecord]:
-    """The placement groups of the job ``job_id`` (hex), live or not, from the GCS table."""
-    from ray.core.generated import gcs_pb2
-
-    table = gcs_pb2.PlacementGroupTableData
-    # The GCS's own record: Ray's public placement_group_table() leaves out the creator.
-    accessor = ray._private.state.state._connect_and_get_accessor()
-    out = []
-    for raw in accessor.get_placement_group_table():
-        data = table.FromString(raw)
-        pg_id = data.placement_group_id.hex()
-        if not pg_id.endswith(job_id):
-            continue
-        creator = data.creator_actor_id
-        out.append(GroupRecord(
-            id=pg_id, state=table.PlacementGroupState.Name(data.state),
-            bundles=tuple(dict(b.unit_resources) for b in data.bundles),
-            creator_actor=None if not creator or set(creator) <= set(NIL_ACTOR) else creator.hex(),
-            creator_actor_dead=data.creator_actor_dead))
-    return out
+from mikgnn.distributed.ray_workarounds import LIVE_STATES, GroupRecord
+from mikgnn.distributed.ray_workarounds import placement_group_records as group_records
 
 
 def _remove(pg_id: str) -> None:

@@ -10,7 +10,7 @@ from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
 from ray.train.torch import TorchTrainer
 
 from mikgnn.config import ModelConfig, ParallelConfig, TrainConfig
-from mikgnn.distributed.process_group import ProcessGroupConfig
+from mikgnn.distributed.ray_workarounds import LoopbackTorchConfig
 from mikgnn.distributed.train_loop import loop_config, train_loop_per_worker
 from mikgnn.storage import Location, resolve
 
@@ -42,7 +42,7 @@ def make_trainer(processed: str | Path | Location, model_cfg: ModelConfig, train
     return TorchTrainer(
         train_loop_per_worker,
         train_loop_config=config,
-        torch_config=ProcessGroupConfig(backend="nccl" if gpus_per_worker else "gloo"),
+        torch_config=LoopbackTorchConfig(backend="nccl" if gpus_per_worker else "gloo"),
         scaling_config=ScalingConfig(num_workers=workers, use_gpu=bool(gpus_per_worker),
                                      resources_per_worker=resources, placement_strategy=placement_strategy),
         run_config=RunConfig(name=name, storage_path=storage.uri,

@@ -31,6 +31,7 @@ from ray import tune
 
 from mikgnn.distributed.errors import error_line
 from mikgnn.distributed.placement import GroupRecord, group_records, reap_orphans
+from mikgnn.distributed.ray_workarounds import trial_actor
 
 MIN_STALL_S = 600.0
 STALL_FACTOR = 10.0
@@ -190,7 +191,7 @@ class SearchGuard(tune.Callback):
         self.on_stall(trial.trial_id, reason)
         self.last_report.pop(trial.trial_id, None)
         self.progress = now  # the search goes on with its other trials
-        actor = trial.temporary_state.ray_actor
+        actor = trial_actor(trial)
         if actor is not None:
             ray.kill(actor)
 
