@@ -171,6 +171,16 @@ class ParallelConfig:
     def worker_batch(self, batch_size: int, workers: int) -> int:
         return batch_size if self.batch_per_worker else max(1, batch_size // workers)
 
+    def summary(self, workers: int, batch_size: int, gpu: bool) -> str:
+        """One line that says how ``workers`` share the training, for the console."""
+        if workers == 1:
+            return f"one Ray Train worker, no data parallelism; batch {batch_size}"
+        backend = "NCCL" if gpu else "gloo"
+        how = (f"DDP over {backend}, gradients averaged every step" if self.sync_every == 1 else
+               f"local SGD over {backend}, parameters averaged every {self.sync_every} steps")
+        per = self.worker_batch(batch_size, workers)
+        return f"data parallel: {workers} workers, {how}; {per} rows a worker a step (global batch {per * workers})"
+
 
 @dataclass(frozen=True)
 class SearchConfig:

@@ -113,6 +113,7 @@ def _fit_on_ray(args, processed, model_cfg, train_cfg, parallel, run_name: str) 
                            gpus_per_worker=args.gpus_per_worker, cpus_per_worker=parallel.cpus_per_worker,
                            storage_path=args.storage_path, name=run_name, max_failures=parallel.max_failures,
                            placement_strategy=parallel.placement_strategy, parallel=parallel)
+    print(parallel.summary(args.workers, train_cfg.batch_size, bool(args.gpus_per_worker)), flush=True)
     try:
         with sigint_kept():
             result = trainer.fit()

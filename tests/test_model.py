@@ -215,6 +215,16 @@ def test_bad_parallel_configuration():
         ParallelConfig(sync_every=0)
 
 
+def test_the_parallel_summary_says_how_the_workers_share_a_step():
+    assert ParallelConfig().summary(2, 128, gpu=False) == (
+        "data parallel: 2 workers, DDP over gloo, gradients averaged every step; 64 rows a worker a step "
+        "(global batch 128)")
+    assert ParallelConfig(sync_every=16, batch_per_worker=True).summary(4, 1024, gpu=True) == (
+        "data parallel: 4 workers, local SGD over NCCL, parameters averaged every 16 steps; 1024 rows a worker "
+        "a step (global batch 4096)")
+    assert ParallelConfig().summary(1, 128, gpu=False) == "one Ray Train worker, no data parallelism; batch 128"
+
+
 def test_diagnostics_separate_items_with_distinct_neighbours():
     data = tiny_data()
     rows = Rows.from_numpy(data.splits["train"])

@@ -77,7 +77,8 @@ def write_recommendations(checkpoint: str, processed: str | None, users: np.ndar
     start = time.perf_counter()
     cpus = 0 if num_gpus else 1
     ds = ray.data.from_items([{"user": int(u)} for u in users], override_num_blocks=max(1, concurrency))
-    ds = ds.map_batches(Scorer, batch_size=batch_users, batch_format="numpy", concurrency=concurrency,
+    ds = ds.map_batches(Scorer, batch_size=batch_users, batch_format="numpy",
+                        compute=ray.data.ActorPoolStrategy(size=concurrency),
                         num_gpus=num_gpus, num_cpus=cpus,
                         fn_constructor_kwargs=dict(checkpoint=checkpoint, processed=processed, k=k,
                                                    keep_seen=keep_seen, explain=explain, gpu=num_gpus > 0,
