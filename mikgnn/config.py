@@ -114,6 +114,11 @@ class TrainConfig:
     # k-th epoch; 0: only the best epoch's, once training ends. Selecting on auc or f1 needs none.
     topk_every: int = 1
 
+    @property
+    def l2_in_optimizer(self) -> bool:
+        """Whether the L2 term is Adam's weight decay (``training.make_optimizer``), not in the loss."""
+        return self.l2 > 0 and self.l2_mode == "full"
+
     def __post_init__(self) -> None:
         _one_of("l2_mode", self.l2_mode, L2_MODES)
         _one_of("loss", self.loss, LOSSES)

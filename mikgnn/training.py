@@ -81,7 +81,7 @@ def make_optimizer(model: Recommender, cfg: TrainConfig) -> torch.optim.Optimize
     ``model.l2_tensors`` names: Adam's (coupled) weight decay adds λ·w to the gradient, the
     gradient of λ·½‖w‖². So it is applied after the gradients of the data loss are averaged
     across workers, needs no communication, and costs no extra pass over the tables."""
-    decayed = {id(w) for w in model.l2_tensors(cfg.l2_relations)} if cfg.l2 > 0 and cfg.l2_mode == "full" else set()
+    decayed = {id(w) for w in model.l2_tensors(cfg.l2_relations)} if cfg.l2_in_optimizer else set()
     groups = [{"params": [w for w in model.parameters() if id(w) in decayed], "weight_decay": cfg.l2},
               {"params": [w for w in model.parameters() if id(w) not in decayed], "weight_decay": 0.0}]
     return torch.optim.Adam([g for g in groups if g["params"]], lr=cfg.lr, fused=True)
@@ -97,10 +97,9 @@ class StepLoss(nn.Module):
         super().__init__()
         self.model, self.cfg = model, cfg
         self.per_worker = (ls_table, negatives)
-        self.l2_in_optimizer = cfg.l2 > 0 and cfg.l2_mode == "full"
 
     def forward(self, user: torch.Tensor, item: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
-        return step_loss(self.model, Rows(user, item, label), self.cfg, *self.per_worker, self.l2_in_optimizer)
+        return step_loss(self.model, Rows(user, item, label), self.cfg, *self.per_worker)
 
 
 @dataclass(frozen=True)
@@ -132,7 +131,6 @@ def train_epoch(model: Recommender, optimizer: torch.optim.Optimizer, batches, c
     if parallel is None:
         parallel = DataParallelStep(StepLoss(model, cfg, ls_table, negatives), optimizer)
     model.train()
-    l2_in_optimizer = cfg.l2 > 0 and cfg.l2_mode == "full"
     start, total, count = time.perf_counter(), 0.0, 0
     for step, batch in enumerate(batches, 1):
         loss = parallel.loss(batch.user, batch.item, batch.label)
@@ -150,7 +148,7 @@ def train_epoch(model: Recommender, optimizer: torch.optim.Optimizer, batches, c
     model.end_epoch()
     seconds = time.perf_counter() - start
     with torch.no_grad():
-        l2 = cfg.l2 * float(l2_penalty(model, None, cfg)) if l2_in_optimizer else 0.0
+        l2 = cfg.l2 * float(l2_penalty(model, None, cfg)) if cfg.l2_in_optimizer else 0.0
     return {"loss": total / max(count, 1), "l2": l2, "seconds": seconds}
 
 
@@ -159,7 +157,7 @@ def step_loss(model: Recommender, batch: Rows, cfg: TrainConfig, ls_table: Inter
     """The loss of one training step: the data loss, the in-graph L2 (None: unless the
     optimizer's weight decay carries it), label smoothness, and the model's own terms."""
     if l2_in_optimizer is None:
-        l2_in_optimizer = cfg.l2 > 0 and cfg.l2_mode == "full"
+        l2_in_optimizer = cfg.l2_in_optimizer
     out, loss = _data_loss(model, batch, cfg, negatives)
     if cfg.l2 > 0 and not l2_in_optimizer:
         loss = loss + cfg.l2 * l2_penalty(model, out, cfg)

@@ -28,8 +28,7 @@ import time
 import ray
 from ray.util.placement_group import PlacementGroup, remove_placement_group
 
-from mikgnn.distributed.ray_workarounds import LIVE_STATES, GroupRecord
-from mikgnn.distributed.ray_workarounds import placement_group_records as group_records
+from mikgnn.distributed.ray_workarounds import LIVE_STATES, GroupRecord, placement_group_records
 
 
 def _remove(pg_id: str) -> None:
@@ -39,7 +38,7 @@ def _remove(pg_id: str) -> None:
 def reap_orphans(job_id: str | None = None) -> list[GroupRecord]:
     """Remove this job's placement groups whose creator actor is dead; returns them."""
     job_id = job_id or ray.get_runtime_context().get_job_id()
-    orphans = [g for g in group_records(job_id) if g.orphaned]
+    orphans = [g for g in placement_group_records(job_id) if g.orphaned]
     for group in orphans:
         _remove(group.id)
     return orphans
@@ -47,7 +46,7 @@ def reap_orphans(job_id: str | None = None) -> list[GroupRecord]:
 
 def job_placement_groups(job_id: str) -> list[str]:
     """Ids of the live placement groups created by the job ``job_id`` (hex)."""
-    return [g.id for g in group_records(job_id) if g.state in LIVE_STATES]
+    return [g.id for g in placement_group_records(job_id) if g.state in LIVE_STATES]
 
 
 def release_job_placement_groups(settle_s: float = 3.0, timeout_s: float = 30.0, poll_s: float = 0.25) -> int:

@@ -30,8 +30,8 @@ import ray
 from ray import tune
 
 from mikgnn.distributed.errors import error_line
-from mikgnn.distributed.placement import GroupRecord, group_records, reap_orphans
-from mikgnn.distributed.ray_workarounds import trial_actor
+from mikgnn.distributed.placement import reap_orphans
+from mikgnn.distributed.ray_workarounds import GroupRecord, placement_group_records, trial_actor
 
 MIN_STALL_S = 600.0
 STALL_FACTOR = 10.0
@@ -55,7 +55,7 @@ def diagnose(job_id: str) -> str:
     with ``UNKNOWN`` when the task list could not be read (the dashboard is down or too slow).
     The task list is this driver's cluster's: another Ray on the same machine (a second local
     search) would otherwise make the state API refuse to guess which one is meant."""
-    groups = [g for g in group_records(job_id) if g.state in ("PENDING", "RESCHEDULING")]
+    groups = [g for g in placement_group_records(job_id) if g.state in ("PENDING", "RESCHEDULING")]
     free = f"{_free('CPU'):g} CPU and {_free('GPU'):g} GPU free of {ray.cluster_resources().get('CPU', 0):g} CPU"
     if groups:
         wanted = "; ".join(_bundles(g) for g in groups)
