@@ -40,9 +40,10 @@ def one_worker(ray_local, processed, tmp_path_factory):
     return _fit(processed, tmp_path_factory.mktemp("one"), 1)
 
 
-# Measured 2026-12-04 (seed 0, the exchange DDP replaced): one worker test AUC 0.956; two
-# workers 0.949 (every step), 0.923 (local SGD, K = 4, global batch x2). Synchronous steps differ
-# from one process only by batch composition (each worker shuffles its shard).
+# Measured 2026-12-07 (seed 0, benchmarks/parallel_agreement.py): one worker test AUC 0.956; two
+# workers 0.949 (DDP, every step; the row exchange it replaced gave the same), 0.925 (local SGD,
+# K = 4, global batch x2). Synchronous steps differ from one process only by batch composition
+# (each worker shuffles its shard).
 @pytest.mark.parametrize("parallel,tolerance", [(ParallelConfig(), 0.02),
                                                 (ParallelConfig(sync_every=4, batch_per_worker=True), 0.05)],
                          ids=["ddp-every-step", "local-sgd"])
