@@ -154,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     from mikgnn.distributed.errors import ClusterStartError
     from mikgnn.distributed.prepare import prepare
     from mikgnn.distributed.shared_storage import check_shared
-    from mikgnn.distributed.tracking import default_tracking_uri, local_store_folder
+    from mikgnn.distributed.tracking import default_tracking_uri
     from mikgnn.distributed.tuner import SearchStopped, TuneJob, run_search
 
     try:
@@ -165,9 +165,8 @@ def main(argv: list[str] | None = None) -> int:
         room_for_one_run(args.workers_per_trial, parallel.cpus_per_worker, args.gpus_per_worker)
         processed = resolve(args.processed or Path("processed") / f"{dataset}-seed{args.seed}")
         tracking_uri = tracking_uri or default_tracking_uri()
-        store = local_store_folder(tracking_uri)
-        check_shared({"--storage-path": storage, "--processed": processed}
-                     | ({"--tracking-uri": resolve(store)} if store else {}))
+        # MLflow is written by the driver alone (run_owner): a store only it sees will do
+        check_shared({"--storage-path": storage, "--processed": processed})
         manifest = prepare(spec, processed, args.seed, address=args.address)
         rule = rule_for(dataset, args.preset, manifest)
         if rule is not None:

@@ -8,7 +8,7 @@ import json
 from mlflow.tracking import MlflowClient
 
 from mikgnn.distributed.cell_resume import ORPHAN_REASON, resumable
-from mikgnn.distributed.tracking import FAILURE_TAG, SEARCH_TAG, TRIAL_TAG, TrialTracker
+from mikgnn.distributed.tracking import FAILURE_TAG, SEARCH_TAG, TRIAL_TAG
 
 SEARCH = "reproduce-movie-20261205-010203"
 
@@ -54,20 +54,3 @@ def test_interrupted_cells_continue_from_their_last_complete_checkpoint(tmp_path
     assert "reproduce-movie-20261205-090000 trains it again" in ended.data.tags[FAILURE_TAG]
     assert client.get_run(orphan.info.run_id).info.status == "RUNNING"  # the rerun re-opens it
     assert client.get_run(failed.info.run_id).info.status == "FAILED"
-
-
-def test_a_continued_cell_run_gains_the_settings_added_since_and_keeps_its_own(tmp_path):
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    client = MlflowClient(uri)
-    exp = client.create_experiment("reproduce-movie")
-    run = _run(client, exp, "aaaaa_00000", "KILLED")
-    client.log_param(run.info.run_id, "train.lr", "0.001")
-    client.set_tag(run.info.run_id, FAILURE_TAG, "killed: the reproduction was interrupted")
-
-    TrialTracker.reopen(uri, run.info.run_id, {TRIAL_TAG: "bbbbb_00000"},
-                        {"train.lr": 0.001, "train.topk_every": 0})
-
-    reopened = client.get_run(run.info.run_id)
-    assert reopened.info.status == "RUNNING" and FAILURE_TAG not in reopened.data.tags
-    assert reopened.data.tags[TRIAL_TAG] == "bbbbb_00000"
-    assert reopened.data.params == {"train.lr": "0.001", "train.topk_every": "0"}

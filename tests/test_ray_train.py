@@ -1,10 +1,12 @@
 """Ray Train (real local Ray, gloo): 2 workers agree with 1, and a worker process killed
-mid-training resumes from its checkpoint with no epoch lost or logged twice."""
+mid-training (in a Tune trial, logged by the driver) resumes from its checkpoint with no epoch
+lost or logged twice."""
 
 from __future__ import annotations
 
 import os
 import signal
+import sys
 import threading
 import time
 from dataclasses import replace
@@ -12,6 +14,7 @@ from dataclasses import replace
 import pytest
 from conftest import tiny_data
 from mlflow.tracking import MlflowClient
+from ray import cloudpickle as ray_cloudpickle
 
 from mikgnn.config import ModelConfig, ParallelConfig, TrainConfig
 from mikgnn.processed import save_processed
@@ -66,23 +69,49 @@ def _train_workers(state: str) -> list:
                        filters=[("class_name", "=", "RayTrainWorker"), ("state", "=", state)], limit=100)
 
 
+def _two_worker_trial(config: dict) -> None:
+    """A Tune trial of two Train workers, as ``tuner.run_trial`` drives them."""
+    from ray.tune.integration.ray_train import TuneReportCallback
+
+    from mikgnn.distributed.trainer import make_trainer
+
+    make_trainer(config["processed"], MODEL, config["train"], workers=2, storage_path=config["storage"],
+                 name="crash", max_failures=2, callbacks=[TuneReportCallback()]).fit()
+
+
+def _crash_run(trial):
+    from mikgnn.distributed.run_owner import RunSpec
+
+    return RunSpec("crash-run", {"theta": 0.9})
+
+
+# Ray's workers cannot import this test module: its trainable travels by value.
+ray_cloudpickle.register_pickle_by_value(sys.modules[__name__])
+
+
 def test_a_killed_worker_resumes_from_its_checkpoint(ray_local, processed, tmp_path):
-    """A Train worker process is SIGKILLed from outside after epoch 2 was logged: the worker group
-    restarts from the last checkpoint, and every epoch is in MLflow exactly once."""
-    from mikgnn.distributed.tracking import TrialTracker
+    """A Train worker process of a Tune trial is SIGKILLed from outside after epoch 2 was
+    logged: the worker group restarts from the last checkpoint, reports again the epochs after
+    it, and the driver's RunOwner holds every epoch in MLflow exactly once."""
+    from ray import tune
+
+    from mikgnn.distributed.run_owner import RunOwner
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    tracker = TrialTracker.open(uri, "crash", "trial-1", "crash-run", {"theta": 0.9})
     train = replace(TRAIN, epochs=12, patience=12)
     dead_before = {a.actor_id for a in _train_workers("DEAD")}
-    result: dict = {}
-    fit = threading.Thread(target=lambda: result.update(_fit(processed, tmp_path, 2, train=train, max_failures=2,
-                                                             extra_config={"mlflow_run": tracker.address})))
+    results: list = []
+    config = {"processed": str(processed), "train": train, "storage": str(tmp_path / "train")}
+    tuner = tune.Tuner(tune.with_resources(_two_worker_trial, {"CPU": 0.25}), param_space=config,
+                       run_config=tune.RunConfig(name="crash", storage_path=str(tmp_path / "ray"),
+                                                 callbacks=[RunOwner(uri, "crash", "crash", _crash_run)]))
+    fit = threading.Thread(target=lambda: results.append(tuner.fit()))
     fit.start()
-    client, killed = MlflowClient(uri), None
+    client, killed, run_id = MlflowClient(uri), None, None
     deadline = time.monotonic() + 240
     while killed is None and fit.is_alive() and time.monotonic() < deadline:
-        if len(client.get_metric_history(tracker.run_id, "valid/auc")) >= 2:
+        run_id = run_id or next((r.info.run_id for r in _all_runs(client, "crash")), None)
+        if run_id and len(client.get_metric_history(run_id, "valid/auc")) >= 2:
             alive = _train_workers("ALIVE")
             if len(alive) == 2:
                 killed = alive[-1]
@@ -90,38 +119,17 @@ def test_a_killed_worker_resumes_from_its_checkpoint(ray_local, processed, tmp_p
         time.sleep(0.2)
     fit.join(timeout=300)
     assert killed is not None, "training ended before a worker could be killed"
-    assert result["done"] and result["epoch"] == 12
+    (result,) = results[0]
+    assert result.error is None and result.metrics["epoch"] == 12
     dead = {a.actor_id for a in _train_workers("DEAD")} - dead_before
     assert killed.actor_id in dead and len(dead) >= 3  # the killed worker, its peer and the restarted pair
-    history = client.get_metric_history(tracker.run_id, "valid/auc")
+    history = client.get_metric_history(run_id, "valid/auc")
     assert sorted(m.step for m in history) == list(range(1, 13))  # none lost, none twice
-    run = client.get_run(tracker.run_id)
+    run = client.get_run(run_id)
     assert run.info.status == "FINISHED" and "test/auc" in run.data.metrics
+    assert "best_checkpoint" in {a.path for a in client.list_artifacts(run_id)}
 
 
-def test_a_trials_result_is_logged_once(tmp_path):
-    """A trial restored after it had finished runs no epoch and logs its result again: MLflow
-    keeps the first (no test metric twice at one step)."""
-    from mikgnn.distributed.tracking import TrialTracker
-
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    tracker = TrialTracker.open(uri, "once", "trial-1", "once-run", {"theta": 0.9})
-    tracker.log_result({"test/auc": 0.81, "best_epoch": 3})
-    again = TrialTracker.open(uri, "once", "trial-1", "once-run", {"theta": 0.9})
-    assert again.run_id == tracker.run_id
-    again.log_result({"test/auc": 0.79, "best_epoch": 3})
-    history = MlflowClient(uri).get_metric_history(tracker.run_id, "test/auc")
-    assert [(m.step, m.value) for m in history] == [(3, 0.81)]
-
-
-def test_the_recall_plot_is_logged_only_for_a_result_with_recall(tmp_path):
-    from mikgnn.distributed.tracking import TrialTracker
-
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    artifacts = {}
-    for name, final in {"ranked": {"test/auc": 0.8, "test/recall@10": 0.1, "test/recall@20": 0.2, "best_epoch": 2},
-                        "unranked": {"test/auc": 0.8, "best_epoch": 2}}.items():
-        tracker = TrialTracker.open(uri, "plots", name, name, {})
-        tracker.log_result(final)
-        artifacts[name] = {a.path for a in MlflowClient(uri).list_artifacts(tracker.run_id)}
-    assert artifacts == {"ranked": {"recall_at_k.png"}, "unranked": set()}
+def _all_runs(client: MlflowClient, experiment: str) -> list:
+    found = client.get_experiment_by_name(experiment)
+    return client.search_runs([found.experiment_id]) if found else []

@@ -269,30 +269,6 @@ def test_a_search_whose_loss_is_nan_fails_and_says_so(shared_data, ray_local, tm
     assert search.info.status == "FAILED" and search.data.tags.get("failure_reason")
 
 
-def test_a_trial_that_fails_before_its_own_code_runs_still_gets_a_failed_run(ray_local, tmp_path):
-    """A trial whose actor cannot even start (a broken import on a node, say) never reaches the
-    code that opens its MLflow run; the search records it anyway, FAILED, with the error."""
-    from ray import tune
-
-    from mikgnn.distributed.tuner import MlflowStatusCallback
-
-    def broken(config):
-        raise RuntimeError("no module named mikgnn_on_this_node")
-
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    tuner = tune.Tuner(tune.with_resources(broken, {"cpu": 0.25}),
-                       param_space={"theta": tune.grid_search([0.1, 0.2])},
-                       run_config=tune.RunConfig(name="broken", storage_path=str(tmp_path / "ray_results"),
-                                                 callbacks=[MlflowStatusCallback(uri, "music", "broken")]))
-    results = tuner.fit()
-    assert results.num_errors == 2
-    runs = _trial_runs(uri)
-    assert len(runs) == 2 and sorted(float(r.data.params["theta"]) for r in runs) == [0.1, 0.2]
-    for run in runs:
-        assert run.info.status == "FAILED" and run.data.tags["mikgnn.search"] == "broken"
-        assert "no module named mikgnn_on_this_node" in run.data.tags["failure_reason"]
-
-
 def test_a_grid_space_sweeps_every_point_once(shared_data, ray_local, tmp_path):
     """A sweep (Tables 8 and 9): one trial per grid value, no extra Table 1 trial, each trained."""
     args = _args(tmp_path, shared_data, "sweep", 1, "--set", "search=random", "--set", "scheduler=fifo",
@@ -447,10 +423,10 @@ def test_tunes_own_loop_raising_ends_the_search_failed_and_its_trials_killed(sha
     its running trial KILLED, both with the reason, and the reason names --resume."""
     args = _args(tmp_path, shared_data, "raising", 1)
     script = ("import runpy, sys\n"
-              "from mikgnn.distributed import tuner\n"
+              "from mikgnn.distributed import run_owner\n"
               "def boom(self, iteration, trials, trial, result, **info):\n"
               "    raise RuntimeError('Caught unexpected exception: injected after the first result')\n"
-              "tuner.MlflowStatusCallback.on_trial_result = boom\n"
+              "run_owner.RunOwner.on_trial_result = boom\n"
               f"sys.argv = ['tune.py', *{args!r}]\n"
               f"runpy.run_path({str(REPO / 'pipelines' / 'tune.py')!r}, run_name='__main__')\n")
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600)

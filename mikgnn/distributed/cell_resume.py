@@ -7,7 +7,7 @@ KILLED, or stay RUNNING when the driver died without a word. A rerun (a new repr
 new Tune experiment) then continues each such cell from its trial's last complete checkpoint,
 in the same MLflow run: the run's tags name the reproduction and the trial, which is all it
 takes to find the folder. The epochs the run already holds are not logged twice
-(``TrialTracker.log_epochs``).
+(``run_owner.RunOwner``).
 
 A FAILED cell is trained again from its first epoch, in a new run: what made it fail (a
 diverged loss, a worker out of memory) may be in its state. A RUNNING cell without a

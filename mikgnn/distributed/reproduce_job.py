@@ -15,6 +15,7 @@ import os
 import platform
 import sys
 from dataclasses import asdict, dataclass
+from functools import partial
 
 import ray
 from mlflow.entities import RunTag
@@ -26,16 +27,10 @@ from mikgnn.distributed.cell_resume import Resume, resumable
 from mikgnn.distributed.cluster import plan_concurrency, sigint_kept
 from mikgnn.distributed.errors import error_line
 from mikgnn.distributed.placement import release_job_placement_groups
-from mikgnn.distributed.tracking import (
-    KIND_TAG,
-    SEARCH_TAG,
-    TRIAL_TAG,
-    TrialTracker,
-    close_running_trials,
-    experiment_id,
-)
-from mikgnn.distributed.train_loop import loop_config, train_in_trial
-from mikgnn.distributed.tuner import MlflowStatusCallback, SearchStopped, stopped_reason
+from mikgnn.distributed.run_owner import RunOwner, RunSpec, end_running
+from mikgnn.distributed.tracking import KIND_TAG, experiment_id
+from mikgnn.distributed.train_loop import FINAL, loop_config, train_in_trial
+from mikgnn.distributed.tuner import SearchStopped, stopped_reason
 from mikgnn.distributed.watchdog import SearchGuard, StallStopper
 from mikgnn.reproduction.cells import Cell
 
@@ -134,22 +129,20 @@ def cell_run_tags(cell: Cell, dataset: str) -> dict[str, str]:
 
 
 def run_cell(config: dict, job: ReproductionJob, cells: tuple[Cell, ...], resume: dict[int, Resume]) -> None:
-    """One cell: the training loop in the trial's own process, logged to the cell's run (the
+    """One cell: the training loop in the trial's own process (from the checkpoint of the
     interrupted run it continues, when ``resume`` has one for it)."""
-    cell = cells[config["cell"]]
-    trial_id = tune.get_context().get_trial_id()
-    resumed = resume.get(config["cell"])
-    params = cell_params(cell)
-    if resumed is not None:
-        tracker = TrialTracker.reopen(job.tracking_uri, resumed.run_id, {TRIAL_TAG: trial_id, SEARCH_TAG: job.name,
-                                                                          RESUMED_TAG: resumed.checkpoint}, params)
-    else:
-        tracker = TrialTracker.open(job.tracking_uri, job.experiment, trial_id, cell.key, params, search=job.name)
-    tracker.client.log_batch(tracker.run_id, tags=[RunTag(k, v) for k, v in cell_run_tags(cell, job.dataset).items()])
-    with tracker.ending():
-        train_in_trial(loop_config(job.processed[cell.seed], cell.model, cell.train, job.cpus_per_worker)
-                       | {"gpu": job.gpus_per_worker > 0, "mlflow_run": tracker.address,
-                          "resume_from": resumed.checkpoint if resumed else None})
+    cell, resumed = cells[config["cell"]], resume.get(config["cell"])
+    train_in_trial(loop_config(job.processed[cell.seed], cell.model, cell.train, job.cpus_per_worker)
+                   | {"gpu": job.gpus_per_worker > 0, "resume_from": resumed.checkpoint if resumed else None})
+
+
+def describe_cell(trial, job: ReproductionJob, cells: tuple[Cell, ...], resume: dict[int, Resume]) -> RunSpec:
+    """A cell's run: named by its key, tagged with its tables, or the interrupted run it continues."""
+    index = trial.config["cell"]
+    cell, resumed = cells[index], resume.get(index)
+    tags = cell_run_tags(cell, job.dataset) | ({RESUMED_TAG: resumed.checkpoint} if resumed else {})
+    return RunSpec(cell.key, cell_params(cell), tags, processed=job.processed[cell.seed],
+                   continues=resumed.run_id if resumed else None)
 
 
 def run_grid(job: ReproductionJob, cells: list[Cell], phase: str, concurrency: int,
@@ -163,19 +156,16 @@ def run_grid(job: ReproductionJob, cells: list[Cell], phase: str, concurrency: i
     by_index = {i: resume[c.identity] for i, c in enumerate(cells) if c.identity in resume}
     trainable = tune.with_resources(tune.with_parameters(run_cell, job=job, cells=tuple(cells), resume=by_index),
                                     resources)
-    def describe(trial) -> tuple[str, dict, dict[str, str]]:  # a cell that failed before run_cell opened its run
-        cell = cells[trial.config["cell"]]
-        return cell.key, cell_params(cell), cell_run_tags(cell, job.dataset)
-
-    status = MlflowStatusCallback(job.tracking_uri, job.experiment, job.name, describe)
-    guard = SearchGuard(status.stalled, stall_s=job.stall_s)
+    owner = RunOwner(job.tracking_uri, job.experiment, job.name,
+                     partial(describe_cell, job=job, cells=tuple(cells), resume=by_index))
+    guard = SearchGuard(owner.stalled, stall_s=job.stall_s)
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     tuner = tune.Tuner(
         trainable,
         param_space={"cell": tune.grid_search(list(range(len(cells))))},
         tune_config=tune.TuneConfig(search_alg=BasicVariantGenerator(max_concurrent=concurrency), reuse_actors=True),
         run_config=tune.RunConfig(name=f"{job.name}-{phase}", storage_path=job.storage_path,
-                                  callbacks=[status, guard], stop=StallStopper(guard),
+                                  callbacks=[owner, guard], stop=StallStopper(guard),
                                   checkpoint_config=tune.CheckpointConfig(num_to_keep=1)),
     )
     try:
@@ -188,8 +178,8 @@ def run_grid(job: ReproductionJob, cells: list[Cell], phase: str, concurrency: i
         if leftovers:
             print(f"removed {leftovers} placement group(s) that stopped trials left behind", file=sys.stderr)
     # A trial Tune stops on an interrupt ends TERMINATED too: a cell ended when it failed or
-    # reported its final result (``done``).
-    ended = sum(r.error is not None or bool((r.metrics or {}).get("done")) for r in results)
+    # reported its final result.
+    ended = sum(r.error is not None or bool((r.metrics or {}).get(FINAL)) for r in results)
     return ended >= len(cells) and guard.stalled is None
 
 
@@ -223,8 +213,8 @@ def reproduce(job: ReproductionJob, cells: tuple[Cell, ...]) -> dict:
     except Exception as exc:  # around the grids (MLflow, the cluster), not in Tune's loop
         ended, error = False, f"the reproduction stopped on {error_line(exc, 600)}; {RERUN}"
     finally:
-        close_running_trials(job.tracking_uri, job.experiment, job.name, "KILLED",
-                             error or f"the reproduction was interrupted; {RERUN}", explain_killed=not ended)
+        end_running(job.tracking_uri, job.experiment, job.name, "KILLED",
+                    error or f"the reproduction was interrupted; {RERUN}")
     after = finished_cells(job.tracking_uri, job.experiment)
     missing = [c.key for c in cells if c.identity not in after]
     return {"cells": len(cells), "trained": len(todo) - len(missing), "reused": len(cells) - len(todo),

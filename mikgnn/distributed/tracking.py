@@ -1,9 +1,8 @@
-"""MLflow: one run per Tune trial, plus one run for the search itself.
+"""MLflow: the store, the tags, and the search's own run (its trials' runs: ``run_owner``).
 
 Metric names keep the library's keys with '@' spelled '_at_' (MLflow refuses '@'):
-'valid/recall_at_20'. Epoch metrics are logged with step = epoch and only once per epoch,
-so a trial resumed from a checkpoint never logs an epoch twice. The default store is
-sqlite in the working folder (MLflow 3 refuses the old file store).
+'valid/recall_at_20'. The default store is sqlite in the working folder (MLflow 3 refuses
+the old file store).
 """
 
 from __future__ import annotations
@@ -12,10 +11,9 @@ import json
 import math
 import tempfile
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
-from mlflow.entities import Metric, Param, RunTag
+from mlflow.entities import Metric, RunTag
 from mlflow.tracking import MlflowClient
 
 from mikgnn.distributed.driver import driver_alive, driver_identity
@@ -57,136 +55,10 @@ def experiment_id(client: MlflowClient, name: str, tracking_uri: str) -> str:
     return client.create_experiment(name, artifact_location=(store / "mlruns").as_uri() if store else None)
 
 
-def _metrics(values: dict, step: int) -> list[Metric]:
+def metrics_at(values: dict, step: int) -> list[Metric]:
     now = int(time.time() * 1000)
     return [Metric(metric_key(k), float(v), now, step) for k, v in values.items()
             if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)]
-
-
-class TrialTracker:
-    """A picklable handle on one trial's MLflow run; rank 0 of the Train workers logs through it."""
-
-    def __init__(self, tracking_uri: str, run_id: str):
-        self.tracking_uri, self.run_id = tracking_uri, run_id
-        self._logged: set[int] | None = None
-
-    def __getstate__(self) -> dict:
-        return {"tracking_uri": self.tracking_uri, "run_id": self.run_id}
-
-    def __setstate__(self, state: dict) -> None:
-        self.__init__(state["tracking_uri"], state["run_id"])
-
-    @property
-    def address(self) -> dict[str, str]:
-        """What a training loop needs to log to this run (``TrialTracker(**address)``)."""
-        return {"tracking_uri": self.tracking_uri, "run_id": self.run_id}
-
-    @property
-    def client(self) -> MlflowClient:
-        return MlflowClient(self.tracking_uri)
-
-    @classmethod
-    def open(cls, tracking_uri: str, experiment: str, trial_id: str, run_name: str, params: dict,
-             search: str | None = None) -> TrialTracker:
-        """The trial's run: created once, re-opened (not duplicated) when a trial is restored.
-
-        Trial runs are top-level (not nested under the search's run, which the UI collapses),
-        so the runs table and the compare views show them at once; ``search`` tags them."""
-        client = MlflowClient(tracking_uri)
-        exp = experiment_id(client, experiment, tracking_uri)
-        found = trial_runs(client, exp, trial_id)
-        if found:  # a restored trial
-            return cls.reopen(tracking_uri, found[0].info.run_id)
-        tags = {TRIAL_TAG: trial_id, KIND_TAG: "trial"} | ({SEARCH_TAG: search} if search else {})
-        run = client.create_run(exp, run_name=run_name, tags=tags)
-        client.log_batch(run.info.run_id, params=[Param(k, str(v)) for k, v in params.items()])
-        return cls(tracking_uri, run.info.run_id)
-
-    @classmethod
-    def reopen(cls, tracking_uri: str, run_id: str, tags: dict[str, str] | None = None,
-               params: dict | None = None) -> TrialTracker:
-        """An ended run running again (a trial restored, a cell continued from its checkpoint by
-        a later trial: ``tags`` then names the new trial and search, ``params`` its settings, of
-        which those the run lacks, a setting added since, are logged); the reason it was ended
-        no longer holds."""
-        client = MlflowClient(tracking_uri)
-        data = client.get_run(run_id).data
-        new = [Param(k, str(v)) for k, v in (params or {}).items() if k not in data.params]
-        client.log_batch(run_id, params=new, tags=[RunTag(k, v) for k, v in (tags or {}).items()])
-        client.update_run(run_id, status="RUNNING")
-        if FAILURE_TAG in data.tags:
-            client.delete_tag(run_id, FAILURE_TAG)
-        return cls(tracking_uri, run_id)
-
-    def log_epochs(self, history: list[dict]) -> None:
-        """Log the epochs of ``history`` that this run does not hold yet."""
-        client = self.client
-        if self._logged is None:
-            self._logged = {m.step for m in client.get_metric_history(self.run_id, "valid/auc")}
-        for metrics in history:
-            epoch = int(metrics["epoch"])
-            if epoch in self._logged:
-                continue
-            client.log_batch(self.run_id, metrics=_metrics({k: v for k, v in metrics.items() if k != "epoch"}, epoch))
-            self._logged.add(epoch)
-
-    def warn(self, warning: str) -> None:
-        """A run that looks untrained says so (``experiment.learning_warning``): tag mikgnn.warning."""
-        self.client.set_tag(self.run_id, WARNING_TAG, warning[:5000])
-
-    def log_result(self, final: dict, checkpoint_dir: str | None = None, manifest: dict | None = None) -> None:
-        """Test metrics of the best epoch, the Recall@K plot, the best checkpoint and the manifest;
-        once: a trial restored after it had finished (interrupted between its last log and Tune's
-        record of it) runs no epoch and finds its result logged already."""
-        client = self.client
-        if any(k.startswith("test/") for k in client.get_run(self.run_id).data.metrics):
-            return
-        best = {f"best/{k}" if k.startswith("valid/") else k: v for k, v in final.items()
-                if k.startswith(("test/", "valid/")) or k == "best_epoch"}
-        memory = {k: v for k, v in final.items() if k.endswith("/peak_rss_mib")}
-        tags = [RunTag(NODES_TAG, final["worker_nodes"])] if "worker_nodes" in final else []
-        client.log_batch(self.run_id, metrics=_metrics(best | memory, int(final.get("best_epoch", 0))), tags=tags)
-        with tempfile.TemporaryDirectory() as tmp:
-            plot = Path(tmp) / "recall_at_k.png"
-            if _recall_plot(final, plot):
-                client.log_artifact(self.run_id, str(plot))
-            if manifest is not None:
-                path = Path(tmp) / "manifest.json"
-                path.write_text(json.dumps(manifest, indent=2))
-                client.log_artifact(self.run_id, str(path))
-        if checkpoint_dir is not None:
-            client.log_artifacts(self.run_id, checkpoint_dir, artifact_path=CHECKPOINT_ARTIFACT)
-
-    @contextmanager
-    def ending(self):
-        """Run the trial's work: a run Tune stops ends KILLED, one that raises ends FAILED (a
-        run its loop already finished keeps FINISHED)."""
-        try:
-            yield
-        except SystemExit:  # Tune stopped the trial (ASHA, the search's end) in a reused actor
-            self.end("KILLED")
-            raise
-        except BaseException as exc:
-            self.end("FAILED", reason=f"{type(exc).__name__}: {exc}")
-            raise
-
-    def end(self, status: str, reason: str | None = None) -> None:
-        """Set a terminal status, unless the run already has one (a finished run stays FINISHED);
-        ``reason`` becomes its ``failure_reason`` tag."""
-        terminate_running(self.client, [self.client.get_run(self.run_id)], status, reason)
-
-
-def close_if_running(tracking_uri: str, experiment: str, trial_id: str, status: str,
-                     reason: str | None = None) -> bool:
-    """Give a trial's run a terminal status unless it has one (a stopped or crashed trial);
-    ``reason`` becomes its ``failure_reason`` tag. False when the trial has no run."""
-    client = MlflowClient(tracking_uri)
-    found = client.get_experiment_by_name(experiment)
-    if found is None:
-        return False
-    runs = trial_runs(client, found.experiment_id, trial_id)
-    terminate_running(client, runs, status, reason)
-    return bool(runs)
 
 
 def trial_runs(client: MlflowClient, experiment_id: str, trial_id: str) -> list:
@@ -197,29 +69,6 @@ def trial_runs(client: MlflowClient, experiment_id: str, trial_id: str) -> list:
 def has_checkpoint(client: MlflowClient, run_id: str) -> bool:
     """Whether the run holds a finished trial's best checkpoint (``CHECKPOINT_ARTIFACT``)."""
     return CHECKPOINT_ARTIFACT in {a.path for a in client.list_artifacts(run_id)}
-
-
-def close_running_trials(tracking_uri: str, experiment: str, search: str, status: str, reason: str,
-                         mark_search: bool = False, explain_killed: bool = False) -> None:
-    """End every RUNNING trial run of ``search`` with ``status`` and ``reason``; with
-    ``mark_search``, tag the search's own run with the reason too (read back by run_search);
-    with ``explain_killed``, give the reason to its KILLED runs that have none (the trials Tune
-    stopped on its way out end KILLED before this is called)."""
-    client = MlflowClient(tracking_uri)
-    found = client.get_experiment_by_name(experiment)
-    if found is None:
-        return
-    runs = client.search_runs([found.experiment_id], filter_string=f"tags.`{SEARCH_TAG}` = '{search}'")
-    trials = [r for r in runs if r.data.tags.get(KIND_TAG) != "search"]
-    if mark_search:
-        for run in runs:
-            if run.data.tags.get(KIND_TAG) == "search":
-                client.set_tag(run.info.run_id, FAILURE_TAG, reason[:5000])
-    terminate_running(client, trials, status, reason)
-    if explain_killed:
-        for run in trials:
-            if run.info.status == "KILLED" and FAILURE_TAG not in run.data.tags:
-                client.set_tag(run.info.run_id, FAILURE_TAG, reason[:5000])
 
 
 def terminate_running(client: MlflowClient, runs: list, status: str, reason: str | None) -> None:
@@ -284,11 +133,11 @@ def close_search_run(tracking_uri: str, run_id: str, best: dict, status: str = "
     tags += [RunTag(FAILURE_TAG, reason[:5000])] if reason else []
     tags += [RunTag(f"best.{k}", str(v)) for k, v in best.get("params", {}).items()]
     client.log_batch(run_id, tags=tags,
-                     metrics=_metrics({f"best/{k}": v for k, v in best.get("metrics", {}).items()}, 0))
+                     metrics=metrics_at({f"best/{k}": v for k, v in best.get("metrics", {}).items()}, 0))
     client.set_terminated(run_id, status=status)
 
 
-def _recall_plot(final: dict, path: Path) -> bool:
+def recall_plot(final: dict, path: Path) -> bool:
     """Recall@K of the best epoch, valid and test, into path; False, and nothing written, for a
     result without Recall@K (an empty plot would only warn)."""
     curves = {split: sorted((int(k.split("@")[1]), v) for k, v in final.items() if k.startswith(f"{split}/recall@"))

@@ -7,8 +7,9 @@ reshuffles it locally every epoch. As ``ParallelConfig.sync_every`` says, the st
 in torch's DistributedDataParallel (Ray Train's ``prepare_model``: gloo on CPUs, NCCL on GPUs),
 which averages the gradients in every backward pass, or workers step alone and torch's
 ``PostLocalSGDOptimizer`` averages their parameters every K steps (local SGD). Rank 0 alone
-validates, decides early stopping, checkpoints, tests and logs. Every epoch ends with a
-checkpoint, so a restarted worker group resumes after the last finished epoch.
+validates, decides early stopping, checkpoints, tests and reports; the search's driver logs what
+it reports to MLflow (``run_owner``). Every epoch ends with a checkpoint, so a restarted worker
+group resumes after the last finished epoch.
 """
 
 from __future__ import annotations
@@ -28,7 +29,6 @@ from torch.distributed.optim import PostLocalSGDOptimizer
 
 from mikgnn.config import ModelConfig, ParallelConfig, TrainConfig
 from mikgnn.distributed.session import TrainWorkerSession, TrialSession
-from mikgnn.distributed.tracking import TrialTracker
 from mikgnn.experiment import FitState, build, finish, run_epoch
 from mikgnn.model_store import STATE_FILE, CheckpointError, load_state, write_config
 from mikgnn.models import needs_train_rows
@@ -37,6 +37,8 @@ from mikgnn.processed import load_processed
 from mikgnn.training import DataParallelStep, StepLoss, shuffled_batches, train_epoch
 
 STATE_JSON = "state.json"
+FINAL = "final"  # result key: the last report, with the test metrics of the best epoch
+WARNING = "warning"  # result key: the "not learning" warning, the epoch it fires
 
 
 def loop_config(processed: str, model: ModelConfig, train: TrainConfig, cpus_per_worker: float,
@@ -131,7 +133,6 @@ def run_training(config: dict, session) -> None:
     shard = session.shard(data, positives_only=train_cfg.loss == "bpr")
     generator = torch.Generator().manual_seed(train_cfg.seed + rank)
     state = _restore(exp, generator, session)
-    logger = TrialTracker(**config["mlflow_run"]) if rank == 0 and config.get("mlflow_run") else None
     parallel = ParallelConfig(**config.get("parallel", {}))
     per_worker_batch = parallel.worker_batch(train_cfg.batch_size, world)
     step = data_parallel(exp, train_cfg, parallel, session)
@@ -146,16 +147,13 @@ def run_training(config: dict, session) -> None:
             warning = state.check_learning(train_cfg)
             if warning is not None:
                 print(f"warning: {warning}", flush=True)
-                if logger is not None:
-                    logger.warn(warning)
+                metrics = {**metrics, WARNING: warning}
         else:
             train_epoch(exp.model, exp.optimizer, batches, train_cfg, exp.ls_table, exp.negatives, step)
         flag = torch.tensor([int(stop)])
         if world > 1:
             dist.broadcast(flag, src=0)
         stop = bool(flag.item())
-        if rank == 0 and logger is not None:  # before the report: Tune may stop the trial at it
-            logger.log_epochs(state.history)
         with tempfile.TemporaryDirectory() as folder:
             if rank == 0:
                 _save(exp, state, generator, folder, config)
@@ -167,11 +165,9 @@ def run_training(config: dict, session) -> None:
         result = finish(exp, state, train_cfg)  # the model now holds the best epoch's weights
         final = {k: v for k, v in result.items() if k not in ("history", "warnings")}  # warnings: a tag
         final.update(epoch=state.epoch, done=True, **facts)
+        final[FINAL] = True
         with tempfile.TemporaryDirectory() as folder:  # V2: Result.metrics are the last checkpoint's
             _save(exp, state, generator, folder, config)
-            if logger is not None:
-                logger.log_result(final, checkpoint_dir=folder, manifest=data.manifest)
-                logger.end("FINISHED")  # Tune may stop the trial right after this last report
             session.report(final, folder)
     else:
         session.report({})

@@ -15,11 +15,10 @@ import math
 import os
 import re
 import sys
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from functools import partial
 
 import ray
-from mlflow.entities import RunTag
 from mlflow.tracking import MlflowClient
 from ray import tune
 from ray.tune.experiment import Trial
@@ -30,11 +29,9 @@ from ray.tune.search import BasicVariantGenerator
 from mikgnn.config import MAX_FIELD, ModelConfig, ParallelConfig, TrainConfig
 from mikgnn.distributed.cluster import TRIAL_DRIVER_CPU, plan_concurrency, sigint_kept
 from mikgnn.distributed.placement import release_job_placement_groups
+from mikgnn.distributed.run_owner import RunOwner, RunSpec, end_running
 from mikgnn.distributed.tracking import (
     FAILURE_TAG,
-    TrialTracker,
-    close_if_running,
-    close_running_trials,
     close_search_run,
     has_checkpoint,
     open_search_run,
@@ -96,36 +93,39 @@ def trial_params(params: dict, model: ModelConfig, train: TrainConfig) -> dict:
     return top | rest
 
 
-def run_trial(params: dict, job: TuneJob, train_table: tuple[ray.ObjectRef] | None = None) -> None:
-    """One Tune trial, logged to its own MLflow run: the loop in this process for one worker,
-    else a TorchTrainer reporting to Tune."""
-    context = tune.get_context()
-    trial_id = context.get_trial_id()
-    model, train = apply_params(job.model, job.train, params)
+def describe_trial(trial: Trial, job: TuneJob) -> RunSpec:
+    """A trial's run: its name, the searched and fixed settings, and a tag when the receptive
+    field was adjusted to fit ``max_field``."""
+    model, train = apply_params(job.model, job.train, trial.config)
     fitted = fit_field(model, job.max_field)
-    logged = trial_params(params, fitted, train) | {f"parallel.{k}": v for k, v in asdict(job.parallel).items()}
-    tracker = TrialTracker.open(job.tracking_uri, job.experiment, trial_id, context.get_trial_name(), logged,
-                                search=job.name)
-    if fitted != model:
-        tracker.client.set_tag(tracker.run_id, "field_adjusted",
-                               f"n^h = {model.n_neighbours ** model.hops} > max_field {job.max_field}: trained "
-                               "with the receptive-field adjustment (FMK r), n entities per hop")
-    model = fitted
-    with tracker.ending():
-        if job.workers_per_trial == 1:
-            train_in_trial(loop_config(job.processed.uri, model, train, job.cpus_per_worker)
-                           | {"gpu": job.gpus_per_worker > 0, "mlflow_run": tracker.address})
-        else:
-            make_trainer(job.processed, model, train, workers=job.workers_per_trial,
-                         gpus_per_worker=job.gpus_per_worker, cpus_per_worker=job.cpus_per_worker,
-                         storage_path=job.storage_path / job.name / "train", name=trial_id,
-                         callbacks=[TuneReportCallback()], extra_config={"mlflow_run": tracker.address},
-                         placement_strategy=job.placement_strategy, parallel=job.parallel,
-                         train_table=train_table[0] if train_table else None).fit()
+    params = trial_params(trial.config, fitted, train) | {f"parallel.{k}": v for k, v in asdict(job.parallel).items()}
+    tags = {} if fitted == model else {
+        "field_adjusted": f"n^h = {model.n_neighbours ** model.hops} > max_field {job.max_field}: trained with the "
+                          "receptive-field adjustment (FMK r), n entities per hop"}
+    return RunSpec(str(trial), params, tags, processed=job.processed.uri)
+
+
+def run_trial(params: dict, job: TuneJob, train_table: tuple[ray.ObjectRef] | None = None) -> None:
+    """One Tune trial: the loop in this process for one worker, else a TorchTrainer reporting
+    to Tune. It only reports; the driver's ``RunOwner`` logs to MLflow."""
+    model, train = apply_params(job.model, job.train, params)
+    model = fit_field(model, job.max_field)
+    if job.workers_per_trial == 1:
+        train_in_trial(loop_config(job.processed.uri, model, train, job.cpus_per_worker)
+                       | {"gpu": job.gpus_per_worker > 0})
+    else:
+        make_trainer(job.processed, model, train, workers=job.workers_per_trial,
+                     gpus_per_worker=job.gpus_per_worker, cpus_per_worker=job.cpus_per_worker,
+                     storage_path=job.storage_path / job.name / "train", name=tune.get_context().get_trial_id(),
+                     callbacks=[TuneReportCallback()], placement_strategy=job.placement_strategy,
+                     parallel=job.parallel, train_table=train_table[0] if train_table else None).fit()
 
 
 ORPHAN_REASON = ("its search's driver stopped without ending it (killed); the resumed search continued only the "
                  "trials Tune had recorded")
+
+
+INTERRUPTED = "the search was interrupted before this trial finished; --resume {name} continues it"
 
 
 class SearchStopped(RuntimeError):
@@ -148,53 +148,6 @@ def trial_resources(job: TuneJob) -> dict:
     if job.workers_per_trial > 1:
         return {"CPU": TRIAL_DRIVER_CPU}
     return {"CPU": job.cpus_per_worker} | ({"GPU": job.gpus_per_worker} if job.gpus_per_worker else {})
-
-
-def _last_error_line(trial_dir: str | None) -> str:
-    """The exception line of a trial's error.txt, or a placeholder when it wrote none."""
-    lines = []
-    if trial_dir and os.path.exists(os.path.join(trial_dir, "error.txt")):
-        with open(os.path.join(trial_dir, "error.txt")) as f:
-            lines = [line.strip() for line in f if line.strip()]
-    memory = next((line for line in lines if "running low on memory" in line), None)
-    if memory is not None:  # Ray's memory monitor: its message ends in advice, not the cause
-        return f"out of memory: Ray's memory monitor killed the trial's process: {memory}"[:500]
-    return next((line for line in reversed(lines) if "Error" in line or "Exception" in line),
-                lines[-1] if lines else "no error file")[:500]
-
-
-class MlflowStatusCallback(tune.Callback):
-    """A trial stopped by the scheduler or crashed ends KILLED / FAILED, never RUNNING."""
-
-    def __init__(self, tracking_uri: str, experiment: str, search: str,
-                 describe: Callable[[Trial], tuple[str, dict, dict[str, str]]] | None = None):
-        """``describe``: the run name, params and tags of a trial's run, for one this callback
-        must create (default: Tune's trial name and config, no tags)."""
-        self.tracking_uri, self.experiment, self.search = tracking_uri, experiment, search
-        self.describe = describe or (lambda trial: (str(trial), dict(trial.config), {}))
-
-    def on_trial_complete(self, iteration, trials, trial, **info):
-        close_if_running(self.tracking_uri, self.experiment, trial.trial_id, "KILLED")
-
-    def on_trial_error(self, iteration, trials, trial, **info):
-        reason = f"the trial raised an error: {_last_error_line(trial.local_path)} (see {trial.local_path}/error.txt)"
-        if not close_if_running(self.tracking_uri, self.experiment, trial.trial_id, "FAILED", reason=reason):
-            # it failed before its own code opened a run (its actor could not start, say):
-            # record it anyway, so that MLflow holds every trial of the search
-            name, params, tags = self.describe(trial)
-            tracker = TrialTracker.open(self.tracking_uri, self.experiment, trial.trial_id, name, params,
-                                        search=self.search)
-            if tags:
-                tracker.client.log_batch(tracker.run_id, tags=[RunTag(k, v) for k, v in tags.items()])
-            tracker.end("FAILED", reason=reason)
-
-    def stalled(self, trial_id: str | None, reason: str) -> None:
-        """The watchdog's record: the stalled trial's run (or, for the whole search, every
-        trial still running) ends FAILED with the reason."""
-        if trial_id is not None:
-            close_if_running(self.tracking_uri, self.experiment, trial_id, "FAILED", reason=reason)
-            return
-        close_running_trials(self.tracking_uri, self.experiment, self.search, "FAILED", reason, mark_search=True)
 
 
 def run_search(job: TuneJob, resume: bool = False):
@@ -225,11 +178,11 @@ def run_search(job: TuneJob, resume: bool = False):
         # A driver killed outright (SIGKILL, a lost machine) ended none of its trials' runs. Tune
         # resumes the trials of its last snapshot, each re-opening its run; a trial started after
         # that snapshot is not resumed, and its run ends here, KILLED, instead of RUNNING forever.
-        close_running_trials(job.tracking_uri, job.experiment, job.name, "KILLED", ORPHAN_REASON)
+        end_running(job.tracking_uri, job.experiment, job.name, "KILLED", ORPHAN_REASON)
         tuner = tune.Tuner.restore(path, trainable=trainable, resume_unfinished=True, resume_errored=True)
     else:
-        status = MlflowStatusCallback(job.tracking_uri, job.experiment, job.name)
-        guard = SearchGuard(status.stalled, stall_s=job.stall_s)
+        owner = RunOwner(job.tracking_uri, job.experiment, job.name, partial(describe_trial, job=job))
+        guard = SearchGuard(owner.stalled, stall_s=job.stall_s)
         tuner = tune.Tuner(
             trainable,
             param_space=tune_domains(job.space),
@@ -242,7 +195,7 @@ def run_search(job: TuneJob, resume: bool = False):
                                         max_concurrent_trials=None if job.search == "random" else concurrency,
                                         reuse_actors=True),
             run_config=tune.RunConfig(name=job.name, storage_path=job.storage_path.uri,
-                                      callbacks=[status, guard], stop=StallStopper(guard),
+                                      callbacks=[owner, guard], stop=StallStopper(guard),
                                       checkpoint_config=tune.CheckpointConfig(num_to_keep=2)),
         )
     try:
@@ -250,10 +203,11 @@ def run_search(job: TuneJob, resume: bool = False):
             results = tuner.fit()
     except Exception as exc:
         reason = stopped_reason(exc, f"--resume {job.name} continues it")
-        close_running_trials(job.tracking_uri, job.experiment, job.name, "KILLED", reason, explain_killed=True)
+        end_running(job.tracking_uri, job.experiment, job.name, "KILLED", reason)
         close_search_run(job.tracking_uri, search_run_id, {}, status="FAILED", reason=reason)
         raise SearchStopped(reason) from exc
     except BaseException:
+        end_running(job.tracking_uri, job.experiment, job.name, "KILLED", INTERRUPTED.format(name=job.name))
         close_search_run(job.tracking_uri, search_run_id, {}, status="KILLED")
         raise
     finally:
@@ -266,9 +220,9 @@ def run_search(job: TuneJob, resume: bool = False):
     summary["search_run_id"] = search_run_id
     if status == "FINISHED":
         summary["model"] = _log_best_model(job, search_run_id, summary["trial_id"])
-    if status == "KILLED":  # interrupted: a trial Tune stopped on its way out is not left RUNNING
-        close_running_trials(job.tracking_uri, job.experiment, job.name, "KILLED",
-                             "the search was interrupted; --resume continues it")
+    # what Tune stopped on its way out (an interrupt, a stall) ends with the reason
+    end_running(job.tracking_uri, job.experiment, job.name, "KILLED", INTERRUPTED.format(name=job.name)
+                if status == "KILLED" else summary["failure"] or "the trial ended without its final report")
     close_search_run(job.tracking_uri, search_run_id, summary, status=status, reason=summary["failure"])
     return results, summary
 
