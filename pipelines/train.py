@@ -106,7 +106,7 @@ def _join_cluster(args, processed, parallel) -> None:
 
 
 def _fit_on_ray(args, processed, model_cfg, train_cfg, parallel, run_name: str) -> dict:
-    from mikgnn.distributed.cluster import sigint_kept
+    from mikgnn.distributed.ray_workarounds import sigint_kept
     from mikgnn.distributed.trainer import make_trainer
 
     trainer = make_trainer(processed, model_cfg, train_cfg, workers=args.workers,

@@ -24,6 +24,7 @@ import os
 import shlex
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -124,6 +125,7 @@ def settings_from_args(args: argparse.Namespace, dataset: str, manifest: dict | 
 
 
 def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # the console is the search's
     args = build_parser().parse_args(argv)
     dataset = Path(args.dataset).name
     try:
@@ -151,11 +153,13 @@ def main(argv: list[str] | None = None) -> int:
     parallel, search = settings.parallel, settings.search
     from mikgnn.distributed.autoscaling import room_for_one_run
     from mikgnn.distributed.cluster import connect
+    from mikgnn.distributed.console import trial_table
     from mikgnn.distributed.errors import ClusterStartError
     from mikgnn.distributed.prepare import prepare
+    from mikgnn.distributed.search_driver import SearchStopped
     from mikgnn.distributed.shared_storage import check_shared
     from mikgnn.distributed.tracking import default_tracking_uri
-    from mikgnn.distributed.tuner import SearchStopped, TuneJob, run_search
+    from mikgnn.distributed.tuner import METRIC, TuneJob, run_search
 
     try:
         connect(args.address)
@@ -178,16 +182,13 @@ def main(argv: list[str] | None = None) -> int:
         return usage_error(exc, args.debug)
     job = TuneJob(
         processed=processed, space=space, model=settings.model, train=settings.train,
-        experiment=search.experiment or dataset, tracking_uri=tracking_uri,
-        storage_path=storage, name=name,
-        command=redact(shlex.join([sys.executable, *sys.argv])), num_samples=args.num_samples, search=search.search,
-        scheduler=search.scheduler, max_concurrent=search.max_concurrent, workers_per_trial=args.workers_per_trial,
-        gpus_per_worker=args.gpus_per_worker, cpus_per_worker=parallel.cpus_per_worker, max_field=search.max_field,
-        placement_strategy=parallel.placement_strategy, parallel=parallel, stall_s=search.stall_timeout or None,
-        settings=settings.describe(),
+        search=replace(search, experiment=search.experiment or dataset, name=name), tracking_uri=tracking_uri,
+        storage_path=storage, command=redact(shlex.join([sys.executable, *sys.argv])), num_samples=args.num_samples,
+        workers_per_trial=args.workers_per_trial, gpus_per_worker=args.gpus_per_worker, parallel=parallel,
+        settings=settings.describe(), dataset=dataset,
     )
     try:
-        _, best = run_search(job, resume=args.resume is not None)
+        results, best = run_search(job, resume=args.resume is not None)
     except ValueError as exc:
         return usage_error(exc, args.debug)
     except SearchStopped as exc:  # its runs are ended with the reason; exit 1, not a usage error
@@ -203,9 +204,11 @@ def main(argv: list[str] | None = None) -> int:
     elif not best["complete"]:
         print(f"search interrupted; continue it with: python pipelines/tune.py --dataset {args.dataset} "
               f"--resume {job.name}")
+    print("\n".join(trial_table(results, METRIC, tuple(d.name for d in space.dimensions))))
     print("best configuration" + ("" if best["complete"] else " so far") + ":", json.dumps(best["params"]))
-    print(json.dumps({k: round(v, 4) for k, v in sorted(best["metrics"].items())
-                      if k.startswith(("valid/", "test/")) and "@" in k or k.endswith("auc")}, indent=1))
+    shown = [k for k in ("valid/recall@20", "valid/auc", "test/recall@20", "test/ndcg@20", "test/auc")
+             if k in best["metrics"]]
+    print("its metrics: " + ", ".join(f"{k} {best['metrics'][k]:.4f}" for k in shown) + " (every one: its MLflow run)")
     print(f"MLflow: experiment '{job.experiment}' at {redact(job.tracking_uri)}; search '{job.name}'")
     if best.get("model"):
         print(f"best model: {best['model']} (registered as '{job.experiment}' where the store has a registry); "

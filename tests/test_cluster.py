@@ -33,7 +33,8 @@ def test_a_sigterm_after_connect_is_a_ctrl_c_before_and_after_a_search(ray_local
     Python's KeyboardInterrupt, also after a search (``sigint_kept``: Tune leaves its handler)."""
     from ray import tune
 
-    from mikgnn.distributed.cluster import connect, sigint_kept
+    from mikgnn.distributed.cluster import connect
+    from mikgnn.distributed.ray_workarounds import sigint_kept
 
     signal.signal(signal.SIGINT, signal.default_int_handler)  # a process where no search ran yet
     connect()

@@ -207,8 +207,8 @@ def test_the_error_that_stops_a_reproduction_is_named_where_it_arose(ray_local, 
     from mlflow.exceptions import MlflowException
 
     from mikgnn.distributed import reproduce_job
+    from mikgnn.distributed.search_driver import SearchStopped, stopped_reason
     from mikgnn.distributed.tracking import SEARCH_TAG
-    from mikgnn.distributed.tuner import SearchStopped, stopped_reason
     from mikgnn.reproduction.cells import plan
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"

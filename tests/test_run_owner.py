@@ -16,7 +16,7 @@ from ray import tune
 from ray.tune.experiment import Trial
 
 from mikgnn.distributed.run_owner import RunOwner, RunSpec, end_running
-from mikgnn.distributed.tracking import FAILURE_TAG, SEARCH_TAG, TRIAL_TAG, WARNING_TAG, recall_plot
+from mikgnn.distributed.tracking import EARLY_STOP_TAG, FAILURE_TAG, SEARCH_TAG, TRIAL_TAG, WARNING_TAG, recall_plot
 from mikgnn.distributed.train_loop import FINAL, WARNING
 from mikgnn.processed import save_processed
 
@@ -88,7 +88,7 @@ def test_a_finished_trial_holds_each_epoch_once_its_result_and_its_best_checkpoi
 
 
 @pytest.mark.ray
-def test_a_trial_the_scheduler_stops_ends_killed_saying_after_which_epoch(ray_local, tmp_path):
+def test_a_trial_the_scheduler_stops_ends_finished_saying_after_which_epoch(ray_local, tmp_path):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     asha = tune.schedulers.ASHAScheduler(metric="valid/auc", mode="max", time_attr="training_iteration",
                                          grace_period=1, max_t=20, reduction_factor=2)
@@ -98,8 +98,9 @@ def test_a_trial_the_scheduler_stops_ends_killed_saying_after_which_epoch(ray_lo
                                          callbacks=[RunOwner(uri, "owned", "s2", _spec)])).fit()
     weak, strong = _runs(uri)
     assert strong.info.status == "FINISHED" and _epochs(MlflowClient(uri), strong.info.run_id) == [1, 2, 3, 4]
-    assert weak.info.status == "KILLED", weak.data.tags
-    assert weak.data.tags[FAILURE_TAG].startswith("early-stopped by the search's scheduler after epoch 1")
+    assert weak.info.status == "FINISHED" and FAILURE_TAG not in weak.data.tags, weak.data.tags
+    assert weak.data.tags[EARLY_STOP_TAG].startswith("stopped by the search's scheduler (ASHA) after epoch 1")
+    assert EARLY_STOP_TAG not in strong.data.tags and "test/auc" not in weak.data.metrics
 
 
 @pytest.mark.ray

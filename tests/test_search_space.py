@@ -127,13 +127,14 @@ def test_a_grid_dimension_is_a_sweep_of_every_value(tmp_path):
 def test_random_search_caps_its_own_concurrency(tmp_path):
     """Tune ignores max_concurrent_trials for random search; the generator itself must cap it,
     or a trial starts on every CPU, the one kept free for Ray Data included."""
+    from mikgnn.config import SearchConfig
     from mikgnn.distributed.tuner import TuneJob, _search_alg
     from mikgnn.storage import resolve
 
     t = table1("music")
     job = TuneJob(processed=resolve(tmp_path), space=load_space(SPACES[0]), model=t.model, train=t.train,
-                  experiment="music", tracking_uri="sqlite:///x.db", storage_path=resolve(tmp_path), name="s",
-                  command="tune.py", search="random")
+                  search=SearchConfig(search="random", experiment="music", name="s"), tracking_uri="sqlite:///x.db",
+                  storage_path=resolve(tmp_path), command="tune.py")
     assert _search_alg(job, 3).max_concurrent == 3
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -58,7 +59,25 @@ def search(shared_data, ray_local, tmp_path_factory):
     done = _tune(_args(work, shared_data, "t1", 3, "--address", address))
     assert done.returncode == 0, done.stderr[-3000:]
     assert "best configuration:" in done.stdout and "test/auc" in done.stdout
+    (work / "stdout.txt").write_text(done.stdout)
     return work
+
+
+def test_the_console_reads_like_a_progress_report(search):
+    """Our lines, not Tune's tables: a line per ended trial, progress with the count of trials,
+    and a final table of every trial, best first, λ in scientific notation."""
+    out = (search / "stdout.txt").read_text()
+    lines = out.splitlines()
+    assert not {"╭", "│", "+-"} & set("".join(lines)) and "+--" not in out, out
+    assert len(lines) <= 60, out
+    assert sum(bool(re.match(r"trial \w+ (finished|stopped by ASHA) after epoch \d", line)) for line in lines) == 3
+    assert "[3/3 trials done, 0 running" in out
+    header = next(i for i, line in enumerate(lines) if line.startswith("trial ") and "status" in line)
+    assert lines[header].split()[:4] == ["trial", "status", "theta", "n"]
+    rows = lines[header + 1:header + 4]
+    recalls = [float(row.split()[-2]) for row in rows]
+    assert recalls == sorted(recalls, reverse=True)
+    assert all(re.search(r"\d\.\d\de-0\d", row) for row in rows)  # λ: 1e-7 to 1e-4
 
 
 def test_stopped_trials_leave_no_placement_group(search, ray_local):
@@ -106,13 +125,21 @@ def test_one_mlflow_run_per_trial(search):
     assert searched.count(TABLE1_MUSIC) == 1  # the first trial; the others are sampled
     client = MlflowClient(uri)
     for run in runs:
-        assert {"theta", "n", "h", "lambda", "lr", "model.dim", "train.batch_size"} <= set(run.data.params)
-        assert run.info.status in ("FINISHED", "KILLED")
+        params = run.data.params
+        assert {"theta", "n", "h", "lambda", "lr", "log10_lambda", "log10_lr", "dataset", "model", "d"} <= set(params)
+        assert len(params) <= 20 and abs(10 ** float(params["log10_lambda"]) / float(params["lambda"]) - 1) < 1e-3
+        settings = json.loads(Path(client.download_artifacts(run.info.run_id, "settings.json", str(search)))
+                              .read_text())
+        assert settings["model"]["dim"] == 16 and settings["train"]["batch_size"] == 128
+        assert run.info.status == "FINISHED"  # ASHA's stops too: the scheduler working, tagged with why
         assert {"valid/auc", "valid/recall_at_20"} <= set(run.data.metrics)  # a real trial, never a placeholder
         assert "skipped" not in run.data.tags
         steps = [m.step for m in client.get_metric_history(run.info.run_id, "valid/recall_at_20")]
         assert steps == sorted(set(steps)) and steps[0] == 1
-        if run.info.status == "FINISHED":
+        if "mikgnn.early_stopped" in run.data.tags:
+            last = max(m.step for m in client.get_metric_history(run.info.run_id, "valid/auc"))
+            assert f"after epoch {last}" in run.data.tags["mikgnn.early_stopped"]
+        else:
             assert "test/auc" in run.data.metrics and "test/recall_at_20" in run.data.metrics
             artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
             assert {"recall_at_k.png", "manifest.json", "best_checkpoint"} <= artifacts
@@ -343,7 +370,7 @@ def test_a_baseline_is_searched_in_its_own_space(ray_local, tmp_path):
     runs = _trial_runs(f"sqlite:///{tmp_path / 'mlflow.db'}", "mine")
     assert len(runs) == 2
     for run in runs:
-        assert run.data.params["model.model"] == "cke" and run.data.params["train.loss"] == "bpr"
+        assert run.data.params["model"] == "cke" and run.data.params["loss"] == "bpr"
         assert "valid/auc" in run.data.metrics and set(run.data.params) >= {"lr", "lambda"}
 
 

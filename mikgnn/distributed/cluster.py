@@ -17,7 +17,6 @@ import os
 import signal
 import socket
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import ray
@@ -73,20 +72,6 @@ def sigterm_as_interrupt() -> None:
         handler(signal.SIGINT, frame)
 
     signal.signal(signal.SIGTERM, interrupt)
-
-
-@contextlib.contextmanager
-def sigint_kept() -> Iterator[None]:
-    """Around ``Tuner.fit``: Tune replaces the SIGINT handler for the search and leaves its own
-    behind when the search returns, so a later Ctrl-C or SIGTERM (while a pipeline logs its
-    best model, or starts its next grid) would only set a flag that no search reads any more.
-    The handler of before the search is put back."""
-    before = signal.getsignal(signal.SIGINT)
-    try:
-        yield
-    finally:
-        if before is not None and threading.current_thread() is threading.main_thread():
-            signal.signal(signal.SIGINT, before)
 
 
 def _init(address: str | None, quiet: bool) -> None:

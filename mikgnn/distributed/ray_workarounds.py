@@ -12,7 +12,9 @@ import contextlib
 import ipaddress
 import json
 import os
+import signal
 import socket
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
@@ -53,6 +55,24 @@ def loopback_node() -> Iterator[None]:
             os.environ.pop(LOOPBACK_NODE_ENV, None)
         else:
             os.environ[LOOPBACK_NODE_ENV] = before_env
+
+
+@contextlib.contextmanager
+def sigint_kept() -> Iterator[None]:
+    """Around ``Tuner.fit`` and ``TorchTrainer.fit``: the SIGINT handler of before is put back.
+
+    Ray 2.60.0's Tune (``tune.run``'s signal catching) and Train (``DataParallelTrainer.fit``)
+    install their own SIGINT handler and leave it behind when the run returns (Tune restores the
+    old one only after a first signal). A later Ctrl-C or SIGTERM (``cluster.connect``: SIGTERM
+    takes Ctrl-C's path), while a pipeline logs its best model or starts its next grid, then
+    only set the flag of a run that no one reads any more. Test:
+    ``tests/test_cluster.py::test_a_sigterm_after_connect_is_a_ctrl_c_before_and_after_a_search``."""
+    before = signal.getsignal(signal.SIGINT)
+    try:
+        yield
+    finally:
+        if before is not None and threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGINT, before)
 
 
 def set_dashboard_start_s(seconds: int) -> None:

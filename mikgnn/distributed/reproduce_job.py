@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import platform
-import sys
 from dataclasses import asdict, dataclass
 from functools import partial
 
@@ -24,14 +23,13 @@ from ray import tune
 from ray.tune.search import BasicVariantGenerator
 
 from mikgnn.distributed.cell_resume import Resume, resumable
-from mikgnn.distributed.cluster import plan_concurrency, sigint_kept
+from mikgnn.distributed.cluster import plan_concurrency
+from mikgnn.distributed.console import SearchConsole
 from mikgnn.distributed.errors import error_line
-from mikgnn.distributed.placement import release_job_placement_groups
 from mikgnn.distributed.run_owner import RunOwner, RunSpec, end_running
+from mikgnn.distributed.search_driver import SearchStopped, fit, run_config
 from mikgnn.distributed.tracking import KIND_TAG, experiment_id
 from mikgnn.distributed.train_loop import FINAL, loop_config, train_in_trial
-from mikgnn.distributed.tuner import SearchStopped, stopped_reason
-from mikgnn.distributed.watchdog import SearchGuard, StallStopper
 from mikgnn.reproduction.cells import Cell
 
 CELL_TAG = "mikgnn.cell"  # the cell's identity (cells.Cell.identity)
@@ -145,6 +143,10 @@ def describe_cell(trial, job: ReproductionJob, cells: tuple[Cell, ...], resume: 
                    continues=resumed.run_id if resumed else None)
 
 
+def cell_label(trial, cells: tuple[Cell, ...]) -> str:
+    return f"cell {cells[trial.config['cell']].key}"
+
+
 def run_grid(job: ReproductionJob, cells: list[Cell], phase: str, concurrency: int,
              resume: dict[str, Resume]) -> bool:
     """Train ``cells`` as one Tune grid (those in ``resume`` from their checkpoint); False when
@@ -158,25 +160,15 @@ def run_grid(job: ReproductionJob, cells: list[Cell], phase: str, concurrency: i
                                     resources)
     owner = RunOwner(job.tracking_uri, job.experiment, job.name,
                      partial(describe_cell, job=job, cells=tuple(cells), resume=by_index))
-    guard = SearchGuard(owner.stalled, stall_s=job.stall_s)
-    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    console = SearchConsole(len(cells), "valid/auc", label=partial(cell_label, cells=tuple(cells)), compare=False)
+    config, guard = run_config(f"{job.name}-{phase}", job.storage_path, owner, console, job.stall_s, keep=1)
     tuner = tune.Tuner(
         trainable,
         param_space={"cell": tune.grid_search(list(range(len(cells))))},
         tune_config=tune.TuneConfig(search_alg=BasicVariantGenerator(max_concurrent=concurrency), reuse_actors=True),
-        run_config=tune.RunConfig(name=f"{job.name}-{phase}", storage_path=job.storage_path,
-                                  callbacks=[owner, guard], stop=StallStopper(guard),
-                                  checkpoint_config=tune.CheckpointConfig(num_to_keep=1)),
+        run_config=config,
     )
-    try:
-        with sigint_kept():
-            results = tuner.fit()
-    except Exception as exc:  # Tune's own loop raised; the cells' runs say why
-        raise SearchStopped(stopped_reason(exc, RERUN)) from exc
-    finally:
-        leftovers = release_job_placement_groups()
-        if leftovers:
-            print(f"removed {leftovers} placement group(s) that stopped trials left behind", file=sys.stderr)
+    results = fit(tuner, RERUN)  # SearchStopped when Tune's own loop raises: reproduce() ends the runs
     # A trial Tune stops on an interrupt ends TERMINATED too: a cell ended when it failed or
     # reported its final result.
     ended = sum(r.error is not None or bool((r.metrics or {}).get(FINAL)) for r in results)

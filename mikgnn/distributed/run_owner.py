@@ -6,7 +6,8 @@ tags a "not learning" warning, and ends the run with its true status:
 
 - the trial's last report (``FINAL``) logs the test metrics, the Recall@K plot, the dataset's
   manifest and the best checkpoint, and ends the run FINISHED once Tune has the trial complete;
-- a trial the scheduler stops at a rung ends KILLED, saying after which epoch;
+- a trial the scheduler stops at a rung ends FINISHED, tagged ``EARLY_STOP_TAG`` with after
+  which epoch: the scheduler working as designed (KILLED: a person or a signal stopped it);
 - a trial that raises ends FAILED with the exception line of its ``error.txt``;
 - a trial the watchdog stops ends FAILED with the watchdog's reason (``stalled``);
 - whatever the search leaves running when it stops (Ctrl-C, SIGTERM, an error in Tune's own
@@ -32,6 +33,7 @@ from ray.tune.result import AUTO_RESULT_KEYS
 
 from mikgnn.distributed.tracking import (
     CHECKPOINT_ARTIFACT,
+    EARLY_STOP_TAG,
     FAILURE_TAG,
     KIND_TAG,
     NODES_TAG,
@@ -48,6 +50,8 @@ from mikgnn.distributed.tracking import (
 from mikgnn.distributed.train_loop import FINAL, WARNING
 from mikgnn.processed import read_manifest
 
+SETTINGS_ARTIFACT = "settings.json"
+
 NOT_LOGGED = {*AUTO_RESULT_KEYS, "done", "trial_id", "should_checkpoint", "checkpoint_path", "epoch", "best_epoch",
               FINAL, WARNING}
 
@@ -61,6 +65,7 @@ class RunSpec:
     tags: dict[str, str] = field(default_factory=dict)
     processed: str | None = None  # its dataset, whose manifest the finished run keeps
     continues: str | None = None  # the run of an interrupted trial this one continues (a reproduction cell)
+    settings: dict | None = None  # every setting of the trial: the run's settings.json
 
 
 class RunOwner(tune.Callback):
@@ -99,6 +104,8 @@ class RunOwner(tune.Callback):
         if found is None:
             run_id = client.create_run(exp, run_name=spec.name, tags=tags).info.run_id
             client.log_batch(run_id, params=[Param(k, str(v)) for k, v in spec.params.items()])
+            if spec.settings is not None:
+                client.log_dict(run_id, spec.settings, SETTINGS_ARTIFACT)
         else:
             run_id = found
             reopen(client, run_id, tags, spec.params)
@@ -122,17 +129,19 @@ class RunOwner(tune.Callback):
                                                         epoch))
             self._logged[trial.trial_id].add(epoch)
         if result.get("done"):  # Tune stops the trial at this result: its scheduler's decision
-            self._stopped[trial.trial_id] = (f"early-stopped by the search's scheduler after epoch {epoch}: its "
+            self._stopped[trial.trial_id] = (f"stopped by the search's scheduler (ASHA) after epoch {epoch}: its "
                                              "validation metric was below the rung's cut")
 
     def on_trial_complete(self, iteration, trials, trial, **info):
-        """A finished trial's result is logged and its run ends FINISHED; one its scheduler
-        stopped ends KILLED. Another, stopped because the search stops, is left to the driver
-        (``end_running``), which knows why."""
+        """A finished trial's result is logged and its run ends FINISHED; so does one its
+        scheduler stopped, tagged with why. Another, stopped because the search stops, is left
+        to the driver (``end_running``), which knows why."""
         if trial.trial_id in self._final:
             self._finish(trial, self._final.pop(trial.trial_id))
         elif trial.trial_id in self._stopped:
-            end(self.client, self.run_id(trial), "KILLED", self._stopped.pop(trial.trial_id))
+            run_id, client = self.run_id(trial), self.client
+            client.set_tag(run_id, EARLY_STOP_TAG, self._stopped.pop(trial.trial_id))
+            end(client, run_id, "FINISHED")
 
     def on_trial_error(self, iteration, trials, trial, **info):
         """FAILED, with the trial's error; a trial that failed before it started (its actor

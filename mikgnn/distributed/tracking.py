@@ -25,6 +25,7 @@ CHECKPOINT_ARTIFACT = "best_checkpoint"  # a finished trial's best checkpoint, a
 WARNING_TAG = "mikgnn.warning"  # "not learning" (experiment.learning_warning)
 NODES_TAG = "mikgnn.worker_nodes"  # the Ray node ids of the trial's Train workers, rank order
 FAILURE_TAG = "failure_reason"
+EARLY_STOP_TAG = "mikgnn.early_stopped"  # a FINISHED trial its scheduler stopped at a rung: when and why
 DRIVER_TAG = "mikgnn.driver"  # a search run's driver process, host:pid:start (distributed.driver)
 
 

@@ -12,8 +12,6 @@ cluster reports, so a default run cannot wait forever for a CPU.
 from __future__ import annotations
 
 import math
-import os
-import re
 import sys
 from dataclasses import asdict, dataclass
 from functools import partial
@@ -26,10 +24,11 @@ from ray.tune.integration.ray_train import TuneReportCallback
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 from ray.tune.search import BasicVariantGenerator
 
-from mikgnn.config import MAX_FIELD, ModelConfig, ParallelConfig, TrainConfig
-from mikgnn.distributed.cluster import TRIAL_DRIVER_CPU, plan_concurrency, sigint_kept
-from mikgnn.distributed.placement import release_job_placement_groups
+from mikgnn.config import ModelConfig, ParallelConfig, SearchConfig, TrainConfig
+from mikgnn.distributed.cluster import TRIAL_DRIVER_CPU, plan_concurrency
+from mikgnn.distributed.console import SearchConsole
 from mikgnn.distributed.run_owner import RunOwner, RunSpec, end_running
+from mikgnn.distributed.search_driver import SearchStopped, fit, run_config
 from mikgnn.distributed.tracking import (
     FAILURE_TAG,
     close_search_run,
@@ -39,7 +38,6 @@ from mikgnn.distributed.tracking import (
 )
 from mikgnn.distributed.train_loop import loop_config, train_in_trial
 from mikgnn.distributed.trainer import make_trainer
-from mikgnn.distributed.watchdog import SearchGuard, StallStopper
 from mikgnn.processed import read_split_table
 from mikgnn.search_space import SearchSpace, apply_params, check_sampler, fit_field, start_point
 from mikgnn.storage import Location
@@ -49,27 +47,32 @@ METRIC = "valid/recall@20"
 
 @dataclass(frozen=True)
 class TuneJob:
+    """A search: what it searches (``space`` around ``model`` and ``train``), how (``search``,
+    whose ``experiment`` and ``name`` are resolved), on what (``parallel``, ``workers_per_trial``,
+    ``gpus_per_worker``), and where it records (``tracking_uri``, ``storage_path``)."""
+
     processed: Location
     space: SearchSpace
     model: ModelConfig
     train: TrainConfig
-    experiment: str
+    search: SearchConfig
     tracking_uri: str
     storage_path: Location
-    name: str
     command: str
     num_samples: int = 8
-    search: str = "optuna"
-    scheduler: str = "asha"
-    max_concurrent: int | None = None
     workers_per_trial: int = 1
     gpus_per_worker: float = 0.0
-    cpus_per_worker: float = 1.0
-    max_field: int = MAX_FIELD
-    placement_strategy: str = "PACK"
     parallel: ParallelConfig = ParallelConfig()
-    stall_s: float | None = None  # the watchdog's bound; None: derived from the epoch times
     settings: str = ""  # Settings.describe(): each fixed key and the layer that set it
+    dataset: str = ""
+
+    @property
+    def experiment(self) -> str:
+        return self.search.experiment
+
+    @property
+    def name(self) -> str:
+        return self.search.name
 
 
 def tune_domains(space: SearchSpace) -> dict:
@@ -86,38 +89,46 @@ def tune_domains(space: SearchSpace) -> dict:
     return out
 
 
-def trial_params(params: dict, model: ModelConfig, train: TrainConfig) -> dict:
-    """MLflow params: the five searched ones at the top level, then the rest of the configuration."""
-    top = {"theta": model.theta, "n": model.n_neighbours, "h": model.hops, "lambda": train.l2, "lr": train.lr}
-    rest = {f"model.{k}": v for k, v in asdict(model).items()} | {f"train.{k}": v for k, v in asdict(train).items()}
-    return top | rest
+def trial_params(config: dict, model: ModelConfig, train: TrainConfig, job: TuneJob) -> dict:
+    """A trial's MLflow params, few enough to compare at a glance: the searched values under the
+    paper's names (θ, n, h, λ, lr; a baseline's own searched keys under theirs), a log10
+    companion of each searched over decades (λ's axis is unreadable without one), and the
+    dataset, model, loss and d. Every setting: the run's settings.json."""
+    paper = {"theta": model.theta, "n": model.n_neighbours, "h": model.hops, "lambda": train.l2, "lr": train.lr}
+    own = {d.name: config[d.name] for d in job.space.dimensions if d.name not in paper and d.name != "field"}
+    searched = paper | own
+    log10 = {f"log10_{d.name}": round(math.log10(searched[d.name]), 4) for d in job.space.dimensions
+             if d.kind == "loguniform" and isinstance(searched.get(d.name), (int, float)) and searched[d.name] > 0}
+    return searched | log10 | {"dataset": job.dataset, "model": model.model, "loss": train.loss, "d": model.dim}
 
 
 def describe_trial(trial: Trial, job: TuneJob) -> RunSpec:
-    """A trial's run: its name, the searched and fixed settings, and a tag when the receptive
-    field was adjusted to fit ``max_field``."""
+    """A trial's run: its name, params and settings, and a tag when the receptive field was
+    adjusted to fit ``max_field``."""
     model, train = apply_params(job.model, job.train, trial.config)
-    fitted = fit_field(model, job.max_field)
-    params = trial_params(trial.config, fitted, train) | {f"parallel.{k}": v for k, v in asdict(job.parallel).items()}
+    fitted = fit_field(model, job.search.max_field)
+    settings = {"model": asdict(fitted), "train": asdict(train), "parallel": asdict(job.parallel),
+                "workers_per_trial": job.workers_per_trial, "gpus_per_worker": job.gpus_per_worker}
     tags = {} if fitted == model else {
-        "field_adjusted": f"n^h = {model.n_neighbours ** model.hops} > max_field {job.max_field}: trained with the "
-                          "receptive-field adjustment (FMK r), n entities per hop"}
-    return RunSpec(str(trial), params, tags, processed=job.processed.uri)
+        "field_adjusted": f"n^h = {model.n_neighbours ** model.hops} > max_field {job.search.max_field}: trained "
+                          "with the receptive-field adjustment (FMK r), n entities per hop"}
+    return RunSpec(str(trial), trial_params(trial.config, fitted, train, job), tags, processed=job.processed.uri,
+                   settings=settings)
 
 
 def run_trial(params: dict, job: TuneJob, train_table: tuple[ray.ObjectRef] | None = None) -> None:
     """One Tune trial: the loop in this process for one worker, else a TorchTrainer reporting
     to Tune. It only reports; the driver's ``RunOwner`` logs to MLflow."""
     model, train = apply_params(job.model, job.train, params)
-    model = fit_field(model, job.max_field)
+    model = fit_field(model, job.search.max_field)
     if job.workers_per_trial == 1:
-        train_in_trial(loop_config(job.processed.uri, model, train, job.cpus_per_worker)
+        train_in_trial(loop_config(job.processed.uri, model, train, job.parallel.cpus_per_worker)
                        | {"gpu": job.gpus_per_worker > 0})
     else:
         make_trainer(job.processed, model, train, workers=job.workers_per_trial,
-                     gpus_per_worker=job.gpus_per_worker, cpus_per_worker=job.cpus_per_worker,
+                     gpus_per_worker=job.gpus_per_worker, cpus_per_worker=job.parallel.cpus_per_worker,
                      storage_path=job.storage_path / job.name / "train", name=tune.get_context().get_trial_id(),
-                     callbacks=[TuneReportCallback()], placement_strategy=job.placement_strategy,
+                     callbacks=[TuneReportCallback()], placement_strategy=job.parallel.placement_strategy,
                      parallel=job.parallel, train_table=train_table[0] if train_table else None).fit()
 
 
@@ -128,34 +139,19 @@ ORPHAN_REASON = ("its search's driver stopped without ending it (killed); the re
 INTERRUPTED = "the search was interrupted before this trial finished; --resume {name} continues it"
 
 
-class SearchStopped(RuntimeError):
-    """Ray Tune's own loop raised: with ray 2.60 it does when Ray's memory monitor kills a
-    trial's process ("Caught unexpected exception: ... running low on memory"). The search's
-    runs have been ended with the reason; its cells or trials continue from their checkpoints."""
-
-
-def stopped_reason(exc: BaseException, then: str) -> str:
-    """The failure_reason of runs that Tune's error stopped: the error it raised (the last
-    "...Error: ..." line of the traceback Tune wraps in it, else its first line), and what to do."""
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    raised = [line for line in lines if re.match(r"[A-Za-z_][\w.]*(Error|Exception): ", line)]
-    cause = raised[-1] if raised else lines[0] if lines else type(exc).__name__  # Tune wraps a traceback
-    return f"the search stopped on an error in Ray Tune: {cause[:600]}; {then}"
-
-
 def trial_resources(job: TuneJob) -> dict:
     """What Tune reserves for one trial: its one worker, or a driver for its TorchTrainer."""
     if job.workers_per_trial > 1:
         return {"CPU": TRIAL_DRIVER_CPU}
-    return {"CPU": job.cpus_per_worker} | ({"GPU": job.gpus_per_worker} if job.gpus_per_worker else {})
+    return {"CPU": job.parallel.cpus_per_worker} | ({"GPU": job.gpus_per_worker} if job.gpus_per_worker else {})
 
 
 def run_search(job: TuneJob, resume: bool = False):
     """Run (or resume) the search; returns Tune's ResultGrid."""
-    concurrency = plan_concurrency(ray.cluster_resources(), job.workers_per_trial, job.cpus_per_worker,
+    concurrency = plan_concurrency(ray.cluster_resources(), job.workers_per_trial, job.parallel.cpus_per_worker,
                                    job.gpus_per_worker)
-    if job.max_concurrent is not None:
-        concurrency = min(concurrency, job.max_concurrent)
+    if job.search.max_concurrent is not None:
+        concurrency = min(concurrency, job.search.max_concurrent)
     search_run_id = open_search_run(job.tracking_uri, job.experiment, job.name, job.command, job.space.as_dict(),
                                     job.settings)
     # A search of TorchTrainers reads the train split once, by the driver, into Ray's object
@@ -165,12 +161,6 @@ def run_search(job: TuneJob, resume: bool = False):
     # cluster whose CPUs another job holds). A one-worker trial reads its own split.
     # In a tuple: with_parameters resolves a top-level ObjectRef to its value, a nested one not.
     train_table = (ray.put(read_split_table(job.processed, "train")),) if job.workers_per_trial > 1 else None
-    # Every trial checkpoints every epoch and keeps its 2 newest (num_to_keep bounds the disk: at
-    # movie scale a checkpoint is tens of MB). Tune then forces an experiment-state snapshot
-    # each time a trial has checkpointed twice, which with epochs of a second or two triggers its
-    # "snapshotting ... multiple times in the last 5 seconds" warning on every search. The
-    # snapshot is a small write of the search's state to its storage path; silence the warning.
-    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     trainable = tune.with_resources(tune.with_parameters(run_trial, job=job, train_table=train_table),
                                     trial_resources(job))
     path = (job.storage_path / job.name).uri
@@ -182,7 +172,10 @@ def run_search(job: TuneJob, resume: bool = False):
         tuner = tune.Tuner.restore(path, trainable=trainable, resume_unfinished=True, resume_errored=True)
     else:
         owner = RunOwner(job.tracking_uri, job.experiment, job.name, partial(describe_trial, job=job))
-        guard = SearchGuard(owner.stalled, stall_s=job.stall_s)
+        # 2 checkpoints a trial bound the disk: at movie scale a checkpoint is tens of MB
+        console = SearchConsole(job.num_samples * job.space.grid_size, METRIC)
+        config, _ = run_config(job.name, job.storage_path.uri, owner, console, job.search.stall_timeout or None,
+                               keep=2)
         tuner = tune.Tuner(
             trainable,
             param_space=tune_domains(job.space),
@@ -192,28 +185,20 @@ def run_search(job: TuneJob, resume: bool = False):
             # waits 2 s for its thread, then starts a fresh actor as before.
             tune_config=tune.TuneConfig(metric=METRIC, mode="max", num_samples=job.num_samples,
                                         search_alg=_search_alg(job, concurrency), scheduler=_scheduler(job),
-                                        max_concurrent_trials=None if job.search == "random" else concurrency,
+                                        max_concurrent_trials=None if job.search.search == "random" else concurrency,
                                         reuse_actors=True),
-            run_config=tune.RunConfig(name=job.name, storage_path=job.storage_path.uri,
-                                      callbacks=[owner, guard], stop=StallStopper(guard),
-                                      checkpoint_config=tune.CheckpointConfig(num_to_keep=2)),
+            run_config=config,
         )
     try:
-        with sigint_kept():
-            results = tuner.fit()
-    except Exception as exc:
-        reason = stopped_reason(exc, f"--resume {job.name} continues it")
-        end_running(job.tracking_uri, job.experiment, job.name, "KILLED", reason)
-        close_search_run(job.tracking_uri, search_run_id, {}, status="FAILED", reason=reason)
-        raise SearchStopped(reason) from exc
+        results = fit(tuner, f"--resume {job.name} continues it")
+    except SearchStopped as exc:
+        end_running(job.tracking_uri, job.experiment, job.name, "KILLED", str(exc))
+        close_search_run(job.tracking_uri, search_run_id, {}, status="FAILED", reason=str(exc))
+        raise
     except BaseException:
         end_running(job.tracking_uri, job.experiment, job.name, "KILLED", INTERRUPTED.format(name=job.name))
         close_search_run(job.tracking_uri, search_run_id, {}, status="KILLED")
         raise
-    finally:
-        leftovers = release_job_placement_groups()
-        if leftovers:
-            print(f"removed {leftovers} placement group(s) that stopped trials left behind", file=sys.stderr)
     stalled = MlflowClient(job.tracking_uri).get_run(search_run_id).data.tags.get(FAILURE_TAG)
     summary = summarize(results, job.num_samples * job.space.grid_size, stalled)
     status = "FINISHED" if summary["complete"] else "FAILED" if summary["failure"] else "KILLED"
@@ -268,23 +253,22 @@ def _search_alg(job: TuneJob, concurrency: int):
     holds it (``search_space.start_point``). Random search caps its own concurrency: Tune
     ignores ``max_concurrent_trials`` for it, and would otherwise start a trial on every CPU,
     the one kept for Ray Data included."""
-    if job.search not in ("optuna", "random"):
-        raise ValueError(f"unknown --search {job.search!r}: choose optuna or random")
-    check_sampler(job.space, job.search)
+    check_sampler(job.space, job.search.search)
     start = start_point(job.space, job.model, job.train) if job.space.grid_size == 1 else None  # a sweep has it
     points = [start] if start else None
-    if job.search == "random":
+    if job.search.search == "random":
         return BasicVariantGenerator(points_to_evaluate=points, max_concurrent=concurrency)
+    import optuna
     from ray.tune.search.optuna import OptunaSearch
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # not a line per study created
 
     return OptunaSearch(metric=METRIC, mode="max", seed=job.train.seed, points_to_evaluate=points)
 
 
 def _scheduler(job: TuneJob):
-    if job.scheduler == "fifo":
+    if job.search.scheduler == "fifo":
         return FIFOScheduler()
-    if job.scheduler != "asha":
-        raise ValueError(f"unknown --scheduler {job.scheduler!r}: choose asha or fifo")
     # A trial reports every epoch and once more at the end (epochs + 1 reports). max_t lies
     # beyond that, so a trial that trains to the end is never stopped by its last report:
     # Tune would kill it while its Train controller shuts down, which can leak a placement
