@@ -179,7 +179,8 @@ def test_an_unknown_run_and_a_run_without_checkpoint_are_refused(tmp_path):
 @pytest.mark.ray
 @pytest.mark.slow
 def test_the_best_model_of_a_search_is_registered_and_served_over_http(ray_local, tmp_path):
-    """tune.py logs its best trial as a pyfunc model registered under the dataset's name; a real
+    """tune.py logs its best trial as a pyfunc model on that trial's run, registered under the
+    dataset's name, and links the run from the search's description; a real
     `mlflow models serve` answers /invocations with what recommend() gives; recommend.py --run
     of the search writes the same model's Parquet and links it on the trial's run."""
     from mlflow.tracking import MlflowClient
@@ -194,10 +195,11 @@ def test_the_best_model_of_a_search_is_registered_and_served_over_http(ray_local
     assert "best model: models:/" in done.stdout
     client = MlflowClient(uri)
     version = client.search_model_versions("name = 'mine'")[0]
-    search = client.get_run(version.run_id)
-    assert search.data.tags["mikgnn.kind"] == "search"
+    trial = client.get_run(version.run_id)  # the model lives on the best trial's run
+    assert trial.data.tags["mikgnn.kind"] == "trial" and trial.info.status == "FINISHED"
+    (search,) = client.search_runs([trial.info.experiment_id], filter_string="tags.`mikgnn.kind` = 'search'")
+    assert f"/runs/{trial.info.run_id})" in search.data.tags["mlflow.note.content"]  # its description links it
     assert f"pipelines/recommend.py --run {search.info.run_id}" in done.stdout  # the next command, printed
-    trial = client.search_runs([search.info.experiment_id], filter_string="tags.`mikgnn.kind` = 'trial'")[0]
     checkpoint = client.download_artifacts(trial.info.run_id, "best_checkpoint", str(tmp_path / "dl"))
     expected = pd.DataFrame(Recommendations(load_trained(checkpoint), 2).block(np.array([1, 7])))
 

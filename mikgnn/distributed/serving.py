@@ -61,10 +61,10 @@ def _served_dataset(processed: Location, into: Path) -> Path:
     return into
 
 
-def log_best_model(tracking_uri: str, search_run_id: str, trial_run_id: str, processed: Location,
-                   registered_name: str) -> str:
-    """Log the trial's best checkpoint as the search run's pyfunc model ``model`` and register it
-    as ``registered_name`` where the store has a registry; the model URI."""
+def log_best_model(tracking_uri: str, trial_run_id: str, processed: Location, registered_name: str) -> str:
+    """Log the trial's best checkpoint as its run's pyfunc model ``model`` (so the trial's page
+    shows the registered version) and register it as ``registered_name`` where the store has a
+    registry; the model URI."""
     from mikgnn.model_store import load_trained
 
     client = mlflow.MlflowClient(tracking_uri)
@@ -79,7 +79,7 @@ def log_best_model(tracking_uri: str, search_run_id: str, trial_run_id: str, pro
             signature = infer_signature(example, model.predict(None, example, {"k": DEFAULT_K}),
                                         params={"k": DEFAULT_K})
         mlflow.set_tracking_uri(tracking_uri)
-        with mlflow.start_run(run_id=search_run_id):
+        with mlflow.start_run(run_id=trial_run_id):
             info = mlflow.pyfunc.log_model(name="model", python_model=RecommenderModel(),
                                            artifacts={"checkpoint": checkpoint, "processed": str(data)},
                                            code_paths=[str(PACKAGE)], signature=signature,

@@ -213,17 +213,23 @@ def run_search(job: TuneJob, resume: bool = False):
 
 
 def _log_best_model(job: TuneJob, search_run_id: str, trial_id: str | None) -> str | None:
-    """The best trial as the search run's pyfunc model, registered under the experiment's name
-    (``serving.log_best_model``); None, with the reason printed, when it cannot be."""
+    """The best trial as a pyfunc model on its own run, registered under the experiment's name
+    (``serving.log_best_model``), and the search run's description linking that run; None,
+    with the reason printed, when it cannot be logged."""
     from mikgnn.distributed.serving import log_best_model
 
     client = MlflowClient(job.tracking_uri)
-    runs = trial_runs(client, client.get_experiment_by_name(job.experiment).experiment_id, trial_id) if trial_id else []
+    experiment = client.get_experiment_by_name(job.experiment).experiment_id
+    runs = trial_runs(client, experiment, trial_id) if trial_id else []
+    if runs:
+        client.set_tag(search_run_id, "mlflow.note.content",
+                       f"Best trial: [{runs[0].info.run_name}](#/experiments/{experiment}/runs/{runs[0].info.run_id})"
+                       f" (trial {trial_id}), by {METRIC}.")
     if not runs or not has_checkpoint(client, runs[0].info.run_id):
         print(f"no model logged: the best trial {trial_id} left no checkpoint (it did not finish)", file=sys.stderr)
         return None
     try:
-        return log_best_model(job.tracking_uri, search_run_id, runs[0].info.run_id, job.processed, job.experiment)
+        return log_best_model(job.tracking_uri, runs[0].info.run_id, job.processed, job.experiment)
     except Exception as exc:  # the search's result stands; the model is an extra
         print(f"no model logged: {type(exc).__name__}: {exc}", file=sys.stderr)
         return None
