@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing
+import os
 import statistics
 import subprocess
 import sys
@@ -28,6 +29,13 @@ from pathlib import Path
 from mlflow.tracking import MlflowClient
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def this_code() -> dict:
+    """The environment of a search of this checkout: its Ray workers import this ``mikgnn``,
+    not the one an editable install points at (a soak of 2026-12-07 ran another checkout's
+    code, edited while it ran, because its searches' working folders are elsewhere)."""
+    return os.environ | {"PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
 
 
 def _hog() -> None:
@@ -68,7 +76,8 @@ def main() -> None:
                    "--storage-path", str(work / "ray_results"), "--processed", str(root / "processed"), *args.extra]
             start = time.perf_counter()
             try:
-                done = subprocess.run(cmd, capture_output=True, text=True, timeout=args.limit, cwd=work)
+                done = subprocess.run(cmd, capture_output=True, text=True, timeout=args.limit, cwd=work,
+                                      env=this_code())
                 rc, stderr = done.returncode, done.stderr
             except subprocess.TimeoutExpired as exc:
                 rc, stderr = "hung", (exc.stderr or b"").decode(errors="replace")

@@ -19,6 +19,9 @@ from pathlib import Path
 from mlflow.tracking import MlflowClient
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from benchmarks.soak_tune import this_code  # noqa: E402
 
 
 def main() -> None:
@@ -33,7 +36,7 @@ def main() -> None:
            "--num-samples", str(args.num_samples), "--tracking-uri", uri, "--storage-path", str(work / "ray"),
            "--set", "name=bench", *args.extra]
     start = time.perf_counter()
-    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, env=this_code())
     wall = time.perf_counter() - start
     print(json.dumps({"command": " ".join(cmd[1:]), "wall_s": round(wall, 1)} | overheads(uri, args.dataset),
                      indent=1))

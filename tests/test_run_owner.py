@@ -85,6 +85,10 @@ def test_a_finished_trial_holds_each_epoch_once_its_result_and_its_best_checkpoi
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert artifacts == {"best_checkpoint", "recall_at_k.png", "manifest.json"}
     assert [a.path for a in client.list_artifacts(run.info.run_id, "best_checkpoint")] == ["best_checkpoint/state.pt"]
+    (dataset,) = client.get_run(run.info.run_id).inputs.dataset_inputs  # its provenance
+    assert dataset.dataset.name.endswith("-seed0") and dataset.dataset.digest
+    assert str(processed) in dataset.dataset.source
+    assert run.data.tags["mlflow.source.name"] and run.data.tags["mlflow.source.git.commit"]
 
 
 @pytest.mark.ray

@@ -131,6 +131,8 @@ def test_one_mlflow_run_per_trial(search):
         settings = json.loads(Path(client.download_artifacts(run.info.run_id, "settings.json", str(search)))
                               .read_text())
         assert settings["model"]["dim"] == 16 and settings["train"]["batch_size"] == 128
+        (dataset,) = client.get_run(run.info.run_id).inputs.dataset_inputs  # provenance: the processed dataset
+        assert dataset.dataset.name == "music-seed0" and run.data.tags["mlflow.source.name"] == "tune.py"
         assert run.info.status == "FINISHED"  # ASHA's stops too: the scheduler working, tagged with why
         assert {"valid/auc", "valid/recall_at_20"} <= set(run.data.metrics)  # a real trial, never a placeholder
         assert "skipped" not in run.data.tags

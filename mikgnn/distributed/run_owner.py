@@ -42,7 +42,9 @@ from mikgnn.distributed.tracking import (
     WARNING_TAG,
     experiment_id,
     has_checkpoint,
+    log_dataset,
     metrics_at,
+    provenance,
     recall_plot,
     terminate_running,
     trial_runs,
@@ -99,13 +101,16 @@ class RunOwner(tune.Callback):
             return self._runs[trial.trial_id]
         spec, client = self.describe(trial), self.client
         exp = experiment_id(client, self.experiment, self.tracking_uri)
-        tags = {TRIAL_TAG: trial.trial_id, KIND_TAG: "trial", SEARCH_TAG: self.search} | spec.tags
+        tags = {TRIAL_TAG: trial.trial_id, KIND_TAG: "trial", SEARCH_TAG: self.search} | provenance() | spec.tags
         found = spec.continues or next((r.info.run_id for r in trial_runs(client, exp, trial.trial_id)), None)
         if found is None:
             run_id = client.create_run(exp, run_name=spec.name, tags=tags).info.run_id
             client.log_batch(run_id, params=[Param(k, str(v)) for k, v in spec.params.items()])
             if spec.settings is not None:
                 client.log_dict(run_id, spec.settings, SETTINGS_ARTIFACT)
+            manifest = read_manifest(spec.processed) if spec.processed else None
+            if manifest is not None:
+                log_dataset(client, run_id, spec.processed, manifest)
         else:
             run_id = found
             reopen(client, run_id, tags, spec.params)

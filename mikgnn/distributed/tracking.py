@@ -7,13 +7,17 @@ the old file store).
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import json
 import math
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 
-from mlflow.entities import Metric, RunTag
+from mlflow.entities import Dataset, DatasetInput, InputTag, Metric, RunTag
 from mlflow.tracking import MlflowClient
 
 from mikgnn.distributed.driver import driver_alive, driver_identity
@@ -81,6 +85,30 @@ def terminate_running(client: MlflowClient, runs: list, status: str, reason: str
             client.set_terminated(run.info.run_id, status=status)
 
 
+@functools.cache
+def provenance() -> dict[str, str]:
+    """MLflow's source tags of a run this process opens: its entry point and, in a git checkout,
+    the commit (the UI's Source and Version columns)."""
+    tags = {"mlflow.source.type": "LOCAL", "mlflow.source.name": Path(sys.argv[0]).name or "python"}
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True,
+                                text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return tags
+    return tags | ({"mlflow.source.git.commit": commit.stdout.strip()} if commit.returncode == 0 else {})
+
+
+def log_dataset(client: MlflowClient, run_id: str, processed: str, manifest: dict) -> None:
+    """The processed dataset as the run's MLflow dataset input: its name and seed, the
+    fingerprint of its tables as the digest (else its manifest's hash), and where it lies."""
+    name = f"{manifest.get('dataset', Path(processed).name)}-seed{manifest.get('seed', 0)}"
+    digest = manifest.get("fingerprint") or hashlib.sha256(json.dumps(manifest, sort_keys=True).encode()).hexdigest()
+    dataset = Dataset(name=name, digest=str(digest)[:20],
+                      source_type="local" if "://" not in processed else processed.split("://", 1)[0],
+                      source=json.dumps({"uri": processed}))
+    client.log_inputs(run_id, datasets=[DatasetInput(dataset, tags=[InputTag("mlflow.data.context", "train")])])
+
+
 def open_search_run(tracking_uri: str, experiment: str, name: str, command: str, space: dict,
                     settings: str = "") -> str:
     """The search's own run: its command, its space and (``settings.txt``) the fixed settings
@@ -96,7 +124,8 @@ def open_search_run(tracking_uri: str, experiment: str, name: str, command: str,
             client.delete_tag(found[0].info.run_id, FAILURE_TAG)
         return found[0].info.run_id
     run = client.create_run(exp, run_name=f"search {name}", tags={KIND_TAG: "search", SEARCH_TAG: name,
-                                                                  "command": command, DRIVER_TAG: driver_identity()})
+                                                                  "command": command, DRIVER_TAG: driver_identity()}
+                            | provenance())
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "search_space.json"
         path.write_text(json.dumps(space, indent=2))
