@@ -132,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     run_id = open_search_run(tracking_uri, experiment, name, command, layout)
     job = ReproductionJob(dataset=dataset, processed={s: loc.uri for s, loc in processed.items()},
                           tracking_uri=tracking_uri, experiment=experiment, storage_path=resolve(args.storage_path).uri,
-                          name=name, gpus_per_worker=args.gpus_per_worker)
+                          name=name, gpus_per_worker=args.gpus_per_worker, parent_run_id=run_id)
     try:
         outcome = reproduce(job, the_plan.cells)
     except BaseException:

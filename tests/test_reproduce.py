@@ -53,6 +53,9 @@ def test_every_cell_is_one_finished_run_tagged_with_its_tables(reproduction):
     shared = [r for r in runs if r.data.tags.get("mikgnn.table.8") == "MI-KGNN|n16"]
     assert len(shared) == 1 and shared[0].data.tags["mikgnn.table.4"] == "MI-KGNN"
     assert all("test/auc" in r.data.metrics for r in runs)
+    client = MlflowClient(uri)
+    (search,) = client.search_runs([runs[0].info.experiment_id], "tags.`mikgnn.kind` = 'search'")
+    assert {r.data.tags["mlflow.parentRunId"] for r in runs} == {search.info.run_id}  # nested under it
 
 
 def test_the_report_puts_every_mlflow_figure_beside_the_papers(reproduction):

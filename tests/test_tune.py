@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.parse
 import urllib.request
 import uuid
 from pathlib import Path
@@ -184,7 +185,19 @@ def _mlflow_server(store: str, *extra: str):
         server.wait(timeout=30)
 
 
+def _dom(chromium: str, profile: Path, url: str) -> str:
+    """The page as headless Chromium renders it after 30 s of virtual time."""
+    return subprocess.run(
+        [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         f"--user-data-dir={profile}", "--virtual-time-budget=30000", "--dump-dom", url],
+        capture_output=True, text=True, timeout=120).stdout
+
+
 def test_mlflow_server_rest_and_browser(search, tmp_path):
+    """Over REST, the search's run and its 3 trials' runs nested under it; in a browser, the runs
+    list shows the search with its trials folded under it, and the compare page of the trials
+    shows the searched params under the paper's names."""
     with _mlflow_server(f"sqlite:///{search / 'mlflow.db'}") as base:
         experiment = json.load(urllib.request.urlopen(
             f"{base}/api/2.0/mlflow/experiments/get-by-name?experiment_name=music"))["experiment"]
@@ -192,18 +205,20 @@ def test_mlflow_server_rest_and_browser(search, tmp_path):
                                          data=json.dumps({"experiment_ids": [experiment["experiment_id"]]}).encode(),
                                          headers={"Content-Type": "application/json"})
         runs = json.load(urllib.request.urlopen(request))["runs"]
-        names = {r["info"]["run_name"] for r in runs}
-        assert len(runs) == 4 and any(n.startswith("run_trial") for n in names)  # 3 trials + the search
+        tags = {r["info"]["run_id"]: {t["key"]: t["value"] for t in r["data"].get("tags", [])} for r in runs}
+        (search_id,) = [i for i, t in tags.items() if t.get("mikgnn.kind") == "search"]
+        trials = {r["info"]["run_id"]: r["info"]["run_name"] for r in runs if r["info"]["run_id"] != search_id}
+        assert len(trials) == 3 and all(tags[i]["mlflow.parentRunId"] == search_id for i in trials)
         chromium = shutil.which("chromium")
         if chromium is None:
             pytest.skip("Debian's chromium is not installed (scripts/install_test_deps.sh installs it)")
-        dom = subprocess.run(
-            [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
-             "--disable-background-networking", "--disable-component-update", "--disable-sync",
-             f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=30000", "--dump-dom",
-             f"{base}/#/experiments/{experiment['experiment_id']}/runs"],
-            capture_output=True, text=True, timeout=120).stdout
-        assert any(name in dom for name in names if name.startswith("run_trial")), dom[-2000:]
+        listed = _dom(chromium, tmp_path / "profile", f"{base}/#/experiments/{experiment['experiment_id']}/runs")
+        assert "search t1" in listed and not any(name in listed for name in trials.values()), listed[-2000:]
+        compare = urllib.parse.quote(json.dumps(list(trials)))
+        page = _dom(chromium, tmp_path / "profile",
+                    f"{base}/#/compare-runs?runs={compare}&experiments=%5B%22{experiment['experiment_id']}%22%5D")
+        assert all(name in page for name in trials.values()), page[-2000:]
+        assert all(param in page for param in ("theta", "log10_lambda", "log10_lr")), page[-2000:]
 
 
 def test_interrupted_search_resumes_with_each_trial_once(shared_data, ray_local, tmp_path):

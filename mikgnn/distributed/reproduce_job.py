@@ -52,6 +52,7 @@ class ReproductionJob:
     cpus_per_worker: float = 1.0
     gpus_per_worker: float = 0.0
     stall_s: float | None = None
+    parent_run_id: str | None = None  # the reproduction's own run, under which its cells' runs nest
 
 
 def hardware() -> str:
@@ -159,7 +160,7 @@ def run_grid(job: ReproductionJob, cells: list[Cell], phase: str, concurrency: i
     trainable = tune.with_resources(tune.with_parameters(run_cell, job=job, cells=tuple(cells), resume=by_index),
                                     resources)
     owner = RunOwner(job.tracking_uri, job.experiment, job.name,
-                     partial(describe_cell, job=job, cells=tuple(cells), resume=by_index))
+                     partial(describe_cell, job=job, cells=tuple(cells), resume=by_index), parent=job.parent_run_id)
     console = SearchConsole(len(cells), "valid/auc", label=partial(cell_label, cells=tuple(cells)), compare=False)
     config, guard = run_config(f"{job.name}-{phase}", job.storage_path, owner, console, job.stall_s, keep=1)
     tuner = tune.Tuner(

@@ -53,6 +53,7 @@ from mikgnn.distributed.train_loop import FINAL, WARNING
 from mikgnn.processed import read_manifest
 
 SETTINGS_ARTIFACT = "settings.json"
+PARENT_TAG = "mlflow.parentRunId"  # MLflow's nesting: a trial's run under its search's run
 
 NOT_LOGGED = {*AUTO_RESULT_KEYS, "done", "trial_id", "should_checkpoint", "checkpoint_path", "epoch", "best_epoch",
               FINAL, WARNING}
@@ -73,8 +74,11 @@ class RunSpec:
 class RunOwner(tune.Callback):
     """Opens, logs to and ends the MLflow run of every trial of search ``search``."""
 
-    def __init__(self, tracking_uri: str, experiment: str, search: str, describe: Callable[[Trial], RunSpec]):
+    def __init__(self, tracking_uri: str, experiment: str, search: str, describe: Callable[[Trial], RunSpec],
+                 parent: str | None = None):
+        """``parent``: the search's own run, under which the UI nests the trials' runs."""
         self.tracking_uri, self.experiment, self.search, self.describe = tracking_uri, experiment, search, describe
+        self.parent = parent
         self._reset()
 
     def _reset(self) -> None:
@@ -102,6 +106,7 @@ class RunOwner(tune.Callback):
         spec, client = self.describe(trial), self.client
         exp = experiment_id(client, self.experiment, self.tracking_uri)
         tags = {TRIAL_TAG: trial.trial_id, KIND_TAG: "trial", SEARCH_TAG: self.search} | provenance() | spec.tags
+        tags |= {PARENT_TAG: self.parent} if self.parent else {}
         found = spec.continues or next((r.info.run_id for r in trial_runs(client, exp, trial.trial_id)), None)
         if found is None:
             run_id = client.create_run(exp, run_name=spec.name, tags=tags).info.run_id

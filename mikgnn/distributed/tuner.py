@@ -171,7 +171,8 @@ def run_search(job: TuneJob, resume: bool = False):
         end_running(job.tracking_uri, job.experiment, job.name, "KILLED", ORPHAN_REASON)
         tuner = tune.Tuner.restore(path, trainable=trainable, resume_unfinished=True, resume_errored=True)
     else:
-        owner = RunOwner(job.tracking_uri, job.experiment, job.name, partial(describe_trial, job=job))
+        owner = RunOwner(job.tracking_uri, job.experiment, job.name, partial(describe_trial, job=job),
+                         parent=search_run_id)
         # One checkpoint a trial, its newest: Tune registers a checkpoint only once it is written,
         # and each holds the best epoch's weights too (train_loop._save). At movie scale a
         # checkpoint is tens of MB; keeping 2 took 45 MB of an 8-trial music search's 57 (2026-12-07).
