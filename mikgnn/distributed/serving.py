@@ -79,11 +79,13 @@ def log_best_model(tracking_uri: str, trial_run_id: str, processed: Location, re
             signature = infer_signature(example, model.predict(None, example, {"k": DEFAULT_K}),
                                         params={"k": DEFAULT_K})
         mlflow.set_tracking_uri(tracking_uri)
+        ended = client.get_run(trial_run_id).info.end_time
         with mlflow.start_run(run_id=trial_run_id):
             info = mlflow.pyfunc.log_model(name="model", python_model=RecommenderModel(),
                                            artifacts={"checkpoint": checkpoint, "processed": str(data)},
                                            code_paths=[str(PACKAGE)], signature=signature,
                                            input_example=example, pip_requirements=_requirements())
+        client.set_terminated(trial_run_id, status="FINISHED", end_time=ended)  # the trial's own time span
         try:
             mlflow.register_model(info.model_uri, registered_name)
         except MlflowException as exc:  # a file store has no registry: the run's model still serves
