@@ -25,7 +25,9 @@ def _checkpoint(storage, trial: str, index: int, epoch: int | None) -> None:
     folder = trial_folder / f"checkpoint_{index:06d}"
     folder.mkdir(parents=True)
     (folder / "state.pt").write_bytes(b"tensors")
-    (folder / "state.json").write_text(json.dumps({"epoch": epoch}) if epoch is not None else '{"epo')
+    history = [{"epoch": e, "valid/auc": 0.5 + e / 100} for e in range(1, (epoch or 0) + 1)]
+    (folder / "state.json").write_text(json.dumps({"epoch": epoch, "history": history}) if epoch is not None
+                                       else '{"epo')
 
 
 def test_interrupted_cells_continue_from_their_last_complete_checkpoint(tmp_path):
@@ -48,6 +50,7 @@ def test_interrupted_cells_continue_from_their_last_complete_checkpoint(tmp_path
     assert set(found) == {"killed", "orphan"}  # a FAILED cell starts again: its state may be the cause
     assert (found["killed"].run_id, found["killed"].epoch) == (killed.info.run_id, 7)
     assert found["killed"].checkpoint.endswith("checkpoint_000006")
+    assert [h["epoch"] for h in found["killed"].history] == list(range(1, 8))  # what the run may lack
     assert (found["orphan"].epoch, found["orphan"].checkpoint.endswith("checkpoint_000003")) == (4, True)
     ended = client.get_run(bare.info.run_id)
     assert ended.info.status == "KILLED" and ended.data.tags[FAILURE_TAG].startswith(ORPHAN_REASON)

@@ -21,9 +21,10 @@ from mikgnn.distributed.train_loop import FINAL, WARNING
 from mikgnn.processed import save_processed
 
 
-def _spec(trial: Trial, processed: str | None = None, continues: str | None = None) -> RunSpec:
+def _spec(trial: Trial, processed: str | None = None, continues: str | None = None,
+          history: tuple[dict, ...] = ()) -> RunSpec:
     params = {"theta": trial.config.get("theta", 0.9)} | ({"train.topk_every": 0} if continues else {})
-    return RunSpec(str(trial), params, {"extra": "yes"}, processed=processed, continues=continues)
+    return RunSpec(str(trial), params, {"extra": "yes"}, processed=processed, continues=continues, history=history)
 
 
 def _runs(uri: str, experiment: str = "owned") -> list:
@@ -165,8 +166,11 @@ def test_a_continued_cell_run_gains_the_settings_added_since_and_keeps_its_own(t
     run = client.create_run(client.create_experiment("owned"), tags={TRIAL_TAG: "aaaaa_00000"})
     client.log_param(run.info.run_id, "theta", "0.5")
     client.set_tag(run.info.run_id, FAILURE_TAG, "killed: the reproduction was interrupted")
+    client.log_metric(run.info.run_id, "valid/auc", 0.6, step=1)
     client.set_terminated(run.info.run_id, status="KILLED")
-    owner = RunOwner(uri, "owned", "s5", partial(_spec, continues=run.info.run_id))
+    # its checkpoint holds epochs 1-2: the interrupt fell after epoch 2's checkpoint, before its report
+    history = ({"epoch": 1, "valid/auc": 0.61}, {"epoch": 2, "valid/auc": 0.7, "train/loss": 0.5})
+    owner = RunOwner(uri, "owned", "s5", partial(_spec, continues=run.info.run_id, history=history))
 
     owner.on_trial_start(0, [], _trial("bbbbb_00000"))
 
@@ -174,6 +178,8 @@ def test_a_continued_cell_run_gains_the_settings_added_since_and_keeps_its_own(t
     assert reopened.info.status == "RUNNING" and FAILURE_TAG not in reopened.data.tags
     assert reopened.data.tags[TRIAL_TAG] == "bbbbb_00000" and reopened.data.tags[SEARCH_TAG] == "s5"
     assert reopened.data.params == {"theta": "0.5", "train.topk_every": "0"}  # its own value kept
+    logged = [(m.step, m.value) for m in client.get_metric_history(run.info.run_id, "valid/auc")]
+    assert sorted(logged) == [(1, 0.6), (2, 0.7)]  # the epoch it lacked, and no epoch twice
     assert len(_runs(uri)) == 1
 
 

@@ -34,11 +34,14 @@ class Resume:
     run_id: str
     checkpoint: str  # URI (or local path) of the trial's last complete checkpoint
     epoch: int  # the last epoch the checkpoint holds
+    history: tuple[dict, ...] = ()  # its epochs' metrics: the run logs those it lacks (a checkpoint is
+    # written before the driver hears of its epoch, so an interrupt can fall between the two)
 
 
-def last_checkpoint(storage_path: str, kind: str, search: str, trial_id: str) -> tuple[Location, int] | None:
-    """The newest complete checkpoint of trial ``trial_id`` of reproduction ``search``, and the
-    last epoch it holds."""
+def last_checkpoint(storage_path: str, kind: str, search: str,
+                    trial_id: str) -> tuple[Location, int, tuple[dict, ...]] | None:
+    """The newest complete checkpoint of trial ``trial_id`` of reproduction ``search``, the
+    last epoch it holds, and the metrics of its epochs."""
     experiment = resolve(storage_path) / f"{search}-{kind}"
     trials = [t for t in experiment.children() if f"_{trial_id}_" in t.name]
     for trial in trials:
@@ -47,7 +50,8 @@ def last_checkpoint(storage_path: str, kind: str, search: str, trial_id: str) ->
             if STATE_FILE not in {f.name for f in checkpoint.files()}:
                 continue
             try:
-                return checkpoint, int(json.loads((checkpoint / STATE_JSON).read_text())["epoch"])
+                state = json.loads((checkpoint / STATE_JSON).read_text())
+                return checkpoint, int(state["epoch"]), tuple(state.get("history", ()))
             except (OSError, ValueError, KeyError):
                 continue
     return None
@@ -67,7 +71,7 @@ def resumable(client: MlflowClient, newest: dict[str, tuple[str, object]], stora
         if SEARCH_TAG in tags and TRIAL_TAG in tags:
             found = last_checkpoint(storage_path, kind, tags[SEARCH_TAG], tags[TRIAL_TAG])
         if found is not None:
-            out[identity] = Resume(run.info.run_id, found[0].uri, found[1])
+            out[identity] = Resume(run.info.run_id, found[0].uri, found[1], found[2])
         else:  # a KILLED run keeps its reason; a RUNNING one is ended with this one
             terminate_running(client, [run], "KILLED", f"{ORPHAN_REASON}; {reproduction} trains it again")
     return out

@@ -141,7 +141,7 @@ def describe_cell(trial, job: ReproductionJob, cells: tuple[Cell, ...], resume: 
     cell, resumed = cells[index], resume.get(index)
     tags = cell_run_tags(cell, job.dataset) | ({RESUMED_TAG: resumed.checkpoint} if resumed else {})
     return RunSpec(cell.key, cell_params(cell), tags, processed=job.processed[cell.seed],
-                   continues=resumed.run_id if resumed else None)
+                   continues=resumed.run_id if resumed else None, history=resumed.history if resumed else ())
 
 
 def cell_label(trial, cells: tuple[Cell, ...]) -> str:

@@ -69,6 +69,7 @@ class RunSpec:
     processed: str | None = None  # its dataset, whose manifest the finished run keeps
     continues: str | None = None  # the run of an interrupted trial this one continues (a reproduction cell)
     settings: dict | None = None  # every setting of the trial: the run's settings.json
+    history: tuple[dict, ...] = ()  # epochs of the checkpoint a continued run starts from: logged where it lacks them
 
 
 class RunOwner(tune.Callback):
@@ -121,7 +122,17 @@ class RunOwner(tune.Callback):
             reopen(client, run_id, tags, spec.params)
         self._runs[trial.trial_id] = run_id
         self._logged[trial.trial_id] = {m.step for m in client.get_metric_history(run_id, "valid/auc")}
+        for epoch in spec.history:
+            self._log_epoch(trial.trial_id, run_id, epoch)
         return run_id
+
+    def _log_epoch(self, trial_id: str, run_id: str, result: dict) -> None:
+        """An epoch's metrics with step = epoch, unless the run holds that epoch already."""
+        epoch = int(result.get("epoch", 0))
+        if epoch and epoch not in self._logged[trial_id]:
+            self.client.log_batch(run_id, metrics=metrics_at({k: v for k, v in result.items() if k not in NOT_LOGGED},
+                                                             epoch))
+            self._logged[trial_id].add(epoch)
 
     def on_trial_start(self, iteration, trials, trial, **info):
         self.run_id(trial)
@@ -133,11 +144,8 @@ class RunOwner(tune.Callback):
             return
         if WARNING in result:
             client.set_tag(run_id, WARNING_TAG, str(result[WARNING])[:5000])
+        self._log_epoch(trial.trial_id, run_id, result)
         epoch = int(result.get("epoch", 0))
-        if epoch and epoch not in self._logged[trial.trial_id]:
-            client.log_batch(run_id, metrics=metrics_at({k: v for k, v in result.items() if k not in NOT_LOGGED},
-                                                        epoch))
-            self._logged[trial.trial_id].add(epoch)
         if result.get("done"):  # Tune stops the trial at this result: its scheduler's decision
             self._stopped[trial.trial_id] = (f"stopped by the search's scheduler (ASHA) after epoch {epoch}: its "
                                              "validation metric was below the rung's cut")
