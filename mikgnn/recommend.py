@@ -58,6 +58,10 @@ class Recommendations:
     def block(self, users: np.ndarray) -> dict[str, np.ndarray]:
         """Rows (user, rank, item, score[, reason]) of ``users`` (indices), K per user, best first."""
         model, ids = self.trained.model, self.trained.ids
+        if not len(users):  # a request of unknown users only: no rows, not an error
+            empty = {"user": ids["users"][:0], "rank": np.zeros(0, np.int32), "item": ids["items"][:0],
+                     "score": np.zeros(0, np.float32)}
+            return empty | ({"reason": np.zeros(0, dtype=object)} if self.explain else {})
         device = model.device
         index = torch.as_tensor(users, dtype=torch.long, device=device)  # [U]
         exclude = None

@@ -22,6 +22,7 @@ import argparse
 import json
 import os
 import shlex
+import socket
 import sys
 import time
 from dataclasses import replace
@@ -124,6 +125,13 @@ def settings_from_args(args: argparse.Namespace, dataset: str, manifest: dict | 
                             base=rule_for(dataset, args.preset, manifest))
 
 
+def _free_port() -> int:
+    """A loopback port free now, for the printed serve command (MLflow's default 5000 is its UI's)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # the console is the search's
     args = build_parser().parse_args(argv)
@@ -212,7 +220,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"MLflow: experiment '{job.experiment}' at {redact(job.tracking_uri)}; search '{job.name}'")
     if best.get("model"):
         print(f"best model: {best['model']} (registered as '{job.experiment}' where the store has a registry); "
-              f"serve it: mlflow models serve -m models:/{job.experiment}/latest --host 127.0.0.1 --env-manager local")
+              f"serve it: mlflow models serve -m models:/{job.experiment}/latest --host 127.0.0.1 "
+              f"--port {_free_port()} --env-manager local")
         print(f"recommendations of its best trial: python pipelines/recommend.py --run {best['search_run_id']} "
               f"--k 100 --output recs/{dataset}")
     if best["failure"]:

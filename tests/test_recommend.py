@@ -85,6 +85,11 @@ def test_k_outside_the_catalogue_is_refused(trained, k):
         Recommendations(load_trained(trained), k)
 
 
+def test_a_request_of_no_known_user_gets_no_rows(trained):
+    rows = pd.DataFrame(Recommendations(load_trained(trained), K, explain=True).block(np.zeros(0, np.int64)))
+    assert rows.empty and list(rows.columns) == ["user", "rank", "item", "score", "reason"]
+
+
 def test_unknown_users_are_listed_and_the_others_kept():
     request = resolve_users(["u3", "ghost", "u1", "nobody"], np.array(["u0", "u1", "u2", "u3"]))
     assert request.indices.tolist() == [3, 1] and request.unknown == ["ghost", "nobody"]
@@ -221,6 +226,11 @@ def test_the_best_model_of_a_search_is_registered_and_served_over_http(ray_local
         request = urllib.request.Request(f"http://127.0.0.1:{port}/invocations", json.dumps(body).encode(),
                                          {"Content-Type": "application/json"})
         answer = pd.DataFrame(json.loads(urllib.request.urlopen(request, timeout=60).read())["predictions"])
+        body["dataframe_split"]["data"] = [["ghost"]]  # only unknown users: 200, no rows
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/invocations", json.dumps(body).encode(),
+                                         {"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=60) as reply:
+            assert reply.status == 200 and not json.loads(reply.read())["predictions"]
     finally:
         server.terminate()
         server.wait(timeout=30)
