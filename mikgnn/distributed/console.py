@@ -94,9 +94,6 @@ class SearchConsole(tune.Callback):
     def on_trial_error(self, iteration, trials, trial, **info):
         self._ended(trial, f"FAILED after epoch {self.epochs.get(trial.trial_id, 0)} (its MLflow run says why)")
 
-    def on_experiment_end(self, trials, **info):
-        self.running.clear()
-
     def _ended(self, trial, how: str) -> None:
         self.running.discard(trial.trial_id)
         self.done.add(trial.trial_id)

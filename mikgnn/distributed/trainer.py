@@ -25,8 +25,7 @@ def read_train_split(processed: str | Path | Location) -> ray.data.Dataset:
 
 def make_trainer(processed: str | Path | Location, model_cfg: ModelConfig, train_cfg: TrainConfig, *, workers: int = 1,
                  gpus_per_worker: float = 0.0, cpus_per_worker: float = 1.0, storage_path: str | Path | Location,
-                 name: str, max_failures: int = 3, callbacks: list | None = None,
-                 extra_config: dict | None = None, placement_strategy: str = "PACK",
+                 name: str, max_failures: int = 3, callbacks: list | None = None, placement_strategy: str = "PACK",
                  parallel: ParallelConfig | None = None, train_table: ray.ObjectRef | None = None) -> TorchTrainer:
     """``processed`` and ``storage_path`` are local folders or URIs (``mikgnn.storage``).
     ``train_table``: the train split as an Arrow table in Ray's object store, when the caller
@@ -36,7 +35,7 @@ def make_trainer(processed: str | Path | Location, model_cfg: ModelConfig, train
         raise ValueError(f"--workers must be >= 1, got {workers}")
     resources = {"CPU": cpus_per_worker} | ({"GPU": gpus_per_worker} if gpus_per_worker else {})
     processed, storage = resolve(processed), resolve(storage_path)
-    config = loop_config(processed.uri, model_cfg, train_cfg, cpus_per_worker, parallel) | (extra_config or {})
+    config = loop_config(processed.uri, model_cfg, train_cfg, cpus_per_worker, parallel)
     if train_table is not None:
         config["train_table"] = train_table
     return TorchTrainer(
