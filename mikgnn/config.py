@@ -196,7 +196,10 @@ class SearchConfig:
     cluster fits). max_field: see ``MAX_FIELD``. stall_timeout: seconds without a report after
     which the watchdog stops a trial or the search (0: 10x the longest wait between two epochs
     so far, at least 600 s). experiment: the MLflow experiment ("": the dataset's name).
-    name: the search's name under the storage path ("": <dataset>-<time>).
+    name: the search's name under the storage path ("": <dataset>-<time>). diagnostics: a
+    trial's MLflow run logs every metric it reports (the attention's entropy and spread, the
+    embedding norms, timings, each K's validation curve), not only the ones compared
+    (``tracking.compared``).
     """
 
     search: str = "optuna"
@@ -206,6 +209,7 @@ class SearchConfig:
     stall_timeout: float = 0.0
     experiment: str = ""
     name: str = ""
+    diagnostics: bool = False
 
     def __post_init__(self) -> None:
         _one_of("search", self.search, SEARCHERS)

@@ -12,7 +12,8 @@ The search space is tune_spaces/<dataset>.yaml (or --space); the other hyperpara
 the paper's Table 1 < the search's defaults (20 epochs, top-K on 500 sampled users) <
 --config FILE < --set and the other flags. The search's own keys (--set KEY=VALUE): search
 (optuna | random), scheduler (asha | fifo), max_concurrent, max_field (n^h above it: trained
-with FMK r), stall_timeout (the watchdog's bound, s), experiment (MLflow; default the dataset).
+with FMK r), stall_timeout (the watchdog's bound, s), experiment (MLflow; default the dataset),
+diagnostics (true: a trial's run logs every metric, not only the ~20 compared).
 Defaults: Optuna TPE, ASHA, local Ray, MLflow in ./mlflow.db.
 """
 
@@ -156,9 +157,6 @@ def main(argv: list[str] | None = None) -> int:
         return usage_error(exc, args.debug)
     print(f"search space: {path}" + (f" (the generic one: no space ships for {dataset!r}; --space FILE "
                                      "overrides it)" if generic else ""), flush=True)
-    print("fixed settings (Table 1 < search defaults < config file < flag):\n  "
-          + settings.describe().replace("\n", "\n  "), flush=True)
-    parallel, search = settings.parallel, settings.search
     from mikgnn.distributed.autoscaling import room_for_one_run
     from mikgnn.distributed.cluster import connect
     from mikgnn.distributed.console import trial_table
@@ -174,20 +172,22 @@ def main(argv: list[str] | None = None) -> int:
     except ClusterStartError as exc:
         return failure(exc, args.debug)
     try:
-        room_for_one_run(args.workers_per_trial, parallel.cpus_per_worker, args.gpus_per_worker)
+        room_for_one_run(args.workers_per_trial, settings.parallel.cpus_per_worker, args.gpus_per_worker)
         processed = resolve(args.processed or Path("processed") / f"{dataset}-seed{args.seed}")
         tracking_uri = tracking_uri or default_tracking_uri()
         # MLflow is written by the driver alone (run_owner): a store only it sees will do
         check_shared({"--storage-path": storage, "--processed": processed})
         manifest = prepare(spec, processed, args.seed, address=args.address)
         rule = rule_for(dataset, args.preset, manifest)
-        if rule is not None:
+        if rule is not None:  # a custom folder: its fixed settings start from the size rule, not Table 1
             settings = settings_from_args(args, dataset, manifest)
-            print(rule.describe() + "\nfixed settings with the size rule:\n  "
-                  + settings.describe().replace("\n", "\n  "), flush=True)
-            parallel, search = settings.parallel, settings.search
+            print(rule.describe(), flush=True)
     except (DatasetError, ValueError) as exc:
         return usage_error(exc, args.debug)
+    base = "the size rule" if rule is not None else "Table 1"
+    print(f"fixed settings ({base} < search defaults < config file < flag):\n  "
+          + settings.describe().replace("\n", "\n  "), flush=True)
+    parallel, search = settings.parallel, settings.search
     job = TuneJob(
         processed=processed, space=space, model=settings.model, train=settings.train,
         search=replace(search, experiment=search.experiment or dataset, name=name), tracking_uri=tracking_uri,

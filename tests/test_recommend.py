@@ -231,6 +231,15 @@ def test_the_best_model_of_a_search_is_registered_and_served_over_http(ray_local
                                          {"Content-Type": "application/json"})
         with urllib.request.urlopen(request, timeout=60) as reply:
             assert reply.status == 200 and not json.loads(reply.read())["predictions"]
+        for k, named in ((0, "params.k must be from 1 to"), (10**6, "got 1000000"), ("x", "'k'")):
+            body = {"dataframe_split": {"columns": ["user"], "data": [["u1"]]}, "params": {"k": k}}
+            request = urllib.request.Request(f"http://127.0.0.1:{port}/invocations", json.dumps(body).encode(),
+                                             {"Content-Type": "application/json"})
+            with pytest.raises(urllib.error.HTTPError) as refused:
+                urllib.request.urlopen(request, timeout=60)
+            error = json.loads(refused.value.read())
+            assert refused.value.code == 400 and named in error["message"], error
+            assert "stack_trace" not in error and "Traceback" not in error["message"]
     finally:
         server.terminate()
         server.wait(timeout=30)

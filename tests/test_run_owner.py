@@ -7,8 +7,10 @@ from __future__ import annotations
 import pickle
 import sys
 from functools import partial
+from pathlib import Path
 
 import pytest
+import torch
 from conftest import tiny_data
 from mlflow.tracking import MlflowClient
 from ray import cloudpickle as ray_cloudpickle
@@ -16,7 +18,16 @@ from ray import tune
 from ray.tune.experiment import Trial
 
 from mikgnn.distributed.run_owner import RunOwner, RunSpec, end_running
-from mikgnn.distributed.tracking import EARLY_STOP_TAG, FAILURE_TAG, SEARCH_TAG, TRIAL_TAG, WARNING_TAG, recall_plot
+from mikgnn.distributed.search_driver import StoppedCheckpoints
+from mikgnn.distributed.tracking import (
+    EARLY_STOP_TAG,
+    FAILURE_TAG,
+    SEARCH_TAG,
+    TRIAL_TAG,
+    WARNING_TAG,
+    compared,
+    recall_plot,
+)
 from mikgnn.distributed.train_loop import FINAL, WARNING
 from mikgnn.processed import save_processed
 
@@ -43,19 +54,31 @@ def _reports_then_finishes(config: dict) -> None:
     import tempfile
     from pathlib import Path
 
+    import torch
+
     for epoch in (1, 2, 2, 3):
-        result = {"epoch": epoch, "valid/auc": 0.5 + epoch / 10, "train/loss": 1.0 / epoch, "best_epoch": epoch}
+        result = {"epoch": epoch, "valid/auc": 0.5 + epoch / 10, "train/loss": 1.0 / epoch, "best_epoch": epoch,
+                  "valid/recall@20": 0.1, "valid/recall@10": 0.05, "attention_entropy": 1.0, "train/seconds": 2.0}
         tune.report(result | ({WARNING: "not learning"} if epoch == 3 else {}))
     with tempfile.TemporaryDirectory() as folder:
-        (Path(folder) / "state.pt").write_bytes(b"weights")
-        tune.report({"test/auc": 0.77, "test/recall@20": 0.2, "test/recall@50": 0.3, "valid/auc": 0.8,
+        torch.save({"model": {"w": torch.zeros(2)}, "best_state": {"w": torch.ones(2)},
+                    "optimizer": {"state": {0: {"exp_avg": torch.ones(2)}}}}, Path(folder) / "state.pt")
+        (Path(folder) / "config.json").write_text("{}")
+        tune.report({"test/auc": 0.77, "test/recall@20": 0.2, "test/recall@50": 0.3, "test/f1": 0.6, "valid/auc": 0.8,
+                     "valid/recall@20": 0.1, "valid/recall@10": 0.05, "worker0/peak_rss_mib": 99.0,
                      "best_epoch": 3, "epoch": 3, "worker_nodes": "node-a", "done": True, FINAL: True},
                     checkpoint=tune.Checkpoint.from_directory(folder))
 
 
 def _climbs(config: dict) -> None:
+    import tempfile
+
     for epoch in range(1, 5):
-        tune.report({"epoch": epoch, "valid/auc": config["theta"] * epoch})
+        with tempfile.TemporaryDirectory() as folder:
+            torch.save({"model": {"w": torch.full((2,), float(epoch))}}, Path(folder) / "state.pt")
+            (Path(folder) / "config.json").write_text("{}")
+            tune.report({"epoch": epoch, "valid/auc": config["theta"] * epoch},
+                        checkpoint=tune.Checkpoint.from_directory(folder))
     tune.report({"valid/auc": config["theta"] * 4, "epoch": 4, FINAL: True})
 
 
@@ -71,7 +94,7 @@ ray_cloudpickle.register_pickle_by_value(sys.modules[__name__])
 def test_a_finished_trial_holds_each_epoch_once_its_result_and_its_best_checkpoint(ray_local, tmp_path):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     processed = save_processed(tiny_data(n_users=20, per_user=4), tmp_path / "tiny")
-    owner = RunOwner(uri, "owned", "s1", partial(_spec, processed=str(processed)))
+    owner = RunOwner(uri, "owned", "s1", partial(_spec, processed=str(processed)), logs=partial(compared, k=20))
     tune.Tuner(tune.with_resources(_reports_then_finishes, {"CPU": 0.25}), param_space={"theta": 0.9},
                run_config=tune.RunConfig(name="s1", storage_path=str(tmp_path / "ray"), callbacks=[owner])).fit()
     (run,) = _runs(uri)
@@ -82,10 +105,15 @@ def test_a_finished_trial_holds_each_epoch_once_its_result_and_its_best_checkpoi
     assert _epochs(client, run.info.run_id) == [1, 2, 3]
     assert [(m.step, m.value) for m in client.get_metric_history(run.info.run_id, "test/auc")] == [(3, 0.77)]
     assert run.data.metrics["best/valid/auc"] == 0.8 and run.data.tags["mikgnn.worker_nodes"] == "node-a"
-    assert not {"time_this_iter_s", "training_iteration", "best_epoch", "epoch"} & set(run.data.metrics)
+    # the compared metrics only: no diagnostics, timings, memory, F1 or other validation Ks
+    assert set(run.data.metrics) == {"train/loss", "valid/auc", "valid/recall_at_20", "test/auc", "test/recall_at_20",
+                                     "test/recall_at_50", "best/valid/auc", "best/valid/recall_at_20"}
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert artifacts == {"best_checkpoint", "recall_at_k.png", "manifest.json"}
-    assert [a.path for a in client.list_artifacts(run.info.run_id, "best_checkpoint")] == ["best_checkpoint/state.pt"]
+    best = client.download_artifacts(run.info.run_id, "best_checkpoint", str(tmp_path / "best"))
+    assert sorted(p.name for p in Path(best).iterdir()) == ["config.json", "state.pt"]
+    state = torch.load(Path(best) / "state.pt", weights_only=True)  # the best epoch's weights alone
+    assert list(state) == ["model"] and state["model"]["w"].tolist() == [1.0, 1.0]
     (dataset,) = client.get_run(run.info.run_id).inputs.dataset_inputs  # its provenance
     assert dataset.dataset.name.endswith("-seed0") and dataset.dataset.digest
     assert str(processed) in dataset.dataset.source
@@ -100,8 +128,13 @@ def test_a_trial_the_scheduler_stops_ends_finished_saying_after_which_epoch(ray_
     tune.Tuner(tune.with_resources(_climbs, {"CPU": 0.25}), param_space={"theta": tune.grid_search([0.9, 0.1])},
                tune_config=tune.TuneConfig(scheduler=asha, max_concurrent_trials=1),
                run_config=tune.RunConfig(name="s2", storage_path=str(tmp_path / "ray"),
-                                         callbacks=[RunOwner(uri, "owned", "s2", _spec)])).fit()
+                                         checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+                                         callbacks=[RunOwner(uri, "owned", "s2", _spec), StoppedCheckpoints()])).fit()
     weak, strong = _runs(uri)
+    folders = {run.data.params["theta"]: next((tmp_path / "ray" / "s2").glob(f"*_{run.data.tags[TRIAL_TAG]}_*"))
+               for run in (weak, strong)}
+    # the stopped trial keeps no checkpoint (it is never resumed); the other keeps its newest
+    assert not list(folders["0.1"].glob("checkpoint_*")) and len(list(folders["0.9"].glob("checkpoint_*"))) == 1
     assert strong.info.status == "FINISHED" and _epochs(MlflowClient(uri), strong.info.run_id) == [1, 2, 3, 4]
     assert weak.info.status == "FINISHED" and FAILURE_TAG not in weak.data.tags, weak.data.tags
     assert weak.data.tags[EARLY_STOP_TAG].startswith("stopped by the search's scheduler (ASHA) after epoch 1")

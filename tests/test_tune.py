@@ -136,6 +136,7 @@ def test_one_mlflow_run_per_trial(search):
         assert dataset.dataset.name == "music-seed0" and run.data.tags["mlflow.source.name"] == "tune.py"
         assert run.info.status == "FINISHED"  # ASHA's stops too: the scheduler working, tagged with why
         assert {"valid/auc", "valid/recall_at_20"} <= set(run.data.metrics)  # a real trial, never a placeholder
+        assert len(run.data.metrics) <= 20 and not any(k.startswith("attention") for k in run.data.metrics)
         assert "skipped" not in run.data.tags
         steps = [m.step for m in client.get_metric_history(run.info.run_id, "valid/recall_at_20")]
         assert steps == sorted(set(steps)) and steps[0] == 1
@@ -151,6 +152,14 @@ def test_one_mlflow_run_per_trial(search):
     assert searches[0].data.tags["best_trial"] in {r.data.tags["mikgnn.trial_id"] for r in runs}
     assert {"best.theta", "best.n", "best.h", "best.lambda", "best.lr"} <= set(searches[0].data.tags)
     assert "tune.py" in searches[0].data.tags["command"]
+    assert searches[0].data.params == {"space": str(search / "space.yaml"), "search": "optuna", "scheduler": "asha",
+                                       "trials": "3", "dataset": "music", "model": "mikgnn", "epochs": "3",
+                                       "workers_per_trial": "1"}
+    assert "best/valid/recall_at_20" in searches[0].data.metrics and len(searches[0].data.metrics) <= 20
+    artifacts = {a.path for a in client.list_artifacts(searches[0].info.run_id)}
+    assert {"trials.csv", "parallel_coordinates.png", "parallel_coordinates.html"} <= artifacts
+    table = Path(client.download_artifacts(searches[0].info.run_id, "trials.csv", str(search))).read_text()
+    assert len(table.splitlines()) == 4 and table.splitlines()[1].startswith(searches[0].data.tags["best_trial"])
     recorded = client.download_artifacts(searches[0].info.run_id, "settings.txt", str(search))
     lines = Path(recorded).read_text().splitlines()
     assert "train.epochs = 3  (flag)" in lines and "train.protocol = 'sampled'  (job)" in lines
@@ -369,6 +378,8 @@ def test_a_custom_folder_is_searched_in_the_generic_space(ray_local, tmp_path):
                   "--address", ray_local.get_runtime_context().gcs_address])
     assert done.returncode == 0, done.stderr[-3000:]
     assert "tune_spaces/default.yaml (the generic one: no space ships for 'mine'" in done.stdout
+    # its fixed settings printed once, as resolved by the size rule
+    assert done.stdout.count("fixed settings (") == 1 and "fixed settings (the size rule < " in done.stdout
     runs = _trial_runs(f"sqlite:///{tmp_path / 'mlflow.db'}", "mine")
     assert len(runs) == 1 and "valid/auc" in runs[0].data.metrics
 

@@ -50,6 +50,7 @@ from mikgnn.distributed.tracking import (
     trial_runs,
 )
 from mikgnn.distributed.train_loop import FINAL, WARNING
+from mikgnn.model_store import export_best
 from mikgnn.processed import read_manifest
 
 SETTINGS_ARTIFACT = "settings.json"
@@ -76,10 +77,11 @@ class RunOwner(tune.Callback):
     """Opens, logs to and ends the MLflow run of every trial of search ``search``."""
 
     def __init__(self, tracking_uri: str, experiment: str, search: str, describe: Callable[[Trial], RunSpec],
-                 parent: str | None = None):
-        """``parent``: the search's own run, under which the UI nests the trials' runs."""
+                 parent: str | None = None, logs: Callable[[str], bool] | None = None):
+        """``parent``: the search's own run, under which the UI nests the trials' runs; ``logs``:
+        which result keys the runs log (``tracking.compared``; None: every one)."""
         self.tracking_uri, self.experiment, self.search, self.describe = tracking_uri, experiment, search, describe
-        self.parent = parent
+        self.parent, self.logs = parent, logs
         self._reset()
 
     def _reset(self) -> None:
@@ -130,9 +132,12 @@ class RunOwner(tune.Callback):
         """An epoch's metrics with step = epoch, unless the run holds that epoch already."""
         epoch = int(result.get("epoch", 0))
         if epoch and epoch not in self._logged[trial_id]:
-            self.client.log_batch(run_id, metrics=metrics_at({k: v for k, v in result.items() if k not in NOT_LOGGED},
+            self.client.log_batch(run_id, metrics=metrics_at({k: v for k, v in result.items() if self._logged_key(k)},
                                                              epoch))
             self._logged[trial_id].add(epoch)
+
+    def _logged_key(self, key: str) -> bool:
+        return key not in NOT_LOGGED and (self.logs is None or self.logs(key))
 
     def on_trial_start(self, iteration, trials, trial, **info):
         self.run_id(trial)
@@ -183,7 +188,7 @@ class RunOwner(tune.Callback):
         run_id, client = self.run_id(trial), self.client
         if not any(k.startswith("test/") for k in client.get_run(run_id).data.metrics):
             best = {f"best/{k}" if k.startswith("valid/") else k: v for k, v in final.items()
-                    if k.startswith(("test/", "valid/")) or k.endswith("/peak_rss_mib")}
+                    if (k.startswith(("test/", "valid/")) or k.endswith("/peak_rss_mib")) and self._logged_key(k)}
             tags = [RunTag(NODES_TAG, final["worker_nodes"])] if "worker_nodes" in final else []
             client.log_batch(run_id, metrics=metrics_at(best, int(final.get("best_epoch", 0))), tags=tags)
             spec = self.describe(trial)
@@ -195,8 +200,8 @@ class RunOwner(tune.Callback):
                     client.log_dict(run_id, manifest, "manifest.json")
         checkpoint = tune.Checkpoint(final["checkpoint_path"]) if final.get("checkpoint_path") else trial.checkpoint
         if checkpoint is not None and not has_checkpoint(client, run_id):
-            with checkpoint.as_directory() as folder:
-                client.log_artifacts(run_id, folder, artifact_path=CHECKPOINT_ARTIFACT)
+            with checkpoint.as_directory() as folder, tempfile.TemporaryDirectory() as best:
+                client.log_artifacts(run_id, str(export_best(folder, best)), artifact_path=CHECKPOINT_ARTIFACT)
         end(client, run_id, "FINISHED")
 
 

@@ -2,8 +2,8 @@
 of cells (``reproduce_job``) alike.
 
 Its callbacks are the driver's ``RunOwner`` (every trial's MLflow run), the ``SearchGuard``
-(orphaned placement groups, stalls), whose ``StallStopper`` ends a stalled search, and the
-``SearchConsole`` (what the user reads). ``fit``
+(orphaned placement groups, stalls), whose ``StallStopper`` ends a stalled search, the
+``SearchConsole`` (what the user reads) and ``StoppedCheckpoints`` (the disk). ``fit``
 runs ``Tuner.fit`` with the SIGINT handler of before put back afterwards, Tune's own error
 turned into ``SearchStopped`` with a one-line reason, and the job's leftover placement groups
 removed whatever happened.
@@ -21,6 +21,7 @@ from mikgnn.distributed.console import SearchConsole
 from mikgnn.distributed.placement import release_job_placement_groups
 from mikgnn.distributed.ray_workarounds import sigint_kept
 from mikgnn.distributed.run_owner import RunOwner
+from mikgnn.distributed.train_loop import FINAL
 from mikgnn.distributed.watchdog import SearchGuard, StallStopper
 
 
@@ -39,6 +40,24 @@ def stopped_reason(exc: BaseException, then: str) -> str:
     return f"the search stopped on an error in Ray Tune: {cause[:600]}; {then}"
 
 
+class StoppedCheckpoints(tune.Callback):
+    """Deletes the checkpoint of a trial its scheduler stopped (ASHA at a rung): Tune never
+    resumes a terminated trial, and its MLflow run keeps none. In a default music search these
+    were 5 of 8 trials and 60 % of the disk."""
+
+    def __init__(self):
+        self.stopped: set[str] = set()
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        if result.get("done") and not result.get(FINAL):
+            self.stopped.add(trial.trial_id)
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        checkpoint = trial.checkpoint
+        if trial.trial_id in self.stopped and checkpoint is not None:
+            checkpoint.filesystem.delete_dir(checkpoint.path)
+
+
 def run_config(name: str, storage_path: str, owner: RunOwner, console: SearchConsole, stall_s: float | None,
                keep: int) -> tuple[tune.RunConfig, SearchGuard]:
     """The RunConfig of a search, and its guard (``guard.stalled``: why it stopped the search).
@@ -52,7 +71,8 @@ def run_config(name: str, storage_path: str, owner: RunOwner, console: SearchCon
     # Tune's console (its tables, and even at verbose=0 a boxed header and a TensorBoard hint)
     # gives way to ours: Ray's documented switch back to its older reporter, silent at verbose=0.
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-    config = tune.RunConfig(name=name, storage_path=storage_path, callbacks=[owner, guard, console],
+    callbacks = [owner, guard, console, StoppedCheckpoints()]
+    config = tune.RunConfig(name=name, storage_path=storage_path, callbacks=callbacks,
                             stop=StallStopper(guard), checkpoint_config=tune.CheckpointConfig(num_to_keep=keep),
                             verbose=0)
     return config, guard

@@ -8,7 +8,8 @@ the processed dataset that rebuild it (train split, KG, id maps, manifest) and t
 package itself (``code_paths``), so ``mlflow models serve -m models:/<dataset>/latest
 --env-manager local`` serves it from the registry on any machine with the project's
 dependencies. A user id that is not in the dataset gets no rows (and a warning in the server's
-log); the others are still served.
+log); the others are still served. A k out of range is answered 400 with one line; an error
+while recommending, 500 with one line (its traceback in the server's log).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import pandas as pd
 import pyarrow.fs as pafs
 from mlflow.exceptions import MlflowException
 from mlflow.models import infer_signature
+from mlflow.protos.databricks_pb2 import INTERNAL_ERROR, INVALID_PARAMETER_VALUE
 
 from mikgnn.distributed.tracking import CHECKPOINT_ARTIFACT
 from mikgnn.storage import Location
@@ -42,11 +44,19 @@ class RecommenderModel(mlflow.pyfunc.PythonModel):
     def predict(self, context, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
         from mikgnn.recommend import Recommendations, resolve_users
 
-        k = int((params or {}).get("k", DEFAULT_K))
+        k, n_items = (params or {}).get("k", DEFAULT_K), self.trained.model.n_items
+        if not 1 <= k <= n_items:  # MLflow's scoring server answers 400 with this line, no traceback
+            raise MlflowException(f"params.k must be from 1 to {n_items} (the catalogue's items), got {k}",
+                                  error_code=INVALID_PARAMETER_VALUE)
         users = resolve_users([str(u) for u in model_input["user"]], self.trained.ids["users"])
         if users.unknown:
             logging.getLogger(__name__).warning("unknown user ids, not served: %s", users.unknown[:20])
-        rows = Recommendations(self.trained, k).block(users.indices)
+        try:
+            rows = Recommendations(self.trained, int(k)).block(users.indices)
+        except Exception as exc:  # the traceback goes to the server's log, one line to the client
+            logging.getLogger(__name__).exception("recommending failed")
+            raise MlflowException(f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}",
+                                  error_code=INTERNAL_ERROR) from None
         return pd.DataFrame(rows)
 
 

@@ -17,7 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from mlflow.entities import Dataset, DatasetInput, InputTag, Metric, RunTag
+from mlflow.entities import Dataset, DatasetInput, InputTag, Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
 from mikgnn.distributed.driver import driver_alive, driver_identity
@@ -58,6 +58,16 @@ def experiment_id(client: MlflowClient, name: str, tracking_uri: str) -> str:
         return found.experiment_id
     store = local_store_folder(tracking_uri)
     return client.create_experiment(name, artifact_location=(store / "mlruns").as_uri() if store else None)
+
+
+def compared(key: str, k: int = 20) -> bool:
+    """Whether a trial's run logs the result key ``key`` by default: the training loss, the
+    validation and test AUC, each epoch's validation Recall/NDCG at the search's K (``k``) and
+    the test's at every K; about 20 keys. The rest (the attention diagnostics, timings, memory,
+    F1, the other validation Ks) a search logs with ``--set diagnostics=true``."""
+    if key in ("train/loss", "valid/auc", "test/auc", f"valid/recall@{k}", f"valid/ndcg@{k}"):
+        return True
+    return key.startswith(("test/recall@", "test/ndcg@"))
 
 
 def metrics_at(values: dict, step: int) -> list[Metric]:
@@ -110,9 +120,9 @@ def log_dataset(client: MlflowClient, run_id: str, processed: str, manifest: dic
 
 
 def open_search_run(tracking_uri: str, experiment: str, name: str, command: str, space: dict,
-                    settings: str = "") -> str:
-    """The search's own run: its command, its space and (``settings.txt``) the fixed settings
-    of its trials with the layer that set each."""
+                    settings: str = "", params: dict | None = None) -> str:
+    """The search's own run: its command, ``params`` (how it searches), its space and
+    (``settings.txt``) the fixed settings of its trials with the layer that set each."""
     client = MlflowClient(tracking_uri)
     exp = experiment_id(client, experiment, tracking_uri)
     end_orphaned_searches(client, exp, name)
@@ -132,6 +142,8 @@ def open_search_run(tracking_uri: str, experiment: str, name: str, command: str,
         client.log_artifact(run.info.run_id, str(path))
     if settings:
         client.log_text(run.info.run_id, settings + "\n", "settings.txt")
+    if params:
+        client.log_batch(run.info.run_id, params=[Param(k, str(v)) for k, v in params.items()])
     return run.info.run_id
 
 

@@ -32,17 +32,20 @@ from mikgnn.distributed.search_driver import SearchStopped, fit, run_config
 from mikgnn.distributed.tracking import (
     FAILURE_TAG,
     close_search_run,
+    compared,
     has_checkpoint,
     open_search_run,
     trial_runs,
 )
 from mikgnn.distributed.train_loop import loop_config, train_in_trial
 from mikgnn.distributed.trainer import make_trainer
+from mikgnn.distributed.trials_report import log_trials_report
 from mikgnn.processed import read_split_table
 from mikgnn.search_space import SearchSpace, apply_params, check_sampler, fit_field, start_point
 from mikgnn.storage import Location
 
-METRIC = "valid/recall@20"
+K = 20
+METRIC = f"valid/recall@{K}"
 
 
 @dataclass(frozen=True)
@@ -89,14 +92,29 @@ def tune_domains(space: SearchSpace) -> dict:
     return out
 
 
+PAPER_NAMES = ("theta", "n", "h", "lambda", "lr")
+
+
+def searched_names(space: SearchSpace) -> list[str]:
+    """The searched values' names in a trial's params: the paper's five (a ``field`` is n and h),
+    then a baseline's own searched keys."""
+    return [*PAPER_NAMES, *(d.name for d in space.dimensions if d.name not in PAPER_NAMES and d.name != "field")]
+
+
+def search_params(job: TuneJob) -> dict:
+    """The search run's params: how it searched, and on what."""
+    return {"space": str(job.space.source), "search": job.search.search, "scheduler": job.search.scheduler,
+            "trials": job.num_samples * job.space.grid_size, "dataset": job.dataset, "model": job.model.model,
+            "epochs": job.train.epochs, "workers_per_trial": job.workers_per_trial}
+
+
 def trial_params(config: dict, model: ModelConfig, train: TrainConfig, job: TuneJob) -> dict:
     """A trial's MLflow params, few enough to compare at a glance: the searched values under the
     paper's names (θ, n, h, λ, lr; a baseline's own searched keys under theirs), a log10
     companion of each searched over decades (λ's axis is unreadable without one), and the
     dataset, model, loss and d. Every setting: the run's settings.json."""
-    paper = {"theta": model.theta, "n": model.n_neighbours, "h": model.hops, "lambda": train.l2, "lr": train.lr}
-    own = {d.name: config[d.name] for d in job.space.dimensions if d.name not in paper and d.name != "field"}
-    searched = paper | own
+    paper = dict(zip(PAPER_NAMES, (model.theta, model.n_neighbours, model.hops, train.l2, train.lr)))
+    searched = paper | {name: config[name] for name in searched_names(job.space)[len(PAPER_NAMES):]}
     log10 = {f"log10_{d.name}": round(math.log10(searched[d.name]), 4) for d in job.space.dimensions
              if d.kind == "loguniform" and isinstance(searched.get(d.name), (int, float)) and searched[d.name] > 0}
     return searched | log10 | {"dataset": job.dataset, "model": model.model, "loss": train.loss, "d": model.dim}
@@ -153,7 +171,7 @@ def run_search(job: TuneJob, resume: bool = False):
     if job.search.max_concurrent is not None:
         concurrency = min(concurrency, job.search.max_concurrent)
     search_run_id = open_search_run(job.tracking_uri, job.experiment, job.name, job.command, job.space.as_dict(),
-                                    job.settings)
+                                    job.settings, search_params(job))
     # A search of TorchTrainers reads the train split once, by the driver, into Ray's object
     # store: each trial's workers then take their rows of it without a read of their own
     # (about 6 s a trial on music, measured). ray.put runs no task, so the search's start waits
@@ -172,7 +190,7 @@ def run_search(job: TuneJob, resume: bool = False):
         tuner = tune.Tuner.restore(path, trainable=trainable, resume_unfinished=True, resume_errored=True)
     else:
         owner = RunOwner(job.tracking_uri, job.experiment, job.name, partial(describe_trial, job=job),
-                         parent=search_run_id)
+                         parent=search_run_id, logs=None if job.search.diagnostics else partial(compared, k=K))
         # One checkpoint a trial, its newest: Tune registers a checkpoint only once it is written,
         # and each holds the best epoch's weights too (train_loop._save). At movie scale a
         # checkpoint is tens of MB; keeping 2 took 45 MB of an 8-trial music search's 57 (2026-12-07).
@@ -211,6 +229,12 @@ def run_search(job: TuneJob, resume: bool = False):
     # what Tune stopped on its way out (an interrupt, a stall) ends with the reason
     end_running(job.tracking_uri, job.experiment, job.name, "KILLED", INTERRUPTED.format(name=job.name)
                 if status == "KILLED" else summary["failure"] or "the trial ended without its final report")
+    client = MlflowClient(job.tracking_uri)
+    log_trials_report(client, search_run_id, client.get_run(search_run_id).info.experiment_id, job.name,
+                      searched_names(job.space), {d.name for d in job.space.dimensions if d.kind == "loguniform"},
+                      METRIC)
+    if not job.search.diagnostics:
+        summary["metrics"] = {k: v for k, v in summary["metrics"].items() if compared(k, K)}
     close_search_run(job.tracking_uri, search_run_id, summary, status=status, reason=summary["failure"])
     return results, summary
 
