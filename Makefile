@@ -12,7 +12,7 @@ install:
 	./scripts/install.sh
 
 run: install
-	$(PY) pipelines/tune.py --dataset $(DATASET)
+	$(PY) pipelines/tune.py --dataset $(DATASET) --download
 
 lint: install
 	$(PY) -m ruff check --output-format concise .

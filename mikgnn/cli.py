@@ -19,6 +19,12 @@ def add_debug_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--debug", action="store_true", help="print the traceback of an error")
 
 
+def add_download_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--download", action="store_true",
+                        help="fetch the dataset's missing raw files from their official addresses (checked "
+                        "against the recorded sha256, unzipped where needed), once")
+
+
 def usage_error(exc: BaseException, debug: bool = False) -> int:
     """Print ``exc`` as ``error: ...`` (with its traceback under --debug); the exit code."""
     if debug:

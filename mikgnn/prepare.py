@@ -29,7 +29,7 @@ import pyarrow as pa
 
 from mikgnn.datasets import DatasetError, DatasetSpec
 from mikgnn.datasets.delimited import Chunk
-from mikgnn.datasets.download import fetch, sha256_of
+from mikgnn.datasets.download import sha256_of
 from mikgnn.datasets.reading import load_item_map, raw_chunks, read_raw, read_whole
 from mikgnn.preprocess.interactions import IndexedRatings, index_users, rated_rows
 from mikgnn.preprocess.kg import index_kg
@@ -114,15 +114,6 @@ def prepare(spec: DatasetSpec, output: str | Path | Location, seed: int, chunk_b
         write_manifest(stage, manifest)
     print_(f"wrote {output}")
     return manifest
-
-
-def download_missing(spec: DatasetSpec) -> None:
-    """Fetch every absent raw file that has an official download address."""
-    for raw in spec.files:
-        remote = spec.remote(raw.name)
-        if not spec.path(raw).is_file() and remote is not None:
-            print(f"downloading {remote.url} -> {spec.path(raw)}", flush=True)
-            fetch(remote, spec.folder)
 
 
 def raw_checksums(spec: DatasetSpec) -> dict[str, str]:

@@ -19,10 +19,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from mikgnn.cli import add_debug_flag, usage_error  # noqa: E402
+from mikgnn.cli import add_debug_flag, add_download_flag, usage_error  # noqa: E402
 from mikgnn.datasets import DatasetError, get_dataset  # noqa: E402
 from mikgnn.distributed.prepare import prepare  # noqa: E402
-from mikgnn.prepare import download_missing  # noqa: E402
 from mikgnn.settings import check_flags  # noqa: E402
 
 
@@ -38,8 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "(default: $MIKGNN_DATA_ROOT, else ./data)")
     p.add_argument("--output", type=Path, help="processed folder (default: processed/<dataset>-seed<seed>)")
     p.add_argument("--seed", type=int, default=0, help="seed of negatives and split (default 0)")
-    p.add_argument("--download", action="store_true",
-                   help="fetch missing raw files from their official addresses")
+    add_download_flag(p)
     p.add_argument("--address", help="Ray cluster address (default: $RAY_ADDRESS, else a local Ray)")
     add_debug_flag(p)
     return p
@@ -50,9 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         check_flags(args)
         spec = get_dataset(args.dataset, args.data_root)
-        if args.download:
-            download_missing(spec)
-        spec.check_present()
+        spec.ensure_present(args.download)
         output = args.output or default_output(args.dataset, args.seed)
         manifest = prepare(spec, output, args.seed, address=args.address)
     except (DatasetError, ValueError) as exc:

@@ -28,7 +28,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from mikgnn.cli import add_debug_flag, failure, usage_error  # noqa: E402
+from mikgnn.cli import add_debug_flag, add_download_flag, failure, usage_error  # noqa: E402
 from mikgnn.config import MAX_FIELD, MODELS  # noqa: E402
 from mikgnn.datasets import DatasetError, get_dataset  # noqa: E402
 from mikgnn.redact import redact  # noqa: E402
@@ -64,6 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a model / train key for every cell, e.g. --set device=cuda")
     p.add_argument("--experiment", help="MLflow experiment (default reproduce-<dataset>)")
     p.add_argument("--data-root", help="raw datasets folder (default: $MIKGNN_DATA_ROOT, else ./data)")
+    add_download_flag(p)
     p.add_argument("--processed-root", default="processed",
                    help="where processed/<dataset>-seed<s> are (built once when absent)")
     p.add_argument("--tracking-uri", help="MLflow tracking URI (default: sqlite:///./mlflow.db)")
@@ -93,6 +94,7 @@ def main(argv: list[str] | None = None) -> int:
         if not the_plan.cells:
             raise ValueError(f"nothing to run: tables {list(tables)} have no cell for models {list(models or [])}")
         spec = get_dataset(args.dataset, args.data_root)
+        spec.ensure_present(args.download)
         if args.tracking_uri:
             probe_tracking_uri(args.tracking_uri)
     except (ConfigError, DatasetError, TrackingUriError, ValueError) as exc:

@@ -29,7 +29,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from mikgnn.cli import add_debug_flag, failure, usage_error  # noqa: E402
+from mikgnn.cli import add_debug_flag, add_download_flag, failure, usage_error  # noqa: E402
 from mikgnn.config import MODELS, VARIANTS, as_dict  # noqa: E402
 from mikgnn.datasets import DatasetError, get_dataset  # noqa: E402
 from mikgnn.distributed.errors import ClusterStartError  # noqa: E402
@@ -63,6 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, help="max epochs (default: Table 1's 30; early stopping cuts it)")
     p.add_argument("--seed", type=int, default=0, help="seed of the data split, neighbour tables and training")
     p.add_argument("--data-root", help="raw datasets folder (default: $MIKGNN_DATA_ROOT, else ./data)")
+    add_download_flag(p)
     p.add_argument("--processed", help="processed dataset, a folder or URI (default: processed/<dataset>-seed<seed>)")
     p.add_argument("--output", type=Path,
                    help="run folder for metrics.json (default: runs/<dataset>-<model>-seed<seed>)")
@@ -150,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
         stale = manifest is None or manifest.get("format_version") != FORMAT_VERSION  # absent, or an older format
         spec = get_dataset(args.dataset, args.data_root) if stale else None
         if spec is not None:
-            spec.check_present()  # before any Ray starts
+            spec.ensure_present(args.download)  # before any Ray starts
         if args.workers:
             _join_cluster(args, processed, parallel)
         if spec is not None:

@@ -31,7 +31,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from mikgnn.cli import add_debug_flag, failure, usage_error  # noqa: E402
+from mikgnn.cli import add_debug_flag, add_download_flag, failure, usage_error  # noqa: E402
 from mikgnn.config import MODELS  # noqa: E402
 from mikgnn.datasets import DatasetError, get_dataset  # noqa: E402
 from mikgnn.redact import redact, split_credentials  # noqa: E402
@@ -72,6 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "(keys: docs/model.md)")
     p.add_argument("--seed", type=int, default=0, help="seed of the data split and of the sampler")
     p.add_argument("--data-root", help="raw datasets folder (default: $MIKGNN_DATA_ROOT, else ./data)")
+    add_download_flag(p)
     p.add_argument("--processed", help="processed dataset, a folder or URI such as s3://bucket/processed/movie "
                    "(default: processed/<dataset>-seed<seed>); built once, by this driver, when absent")
     p.add_argument("--tracking-uri", help="MLflow tracking URI (default: sqlite:///./mlflow.db)")
@@ -144,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError(f"topk_every {settings.train.topk_every}: a search compares and stops its trials "
                              "on the validation Recall@20 of every epoch, so topk_every must be 1")
         spec = get_dataset(args.dataset, args.data_root)
-        spec.check_present()  # the search prepares the raw files on Ray: refuse before it starts
+        spec.ensure_present(args.download)  # the search prepares the raw files on Ray: refuse before
         path, generic = (args.space, False) if args.space else space_file(REPO / "tune_spaces", dataset, args.model)
         space = load_space(path)
         check_sampler(space, settings.search.search)

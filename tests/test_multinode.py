@@ -131,7 +131,7 @@ def test_tune_runs_on_two_nodes_and_uses_both(cluster):
     store = f"sqlite:///{(private or work) / 'mlflow.db'}"
     done = _tune(address, work, "--num-samples", "2", "--workers-per-trial", "2", "--set", "placement_strategy=SPREAD",
                  "--set", "scheduler=fifo", "--storage-path", str(work / "ray_results"), "--set", "name=two-nodes",
-                 "--tracking-uri", store)
+                 "--tracking-uri", store, "--set", "diagnostics=true")  # diagnostics: each worker's memory
     assert done.returncode == 0, done.stderr[-3000:]
     assert "best configuration:" in done.stdout
     nodes = _nodes(address)

@@ -6,6 +6,7 @@ import hashlib
 import os
 import shutil
 import tempfile
+import urllib.parse
 import urllib.request
 import zipfile
 from dataclasses import dataclass
@@ -47,24 +48,44 @@ def verify(path: Path, expected: str | None) -> str:
     return actual
 
 
+MIRROR_ENV = "MIKGNN_DOWNLOAD_MIRROR"
+
+
+def mirrored(url: str) -> str:
+    """``url``, or its copy on the mirror ``$MIKGNN_DOWNLOAD_MIRROR`` (a base URL under which the
+    official files lie at <host>/<path>: a machine without the internet, or a test)."""
+    mirror = os.environ.get(MIRROR_ENV)
+    if not mirror:
+        return url
+    parts = urllib.parse.urlsplit(url)
+    return f"{mirror.rstrip('/')}/{parts.netloc}{parts.path}"
+
+
 def fetch(remote: RemoteFile, folder: Path, timeout: float = 30.0) -> Path:
-    """Download ``remote`` into ``folder`` atomically and check its checksum."""
+    """Download ``remote`` into ``folder`` atomically, unzip its member, check its checksum:
+    nothing is left in ``folder`` unless the whole file arrived and is the official one."""
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / remote.name
+    url = mirrored(remote.url)
     with tempfile.TemporaryDirectory(dir=folder, prefix=".download-") as tmp:
         raw = Path(tmp) / "download"
         try:
-            with urllib.request.urlopen(remote.url, timeout=timeout) as response, open(raw, "wb") as f:
+            with urllib.request.urlopen(url, timeout=timeout) as response, open(raw, "wb") as f:
                 shutil.copyfileobj(response, f)
         except OSError as exc:
-            raise DatasetError(f"could not download {remote.url}: {exc}") from exc
+            raise DatasetError(f"could not download {url}: {exc}; offline, put the file at {target} "
+                               "yourself") from None
         payload = raw
         if remote.member is not None:
             payload = Path(tmp) / remote.name
-            with zipfile.ZipFile(raw) as archive, archive.open(remote.member) as src, open(
-                payload, "wb"
-            ) as dst:
-                shutil.copyfileobj(src, dst)
-        verify(payload, remote.sha256)
+            try:
+                with zipfile.ZipFile(raw) as archive, archive.open(remote.member) as src, open(payload, "wb") as dst:
+                    shutil.copyfileobj(src, dst)
+            except (zipfile.BadZipFile, KeyError) as exc:
+                raise DatasetError(f"{url}: not the official archive ({exc}); nothing was written") from None
+        actual = sha256_of(payload)
+        if remote.sha256 is not None and actual != remote.sha256:
+            raise DatasetError(f"{url}: {remote.name} has sha256 {actual}, not the official {remote.sha256} (a "
+                               f"corrupt or different file); nothing was written to {folder}")
         os.replace(payload, target)
     return target

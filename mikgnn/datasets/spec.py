@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mikgnn.datasets.delimited import TextFormat
-from mikgnn.datasets.download import RemoteFile
+from mikgnn.datasets.download import RemoteFile, fetch, mirrored
 from mikgnn.datasets.errors import MissingFilesError
 
 
@@ -53,6 +53,16 @@ class DatasetSpec:
     def remote(self, name: str) -> RemoteFile | None:
         return next((r for r in self.remotes if r.name == name), None)
 
+    def ensure_present(self, download: bool = False) -> None:
+        """``check_present``, after fetching the absent downloadable files when ``download``."""
+        if download:
+            for raw in self.files:
+                remote = self.remote(raw.name)
+                if not self.path(raw).is_file() and remote is not None:
+                    print(f"downloading {mirrored(remote.url)} -> {self.path(raw)}", flush=True)
+                    fetch(remote, self.folder)
+        self.check_present()
+
     def check_present(self) -> None:
         """Raise a MissingFilesError naming every absent file and where to get it."""
         missing = [f.name for f in self.files if not self.path(f).is_file()]
@@ -61,8 +71,14 @@ class DatasetSpec:
         sources = []
         for name in missing:
             remote = self.remote(name)
-            sources.append((name, remote.url if remote else "your own data (see README)"))
-        hint = "Put the files there, or pass --download to fetch the downloadable ones."
+            if remote is None:
+                sources.append((name, "your own data (see README)"))
+            else:
+                sources.append((name, remote.url + (f", unzipped: its {remote.member}" if remote.member else "")))
+        downloadable = any(self.remote(name) is not None for name in missing)
+        hint = ("Put the files there, or add --download to the command (prepare.py, train.py, tune.py and "
+                "reproduce.py take it) to fetch, check and unpack the downloadable ones."
+                if downloadable else "Put the files there.")
         if self.notes:
             hint += "\n" + self.notes
         raise MissingFilesError(self.name, self.folder, sources, hint)
