@@ -56,8 +56,7 @@ class ConfigError(ValueError):
 FLAG_RULES = {
     "num_samples": (lambda v: v >= 1, "an integer >= 1"),
     "epochs": (lambda v: v >= 1, "an integer >= 1"),
-    "workers": (lambda v: v >= 1, "an integer >= 1 (leave it out for one process without Ray)"),
-    "workers_per_trial": (lambda v: v >= 1, "an integer >= 1"),
+    "workers": (lambda v: v >= 1, "an integer >= 1"),
     "gpus_per_worker": (lambda v: 0 <= v <= 64, "a number of GPUs in [0, 64]"),
     "seed": (lambda v: 0 <= v < 2**32, "an integer in [0, 2^32)"),
 }

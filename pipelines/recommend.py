@@ -69,9 +69,9 @@ def main(argv: list[str] | None = None) -> int:
         try:
             _check(args)
             from mikgnn.distributed.recommend_job import checkpoint_of_run
-            from mikgnn.distributed.tracking import default_tracking_uri
+            from mikgnn.distributed.tracking import default_tracking_uri, existing_store
 
-            tracking_uri = args.tracking_uri or default_tracking_uri()
+            tracking_uri = existing_store(args.tracking_uri or default_tracking_uri()) if args.run else ""
             run_id, checkpoint = (checkpoint_of_run(tracking_uri, args.run, Path(downloads)) if args.run
                                   else (None, args.checkpoint))
             trained = load_trained(checkpoint, args.processed)

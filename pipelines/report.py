@@ -67,11 +67,11 @@ def _others(done: dict[str, str], data_root: str | None) -> dict[str, str]:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from mikgnn.distributed.tracking import default_tracking_uri
+    from mikgnn.distributed.tracking import default_tracking_uri, existing_store
 
     uri = args.tracking_uri or default_tracking_uri()
-    client = MlflowClient(uri)
     try:
+        client = MlflowClient(existing_store(uri))
         found = _reproductions(client)
         names = args.experiment or sorted(found)
         if not names:

@@ -37,6 +37,7 @@ from mikgnn.experiment import build, fit  # noqa: E402
 from mikgnn.model_store import save_model  # noqa: E402
 from mikgnn.prepare import prepare  # noqa: E402
 from mikgnn.processed import FORMAT_VERSION, load_processed, read_manifest  # noqa: E402
+from mikgnn.redact import redact  # noqa: E402
 from mikgnn.settings import (  # noqa: E402
     RUN_SECTIONS,
     Settings,
@@ -47,6 +48,7 @@ from mikgnn.settings import (  # noqa: E402
 )
 from mikgnn.size_rule import PRESETS, rule_for  # noqa: E402
 from mikgnn.storage import resolve  # noqa: E402
+from mikgnn.tracking_uri import TrackingUriError, probe_tracking_uri  # noqa: E402
 from mikgnn.training import NonFiniteLoss  # noqa: E402
 
 
@@ -66,7 +68,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_download_flag(p)
     p.add_argument("--processed", help="processed dataset, a folder or URI (default: processed/<dataset>-seed<seed>)")
     p.add_argument("--output", type=Path,
-                   help="run folder for metrics.json (default: runs/<dataset>-<model>-seed<seed>)")
+                   help="run folder for metrics.json and the checkpoint (default: runs/<dataset>-<model>-seed<seed>, "
+                   "then -2, -3, ... when it holds a run); a folder that holds a finished run is refused")
+    p.add_argument("--tracking-uri", help="also log the finished run to this MLflow store (e.g. sqlite:///mlflow.db), "
+                   "in the experiment named after the dataset, as a search logs its trials")
     r = p.add_argument_group("Ray Train (data-parallel; leave out --workers for one process without Ray)")
     r.add_argument("--workers", type=int, help="TorchTrainer workers (gloo on CPU, NCCL on GPU)")
     r.add_argument("--gpus-per-worker", type=float, default=0.0)
@@ -146,6 +151,9 @@ def main(argv: list[str] | None = None) -> int:
     parallel = settings.parallel
     name = Path(args.dataset).name
     try:
+        output = _output_folder(args, name)
+        if args.tracking_uri:
+            probe_tracking_uri(args.tracking_uri)
         processed = resolve(args.processed or Path("processed") / f"{name}-seed{args.seed}")
         manifest = read_manifest(processed)
         stale = manifest is None or manifest.get("format_version") != FORMAT_VERSION  # absent, or an older format
@@ -170,9 +178,9 @@ def main(argv: list[str] | None = None) -> int:
         exp = None if args.workers else build(load_processed(processed), model_cfg, train_cfg)  # Ray: workers load
     except ClusterStartError as exc:
         return failure(exc, args.debug)
-    except (DatasetError, ValueError) as exc:
+    except (DatasetError, TrackingUriError, ValueError) as exc:
         return usage_error(exc, args.debug)
-    output = args.output or Path("runs") / f"{name}-{args.model}-seed{args.seed}"
+    started_ms = int(time.time() * 1000)
 
     def report(epoch: int, m: dict) -> None:
         line = (f"epoch {epoch:3d}  loss {m['train/loss']:.4f}  {m['train/seconds']:.2f}s  "
@@ -219,7 +227,48 @@ def main(argv: list[str] | None = None) -> int:
     tmp.replace(output / "metrics.json")
     print(json.dumps({k: round(v, 4) for k, v in result.items() if k.startswith("test/")}, indent=1))
     print(f"best epoch {result['best_epoch']}; wrote {output / 'metrics.json'}")
+    if args.tracking_uri:
+        run_id = _log_to_mlflow(args, name, run_name, result, model_cfg, train_cfg, processed.uri, started_ms)
+        print(f"MLflow: run {run_id} in experiment '{name}' at {redact(args.tracking_uri)}")
     return 0
+
+
+def _output_folder(args: argparse.Namespace, name: str) -> Path:
+    """--output, refused when it holds a finished run; else the first of runs/<name>-<model>-seed<s>,
+    -2, -3, ... that holds none: a rerun never overwrites an earlier one."""
+    if args.output is not None:
+        if (args.output / "metrics.json").exists():
+            raise ValueError(f"--output {args.output} already holds a finished run ({args.output / 'metrics.json'}); "
+                             "choose another folder")
+        return args.output
+    base = Path("runs") / f"{name}-{args.model}-seed{args.seed}"
+    return next(folder for folder in (base, *(Path(f"{base}-{k}") for k in range(2, 10_000)))
+                if not (folder / "metrics.json").exists())
+
+
+def _log_to_mlflow(args, name: str, run_name: str, result: dict, model_cfg, train_cfg, processed: str,
+                   started_ms: int) -> str:
+    """The finished run in MLflow (``tracking.log_training_run``); a Ray Train run's epochs and
+    weights are read from its last checkpoint, where Ray Train wrote it."""
+    from mikgnn.distributed.tracking import log_training_run
+
+    params = {"theta": model_cfg.theta, "n": model_cfg.n_neighbours, "h": model_cfg.hops, "lambda": train_cfg.l2,
+              "lr": train_cfg.lr, "dataset": name, "model": args.model, "variant": args.variant, "d": model_cfg.dim,
+              "loss": train_cfg.loss, "workers": args.workers or 1}
+
+    def log(folder: str, result: dict) -> str:
+        return log_training_run(args.tracking_uri, name, run_name, params, result["config"], result, folder,
+                                processed, result["manifest"], started_ms)
+
+    if not args.workers:
+        return log(result["checkpoint"], result)
+    from ray.train import Checkpoint
+
+    from mikgnn.distributed.train_loop import STATE_JSON
+
+    with Checkpoint(result["checkpoint"]).as_directory() as folder:
+        history = json.loads((Path(folder) / STATE_JSON).read_text())["history"]
+        return log(folder, result | {"history": history})
 
 
 if __name__ == "__main__":

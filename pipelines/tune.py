@@ -1,9 +1,9 @@
-"""The main job: search θ, n, h, λ and the learning rate with Ray Tune; every trial trains with
-Ray Train and is one MLflow run.
+"""The main job: search θ, n, h, λ and the learning rate with Ray Tune; every trial trains
+(one worker in its own process, --workers N with Ray Train) and is one MLflow run.
 
 Examples:
     python pipelines/tune.py --dataset music
-    python pipelines/tune.py --dataset movie --num-samples 32 --workers-per-trial 2 --gpus-per-worker 1
+    python pipelines/tune.py --dataset movie --num-samples 32 --workers 2 --gpus-per-worker 1
     python pipelines/tune.py --dataset music --resume                 # continue the latest search
     python pipelines/tune.py --dataset music --set scheduler=fifo --set protocol=full
     mlflow ui --backend-store-uri sqlite:///mlflow.db                 # then compare the trials
@@ -82,7 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", nargs="?", const="", metavar="NAME",
                    help="continue the search NAME under --storage-path (without NAME: the latest one)")
     r = p.add_argument_group("cluster")
-    r.add_argument("--workers-per-trial", type=int, default=1, help="Ray Train workers per trial")
+    r.add_argument("--workers", type=int, default=1, help="Ray Train workers per trial (default 1: the trial "
+                   "trains in its own process; more: a data-parallel TorchTrainer)")
     r.add_argument("--gpus-per-worker", type=float, default=0.0)
     r.add_argument("--address", help="Ray cluster address (default: $RAY_ADDRESS, else a local Ray)")
     add_debug_flag(p)
@@ -173,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
     except ClusterStartError as exc:
         return failure(exc, args.debug)
     try:
-        room_for_one_run(args.workers_per_trial, settings.parallel.cpus_per_worker, args.gpus_per_worker)
+        room_for_one_run(args.workers, settings.parallel.cpus_per_worker, args.gpus_per_worker)
         processed = resolve(args.processed or Path("processed") / f"{dataset}-seed{args.seed}")
         tracking_uri = tracking_uri or default_tracking_uri()
         # MLflow is written by the driver alone (run_owner): a store only it sees will do
@@ -193,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
         processed=processed, space=space, model=settings.model, train=settings.train,
         search=replace(search, experiment=search.experiment or dataset, name=name), tracking_uri=tracking_uri,
         storage_path=storage, command=redact(shlex.join([sys.executable, *sys.argv])), num_samples=args.num_samples,
-        workers_per_trial=args.workers_per_trial, gpus_per_worker=args.gpus_per_worker, parallel=parallel,
+        workers_per_trial=args.workers, gpus_per_worker=args.gpus_per_worker, parallel=parallel,
         settings=settings.describe(), dataset=dataset,
     )
     try:

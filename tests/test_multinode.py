@@ -129,7 +129,7 @@ def test_tune_runs_on_two_nodes_and_uses_both(cluster):
     address, private, work = cluster
     write_movie(work / "raw", n_users=60)
     store = f"sqlite:///{(private or work) / 'mlflow.db'}"
-    done = _tune(address, work, "--num-samples", "2", "--workers-per-trial", "2", "--set", "placement_strategy=SPREAD",
+    done = _tune(address, work, "--num-samples", "2", "--workers", "2", "--set", "placement_strategy=SPREAD",
                  "--set", "scheduler=fifo", "--storage-path", str(work / "ray_results"), "--set", "name=two-nodes",
                  "--tracking-uri", store, "--set", "diagnostics=true")  # diagnostics: each worker's memory
     assert done.returncode == 0, done.stderr[-3000:]

@@ -278,3 +278,11 @@ def test_recommend_on_a_music_trial_covers_every_user_in_lastfm_ids(shared_data,
     liked = set(zip(raw["userID"], raw["artistID"]))
     train_pairs = _train_positives(model)
     assert train_pairs <= liked  # the training positives are Last.FM's own (user, artist) pairs
+
+
+@pytest.mark.parametrize("script,argv", [("recommend", ["--run", "0123456789abcdef", "--output", "r"]),
+                                         ("report", [])])
+def test_a_reader_run_where_there_is_no_store_refuses_and_creates_none(tmp_path, script, argv):
+    done = _script(script, argv, tmp_path)
+    assert done.returncode == 2 and f"no MLflow store at {tmp_path / 'mlflow.db'}" in done.stderr, done.stderr[-2000:]
+    assert not list(tmp_path.iterdir())  # no mlflow.db, no output

@@ -54,7 +54,7 @@ CASES = [
     ("train", "--dataset music --workers 1 --data-root {tmp}/empty", "missing raw file(s) in"),
     ("tune", "--dataset music --num-samples 0", "--num-samples = 0: must be an integer >= 1"),
     ("tune", "--dataset music --epochs 0", "--epochs = 0: must be an integer >= 1"),
-    ("tune", "--dataset music --workers-per-trial 0", "--workers-per-trial = 0: must be an integer >= 1"),
+    ("tune", "--dataset music --workers 0", "--workers = 0: must be an integer >= 1"),
     ("tune", "--dataset music --gpus-per-worker -1", "--gpus-per-worker = -1.0"),
     ("tune", "--dataset music --seed -1", "--seed = -1"),
     ("tune", "--dataset music --set cpus_per_worker=0", "cpus_per_worker must be > 0, got 0.0"),
@@ -132,7 +132,7 @@ def test_the_catalogue_covers_every_entry_point():
 @pytest.mark.parametrize("script,args,named", [
     ("train", "--workers 1 --gpus-per-worker 1", "--workers 1 needs 1 GPUs (--gpus-per-worker 1), the cluster has 0"),
     ("tune", "--gpus-per-worker 1", "a trial needs 1 GPUs (--gpus-per-worker 1), the cluster has 0"),
-    ("tune", "--workers-per-trial 8", "a trial needs 8.25 CPUs plus 1 kept free for Ray Data"),
+    ("tune", "--workers 8", "a trial needs 8.25 CPUs plus 1 kept free for Ray Data"),
     ("reproduce", "--tables 9 --seeds 0 --gpus-per-worker 1", "a cell needs 1 GPUs (--gpus-per-worker 1), the "
                   "cluster has 0"),
 ])

@@ -106,7 +106,7 @@ def test_the_watchdog_stops_a_trial_that_waits_and_names_what_for(shared_data, p
         start = time.monotonic()
         done = subprocess.run([sys.executable, str(REPO / "pipelines" / "tune.py"),
                                *_args(tmp_path, shared_data, processed, "stall", 1, "--set", "stall_timeout=20",
-                                      "--workers-per-trial", "2", "--set", "cpus_per_worker=0.25",
+                                      "--workers", "2", "--set", "cpus_per_worker=0.25",
                                       "--address", ray_local.get_runtime_context().gcs_address)],
                               capture_output=True, text=True, timeout=300, cwd=REPO)
         wall = time.monotonic() - start

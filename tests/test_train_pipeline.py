@@ -166,3 +166,53 @@ def test_an_interrupted_run_says_so_and_writes_nothing(ray_local, tmp_path, work
         assert len(seconds) == epochs and seconds[:len(first)] == first  # those epochs were not trained again
     else:
         assert "epoch   1" in stdout and "valid auc" in stdout and "R@20" not in stdout
+
+
+def test_a_rerun_never_overwrites_and_tracking_uri_logs_the_run_as_a_trial(tmp_path, monkeypatch, capsys):
+    """The default run folder gets -2 on a rerun; an --output that holds a run is refused before
+    training; --tracking-uri logs the finished run (params under the paper's names, each epoch
+    once, the best weights that recommend.py loads)."""
+    from mlflow.tracking import MlflowClient
+
+    from mikgnn.model_store import load_trained
+
+    monkeypatch.chdir(tmp_path)
+    write_movie(tmp_path / "raw", n_users=30)
+    argv = ["--dataset", "movie", "--data-root", str(tmp_path / "raw"), "--epochs", "2", "--set", "dim=8",
+            "--set", "n_neighbours=4", "--processed", str(tmp_path / "processed")]
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    assert train.main([*argv, "--tracking-uri", uri]) == 0
+    first = json.loads((tmp_path / "runs" / "movie-mikgnn-seed0" / "metrics.json").read_text())
+    assert train.main(argv) == 0
+    assert (tmp_path / "runs" / "movie-mikgnn-seed0-2" / "metrics.json").is_file()
+    assert json.loads((tmp_path / "runs" / "movie-mikgnn-seed0" / "metrics.json").read_text()) == first
+    capsys.readouterr()
+    assert train.main([*argv, "--output", str(tmp_path / "runs" / "movie-mikgnn-seed0")]) == 2
+    assert "already holds a finished run" in capsys.readouterr().err
+    assert not (tmp_path / "runs" / "movie-mikgnn-seed0-3").exists()
+
+    client = MlflowClient(uri)
+    (run,) = client.search_runs([client.get_experiment_by_name("movie").experiment_id])
+    assert run.info.status == "FINISHED" and run.data.tags["mikgnn.kind"] == "train"
+    assert {"theta", "n", "h", "lambda", "lr", "dataset", "model", "d"} <= set(run.data.params)
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "valid/auc")] == [1, 2]
+    assert run.data.metrics["test/auc"] == pytest.approx(first["test/auc"]) and len(run.data.metrics) <= 20
+    best = client.download_artifacts(run.info.run_id, "best_checkpoint", str(tmp_path / "best"))
+    assert load_trained(best).model_cfg.dim == 8
+
+
+def test_a_ray_train_run_is_logged_from_its_last_checkpoint(ray_local, tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    write_movie(tmp_path / "raw", n_users=30)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    code = train.main(["--dataset", "movie", "--data-root", str(tmp_path / "raw"), "--epochs", "2", "--set", "dim=8",
+                       "--processed", str(tmp_path / "processed"), "--output", str(tmp_path / "run"), "--workers", "2",
+                       "--storage-path", str(tmp_path / "ray"), "--tracking-uri", uri,
+                       "--address", ray_local.get_runtime_context().gcs_address])
+    assert code == 0
+    client = MlflowClient(uri)
+    (run,) = client.search_runs([client.get_experiment_by_name("movie").experiment_id])
+    assert run.data.params["workers"] == "2" and "test/auc" in run.data.metrics
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "valid/auc")] == [1, 2]
+    assert {a.path for a in client.list_artifacts(run.info.run_id)} >= {"best_checkpoint", "settings.json"}

@@ -452,7 +452,7 @@ def _is_loopback(address: str) -> bool:
 def test_a_local_run_listens_on_the_loopback_only(shared_data, tmp_path):
     """Every server of a run on a local Ray (GCS, raylet, workers, agents, Prometheus metrics,
     the dashboard) listens on the loopback, never on an address another machine can reach."""
-    args = _args(tmp_path, shared_data, "loopback", 1, "--workers-per-trial", "2")
+    args = _args(tmp_path, shared_data, "loopback", 1, "--workers", "2")
     args[args.index("--epochs") + 1] = "2"
     with open(tmp_path / "output.txt", "w") as output:  # a file: a full pipe would stall the run
         run = subprocess.Popen([sys.executable, str(REPO / "pipelines" / "tune.py"), *args],

@@ -36,7 +36,7 @@ def has_autoscaler() -> bool:
 
 
 def room_for_one_run(workers: int, cpus_per_worker: float, gpus_per_worker: float, what: str = "a trial",
-                     flag: str = "--workers-per-trial", wait_s: float = SCALE_WAIT_S) -> int:
+                     flag: str = "--workers", wait_s: float = SCALE_WAIT_S) -> int:
     """How many runs fit at once (``plan_concurrency``); on an autoscaling cluster short of one
     run's resources, after asking the autoscaler for them and waiting up to ``wait_s`` seconds.
     Raises ValueError, naming what is short, when they do not come."""

@@ -137,7 +137,7 @@ def _is_loopback(address: str) -> bool:
 
 
 def plan_concurrency(cluster: dict, workers: int, cpus_per_worker: float, gpus_per_worker: float,
-                     what: str = "a trial", flag: str = "--workers-per-trial") -> int:
+                     what: str = "a trial", flag: str = "--workers") -> int:
     """How many runs of ``workers`` workers fit at once without starving Ray Data; raises,
     naming ``flag``, when not even one does. ``cluster``: ``ray.cluster_resources()``."""
     per_trial = workers * cpus_per_worker + (TRIAL_DRIVER_CPU if workers > 1 else 0.0)

@@ -45,6 +45,17 @@ def local_store_folder(tracking_uri: str) -> Path | None:
     return None
 
 
+def existing_store(tracking_uri: str) -> str:
+    """``tracking_uri``, when it names a store that exists: a reader (recommend.py, report.py)
+    refuses a sqlite file that is not there, instead of creating an empty one."""
+    folder = local_store_folder(tracking_uri)
+    path = Path(tracking_uri[len("sqlite:///"):]) if folder is not None else None
+    if path is not None and not path.is_file():
+        raise ValueError(f"no MLflow store at {path}: run this from the folder that holds the search's mlflow.db, "
+                         "or pass --tracking-uri")
+    return tracking_uri
+
+
 def metric_key(key: str) -> str:
     return key.replace("@", "_at_")
 
@@ -204,3 +215,33 @@ def recall_plot(final: dict, path: Path) -> bool:
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return True
+
+
+def log_training_run(tracking_uri: str, experiment: str, name: str, params: dict, settings: dict, result: dict,
+                     checkpoint: str, processed: str, manifest: dict, started_ms: int) -> str:
+    """A finished ``train.py`` run as one MLflow run, the way a search's trial is logged: its
+    params and settings.json, every epoch's compared metrics (step = epoch), the best epoch's
+    test and validation metrics, the best weights (``best_checkpoint/``), the Recall@K plot,
+    the manifest and the dataset input; the run id."""
+    from mikgnn.model_store import export_best
+
+    client = MlflowClient(tracking_uri)
+    exp = experiment_id(client, experiment, tracking_uri)
+    run_id = client.create_run(exp, run_name=name, start_time=started_ms,
+                               tags={KIND_TAG: "train"} | provenance()).info.run_id
+    epochs = [metrics_at({k: v for k, v in epoch.items() if compared(k)}, int(epoch["epoch"]))
+              for epoch in result.get("history", ())]
+    best = {f"best/{k}" if k.startswith("valid/") else k: v for k, v in result.items()
+            if k.startswith(("test/", "valid/")) and compared(k) and isinstance(v, (int, float))}
+    client.log_batch(run_id, params=[Param(k, str(v)) for k, v in params.items()],
+                     metrics=[m for epoch in epochs for m in epoch] + metrics_at(best, int(result["best_epoch"])))
+    client.log_dict(run_id, settings, "settings.json")
+    client.log_dict(run_id, manifest, "manifest.json")
+    log_dataset(client, run_id, processed, manifest)
+    with tempfile.TemporaryDirectory() as tmp:
+        client.log_artifacts(run_id, str(export_best(checkpoint, Path(tmp) / "best")),
+                             artifact_path=CHECKPOINT_ARTIFACT)
+        if recall_plot(result, Path(tmp) / "recall_at_k.png"):
+            client.log_artifact(run_id, str(Path(tmp) / "recall_at_k.png"))
+    client.set_terminated(run_id, "FINISHED")
+    return run_id
