@@ -37,7 +37,7 @@ def test_ended_trials_warnings_and_progress_with_an_eta():
     for trial in (a, b, c):
         console.on_trial_start(0, [], trial)
     clock.now = 10
-    _report(console, a, {"epoch": 1, METRIC: 0.10})
+    _report(console, a, {"epoch": 1, METRIC: 0.25})  # an epoch above its final: not what Tune ranks it by
     _report(console, b, {"epoch": 1, METRIC: 0.05, WARNING: "not learning: validation AUC 0.51"})
     _report(console, b, {"epoch": 2, METRIC: 0.06, "done": True})  # ASHA stops it here
     console.on_trial_complete(0, [], b)
@@ -49,7 +49,7 @@ def test_ended_trials_warnings_and_progress_with_an_eta():
     lines = out.getvalue().splitlines()
     assert lines == [
         "warning: trial b: not learning: validation AUC 0.51",
-        "trial b stopped by ASHA after epoch 2: valid/recall@20 0.0600; best so far 0.1000 (trial a)",
+        "trial b stopped by ASHA after epoch 2: valid/recall@20 0.0600; best so far 0.0600 (trial b)",
         "[1/4 trials done, 2 running, 10s elapsed, about 30s left]",
         "[1/4 trials done, 2 running, 40s elapsed, about 2m00s left]",  # 30 s after the last
         "trial a finished after epoch 2: valid/recall@20 0.2000; best so far 0.2000 (trial a)",

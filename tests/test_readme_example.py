@@ -1,4 +1,4 @@
-"""The README's worked example (converting public formats into a custom folder) runs as written."""
+"""The guide's worked example (converting public formats into a custom folder) runs as written."""
 
 from __future__ import annotations
 
@@ -13,14 +13,14 @@ from mikgnn.datasets import get_dataset
 from mikgnn.prepare import prepare
 from mikgnn.processed import load_processed
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+GUIDE = Path(__file__).resolve().parents[1] / "docs" / "guide.md"
 
 
 def _example() -> dict:
-    block = re.search(r"<!-- example: convert -->\n```python\n(.*?)```", README.read_text(), re.S)
-    assert block, "the README lost its worked example"
+    block = re.search(r"<!-- example: convert -->\n```python\n(.*?)```", GUIDE.read_text(), re.S)
+    assert block, "docs/guide.md lost its worked example"
     namespace: dict = {}
-    exec(compile(block.group(1), "README.md", "exec"), namespace)
+    exec(compile(block.group(1), "docs/guide.md", "exec"), namespace)
     return namespace
 
 
@@ -43,3 +43,14 @@ def test_the_kgnn_ls_conversion_uses_the_shipped_negatives(tmp_path):
     labels = np.concatenate([data.splits[s]["label"] for s in ("train", "valid", "test")])
     assert len(labels) == len(shipped) and int(labels.sum()) == int(shipped.label.sum())  # no negatives drawn
     assert manifest["n_interactions"] == len(shipped)
+
+
+def test_the_readme_is_short_names_the_paper_and_links_only_into_the_repository():
+    readme = (GUIDE.parents[1] / "README.md").read_text()
+    assert len(readme.splitlines()) <= 250
+    assert "IEEE Transactions on Big Data" in readme and "Zhu Wang" in readme
+    assert not re.search(r"\bissues? \d+", readme)
+    for page in (GUIDE.parents[1] / "README.md", GUIDE, GUIDE.parent / "operations.md"):
+        for target in re.findall(r"\]\(([^)#]+)(?:#[^)]*)?\)", page.read_text()):
+            assert "://" not in target, f"{page.name} links out of the repository: {target}"
+            assert (page.parent / target).exists(), f"{page.name}: broken link {target}"

@@ -76,9 +76,6 @@ class SearchConsole(tune.Callback):
             self.finished.add(trial.trial_id)
         elif result.get("done"):  # Tune stops it at this result: its scheduler's decision
             self.stopped.add(trial.trial_id)
-        value = result.get(self.metric)
-        if isinstance(value, (int, float)) and math.isfinite(value) and (self.best is None or value > self.best[0]):
-            self.best = (float(value), trial.trial_id)
         if self.clock() - self.last_progress >= self.every_s:
             self._progress()
 
@@ -98,7 +95,9 @@ class SearchConsole(tune.Callback):
         self.running.discard(trial.trial_id)
         self.done.add(trial.trial_id)
         last = trial.last_result or {}
-        value = last.get(self.metric)
+        value = last.get(self.metric)  # what Tune ranks the trial by: its last report (a finished one: its best epoch)
+        if isinstance(value, (int, float)) and math.isfinite(value) and (self.best is None or value > self.best[0]):
+            self.best = (float(value), trial.trial_id)
         mine = f"{self.metric} {value:.4f}" if isinstance(value, (int, float)) else f"no {self.metric}"
         self._print(f"{self._name(trial)} {how}: {mine}{self._best()}")
         self._progress()
