@@ -6,6 +6,7 @@
 # DEVICE=cpu runs the same on the CPU (default cuda).
 set -uo pipefail
 cd "$(dirname "$0")/.."
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"  # the entry scripts import the package: installed, or this checkout
 out=${1:?output folder}
 mkdir -p "$out/runs"
 one() {  # model seed epochs patience

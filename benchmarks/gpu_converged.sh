@@ -6,6 +6,7 @@
 # Needs processed/music-seed<S> for each seed (prepared on a machine with the raw data).
 set -uo pipefail
 cd "$(dirname "$0")/.."
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"  # the entry scripts import the package: installed, or this checkout
 out=${1:?output folder}
 seeds=${2:-"1 2"}
 models=${MODELS:-"ckan lightgcn kgat kgin"}

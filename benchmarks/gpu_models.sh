@@ -6,6 +6,7 @@
 # Needs processed/music-seed0 (python pipelines/prepare.py --dataset music) and a CUDA torch.
 set -uo pipefail
 cd "$(dirname "$0")/.."
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"  # the entry scripts import the package: installed, or this checkout
 out=${1:?output folder}
 epochs=${2:-3}
 mkdir -p "$out/runs"

@@ -4,6 +4,7 @@
 #   benchmarks/reproduce.sh music "0 1 2"      then: python benchmarks/summarize.py runs/repro-music
 set -euo pipefail
 cd "$(dirname "$0")/.."
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"  # the entry scripts import the package: installed, or this checkout
 DATASET=${1:-music}
 SEEDS=${2:-0 1 2}
 EPOCHS=${EPOCHS:-40}

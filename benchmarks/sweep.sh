@@ -5,6 +5,7 @@
 #   benchmarks/sweep.sh music        then: python benchmarks/summarize.py runs/sweep-music
 set -euo pipefail
 cd "$(dirname "$0")/.."
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"  # the entry scripts import the package: installed, or this checkout
 DATASET=${1:-music}
 LRS=${LRS:-5e-4 2e-3}
 L2S=${L2S:-9.1e-5 1e-5}

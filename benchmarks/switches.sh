@@ -7,6 +7,7 @@
 #   EXTRA="--set transform=learned" OUT=runs/switches-music-learned benchmarks/switches.sh music "0 1 2"
 set -euo pipefail
 cd "$(dirname "$0")/.."
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"  # the entry scripts import the package: installed, or this checkout
 # shellcheck source=benchmarks/two_at_a_time.sh
 source benchmarks/two_at_a_time.sh
 DATASET=${1:-music}

@@ -5,6 +5,7 @@
 #   benchmarks/transform.sh music "0 1 2"      then: python benchmarks/summarize.py runs/transform-music
 set -euo pipefail
 cd "$(dirname "$0")/.."
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"  # the entry scripts import the package: installed, or this checkout
 # shellcheck source=benchmarks/two_at_a_time.sh
 source benchmarks/two_at_a_time.sh
 DATASET=${1:-music}

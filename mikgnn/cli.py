@@ -9,8 +9,10 @@ traceback unless the script was given ``--debug``.
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 import traceback
+from pathlib import Path
 
 USAGE = 2  # the exit code of a usage error
 
@@ -23,6 +25,12 @@ def add_download_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--download", action="store_true",
                         help="fetch the dataset's missing raw files from their official addresses (checked "
                         "against the recorded sha256, unzipped where needed), once")
+
+
+def typed_command() -> str:
+    """This run's command as a user types it from the project's folder (``python pipelines/x.py
+    ...``, not this machine's interpreter path): what a run records and a report prints."""
+    return shlex.join(["python", f"pipelines/{Path(sys.argv[0]).name}", *sys.argv[1:]])
 
 
 def usage_error(exc: BaseException, debug: bool = False) -> int:

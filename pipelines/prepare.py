@@ -14,15 +14,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from mikgnn.cli import add_debug_flag, add_download_flag, usage_error  # noqa: E402
-from mikgnn.datasets import DatasetError, get_dataset  # noqa: E402
-from mikgnn.distributed.prepare import prepare  # noqa: E402
-from mikgnn.settings import check_flags  # noqa: E402
+from mikgnn.cli import add_debug_flag, add_download_flag, usage_error
+from mikgnn.datasets import DatasetError, get_dataset
+from mikgnn.distributed.prepare import prepare
+from mikgnn.settings import check_flags
 
 
 def default_output(dataset: str, seed: int) -> Path:

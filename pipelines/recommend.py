@@ -20,13 +20,11 @@ import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from mikgnn.cli import add_debug_flag, failure, usage_error  # noqa: E402
-from mikgnn.model_store import CheckpointError, load_trained  # noqa: E402
-from mikgnn.recommend import Recommendations, resolve_users  # noqa: E402
-from mikgnn.redact import redact  # noqa: E402
-from mikgnn.storage import resolve  # noqa: E402
+from mikgnn.cli import add_debug_flag, failure, usage_error
+from mikgnn.model_store import CheckpointError, load_trained
+from mikgnn.recommend import Recommendations, resolve_users
+from mikgnn.redact import redact
+from mikgnn.storage import resolve
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -13,21 +13,18 @@ paper's figure (mikgnn/reproduction/paper_figures.csv), the paper's claims check
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from mlflow.tracking import MlflowClient
 
-from mlflow.tracking import MlflowClient  # noqa: E402
-
-from mikgnn.cli import add_debug_flag, usage_error  # noqa: E402
-from mikgnn.datasets import DatasetError, get_dataset  # noqa: E402
-from mikgnn.distributed.reproduce_job import DATASET_TAG  # noqa: E402
-from mikgnn.distributed.reproduction_store import collect  # noqa: E402
-from mikgnn.redact import redact  # noqa: E402
-from mikgnn.reproduction.collected import DIAGNOSTICS  # noqa: E402
-from mikgnn.reproduction.paper import COMPARED_WITH  # noqa: E402
-from mikgnn.reproduction.report import write_report  # noqa: E402
+from mikgnn.cli import add_debug_flag, usage_error
+from mikgnn.datasets import DatasetError, get_dataset
+from mikgnn.distributed.reproduce_job import DATASET_TAG
+from mikgnn.distributed.reproduction_store import collect
+from mikgnn.redact import redact
+from mikgnn.reproduction.collected import DIAGNOSTICS
+from mikgnn.reproduction.paper import COMPARED_WITH
+from mikgnn.reproduction.report import write_report
 
 
 def build_parser() -> argparse.ArgumentParser:

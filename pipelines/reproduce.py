@@ -3,7 +3,7 @@
 Examples:
     python pipelines/reproduce.py --dataset music                       # Tables 2-9, seeds 0, 1, 2
     python pipelines/reproduce.py --dataset music --tables 5,8,9 --seeds 0
-    python pipelines/reproduce.py --dataset movie1m --max-field 4096 --gpus-per-worker 0.25   # on GPUs
+    python pipelines/reproduce.py --dataset movie1m --set max_field=4096 --gpus-per-worker 0.25   # on GPUs
     python pipelines/report.py --experiment reproduce-music             # then the report
 
 A cell is a system (a model, or a variant of MI-KGNN) at a seed, with n or h where its table
@@ -14,28 +14,25 @@ with patience 5, at most 40 epochs, full-ranking top-K); Table 7's timing cells 
 machine they ran on. Rerunning the same command trains only the cells that have no FINISHED
 run in the experiment: an interrupted cell (Ctrl-C, SIGTERM, a killed driver) continues from its
 last checkpoint in its own run, a failed one trains again from epoch 1; a change of --set
-makes new cells. Cells whose receptive field n^h exceeds --max-field are left out and shown
+makes new cells. Cells whose receptive field n^h exceeds max_field are left out and shown
 as such in the report (a full h = 4 field takes minutes an epoch on a CPU).
 """
 
 from __future__ import annotations
 
 import argparse
-import shlex
 import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from mikgnn.cli import add_debug_flag, add_download_flag, failure, usage_error  # noqa: E402
-from mikgnn.config import MAX_FIELD, MODELS  # noqa: E402
-from mikgnn.datasets import DatasetError, get_dataset  # noqa: E402
-from mikgnn.redact import redact  # noqa: E402
-from mikgnn.reproduction.cells import TIMING_EPOCHS, plan  # noqa: E402
-from mikgnn.reproduction.tables import TABLES, parse_tables  # noqa: E402
-from mikgnn.settings import ConfigError, parse_overrides  # noqa: E402
-from mikgnn.tracking_uri import TrackingUriError, probe_tracking_uri  # noqa: E402
+from mikgnn.cli import add_debug_flag, add_download_flag, failure, typed_command, usage_error
+from mikgnn.config import MAX_FIELD, MODELS, SearchConfig
+from mikgnn.datasets import DatasetError, get_dataset
+from mikgnn.redact import redact
+from mikgnn.reproduction.cells import TIMING_EPOCHS, plan
+from mikgnn.reproduction.tables import TABLES, parse_tables
+from mikgnn.settings import ConfigError, parse_overrides
+from mikgnn.tracking_uri import TrackingUriError, probe_tracking_uri
 
 
 def _ints(flag: str, text: str) -> tuple[int, ...]:
@@ -58,11 +55,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, help="max epochs of an accuracy cell (default 40, with early stopping)")
     p.add_argument("--timing-epochs", type=int, default=TIMING_EPOCHS,
                    help=f"epochs of a Table 7 cell (default {TIMING_EPOCHS}); the report takes their median")
-    p.add_argument("--max-field", type=int, default=MAX_FIELD,
-                   help=f"leave out cells whose receptive field n^h is larger (default {MAX_FIELD}, as a search)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", dest="overrides",
-                   help="a model / train key for every cell, e.g. --set device=cuda")
-    p.add_argument("--experiment", help="MLflow experiment (default reproduce-<dataset>)")
+                   help="a model / train key for every cell (--set device=cuda), or a search key as tune.py "
+                   f"takes it: max_field (leave out cells whose receptive field n^h is larger; default {MAX_FIELD}) "
+                   "and experiment (MLflow; default reproduce-<dataset>)")
     p.add_argument("--data-root", help="raw datasets folder (default: $MIKGNN_DATA_ROOT, else ./data)")
     add_download_flag(p)
     p.add_argument("--processed-root", default="processed",
@@ -75,6 +71,14 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _search_keys(keys: dict) -> SearchConfig:
+    """The search keys a reproduction takes (max_field, experiment), checked as a search checks them."""
+    other = sorted(set(keys) - {"max_field", "experiment"})
+    if other:
+        raise ConfigError(f"--set {other[0]}: a reproduction takes the search keys max_field and experiment only")
+    return SearchConfig(**keys)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     dataset = Path(args.dataset).name
@@ -85,12 +89,12 @@ def main(argv: list[str] | None = None) -> int:
         unknown = sorted(set(models or ()) - set(MODELS))
         if unknown:
             raise ValueError(f"--models: unknown {unknown}: choose from {list(MODELS)}")
-        for flag, value in (("--epochs", args.epochs), ("--timing-epochs", args.timing_epochs),
-                            ("--max-field", args.max_field)):
+        for flag, value in (("--epochs", args.epochs), ("--timing-epochs", args.timing_epochs)):
             if value is not None and value < 1:
                 raise ValueError(f"{flag} = {value}: must be >= 1")
-        the_plan = plan(dataset, tables, seeds, parse_overrides(args.overrides, ("model", "train")), models,
-                        args.epochs, args.timing_epochs, args.max_field)
+        overrides = parse_overrides(args.overrides, ("model", "train", "search"))
+        search = _search_keys(overrides.pop("search", {}))
+        the_plan = plan(dataset, tables, seeds, overrides, models, args.epochs, args.timing_epochs, search.max_field)
         if not the_plan.cells:
             raise ValueError(f"nothing to run: tables {list(tables)} have no cell for models {list(models or [])}")
         spec = get_dataset(args.dataset, args.data_root)
@@ -99,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
             probe_tracking_uri(args.tracking_uri)
     except (ConfigError, DatasetError, TrackingUriError, ValueError) as exc:
         return usage_error(exc, args.debug)
-    experiment = args.experiment or f"reproduce-{dataset}"
+    experiment = search.experiment or f"reproduce-{dataset}"
     for slot, reason in the_plan.skipped:
         if "--models" not in reason:
             print(f"table {slot}: {reason}", file=sys.stderr)
@@ -128,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
         return usage_error(exc, args.debug)
     tracking_uri = args.tracking_uri or default_tracking_uri()
     name = f"reproduce-{dataset}-{time.strftime('%Y%m%d-%H%M%S')}"
-    command = redact(shlex.join([sys.executable, *sys.argv]))
+    command = redact(typed_command())
     layout = {"tables": list(tables), "seeds": list(seeds), "cells": [c.identity for c in the_plan.cells],
               "skipped": dict(the_plan.skipped)}
     run_id = open_search_run(tracking_uri, experiment, name, command, layout)

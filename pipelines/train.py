@@ -27,18 +27,16 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from mikgnn.cli import add_debug_flag, add_download_flag, failure, usage_error  # noqa: E402
-from mikgnn.config import MODELS, VARIANTS, as_dict  # noqa: E402
-from mikgnn.datasets import DatasetError, get_dataset  # noqa: E402
-from mikgnn.distributed.errors import ClusterStartError  # noqa: E402
-from mikgnn.experiment import build, fit  # noqa: E402
-from mikgnn.model_store import save_model  # noqa: E402
-from mikgnn.prepare import prepare  # noqa: E402
-from mikgnn.processed import FORMAT_VERSION, load_processed, read_manifest  # noqa: E402
-from mikgnn.redact import redact  # noqa: E402
-from mikgnn.settings import (  # noqa: E402
+from mikgnn.cli import add_debug_flag, add_download_flag, failure, usage_error
+from mikgnn.config import MODELS, VARIANTS, as_dict
+from mikgnn.datasets import DatasetError, get_dataset
+from mikgnn.distributed.errors import ClusterStartError
+from mikgnn.experiment import build, fit
+from mikgnn.model_store import save_model
+from mikgnn.prepare import prepare
+from mikgnn.processed import FORMAT_VERSION, load_processed, read_manifest
+from mikgnn.redact import redact
+from mikgnn.settings import (
     RUN_SECTIONS,
     Settings,
     check_flags,
@@ -46,10 +44,10 @@ from mikgnn.settings import (  # noqa: E402
     parse_overrides,
     resolve_settings,
 )
-from mikgnn.size_rule import PRESETS, rule_for  # noqa: E402
-from mikgnn.storage import resolve  # noqa: E402
-from mikgnn.tracking_uri import TrackingUriError, probe_tracking_uri  # noqa: E402
-from mikgnn.training import NonFiniteLoss  # noqa: E402
+from mikgnn.size_rule import PRESETS, rule_for
+from mikgnn.storage import resolve
+from mikgnn.tracking_uri import TrackingUriError, probe_tracking_uri
+from mikgnn.training import NonFiniteLoss
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -22,21 +22,18 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shlex
 import socket
 import sys
 import time
 from dataclasses import replace
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from mikgnn.cli import add_debug_flag, add_download_flag, failure, usage_error  # noqa: E402
-from mikgnn.config import MODELS  # noqa: E402
-from mikgnn.datasets import DatasetError, get_dataset  # noqa: E402
-from mikgnn.redact import redact, split_credentials  # noqa: E402
-from mikgnn.search_space import SearchSpaceError, check_sampler, load_space, space_file  # noqa: E402
-from mikgnn.settings import (  # noqa: E402
+from mikgnn.cli import add_debug_flag, add_download_flag, failure, typed_command, usage_error
+from mikgnn.config import MODELS
+from mikgnn.datasets import DatasetError, get_dataset
+from mikgnn.redact import redact, split_credentials
+from mikgnn.search_space import SearchSpaceError, check_sampler, load_space, space_file
+from mikgnn.settings import (
     SECTIONS,
     Settings,
     check_flags,
@@ -44,9 +41,9 @@ from mikgnn.settings import (  # noqa: E402
     parse_overrides,
     resolve_settings,
 )
-from mikgnn.size_rule import PRESETS, rule_for  # noqa: E402
-from mikgnn.storage import Location, resolve  # noqa: E402
-from mikgnn.tracking_uri import TrackingUriError, probe_tracking_uri  # noqa: E402
+from mikgnn.size_rule import PRESETS, rule_for
+from mikgnn.storage import Location, resolve
+from mikgnn.tracking_uri import TrackingUriError, probe_tracking_uri
 
 # A search's own defaults (a layer of mikgnn.settings): shorter trials, sampled top-K users.
 SEARCH_DEFAULTS = {"train": {"epochs": 20, "protocol": "sampled", "eval_users": 500}}
@@ -193,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     job = TuneJob(
         processed=processed, space=space, model=settings.model, train=settings.train,
         search=replace(search, experiment=search.experiment or dataset, name=name), tracking_uri=tracking_uri,
-        storage_path=storage, command=redact(shlex.join([sys.executable, *sys.argv])), num_samples=args.num_samples,
+        storage_path=storage, command=redact(typed_command()), num_samples=args.num_samples,
         workers_per_trial=args.workers, gpus_per_worker=args.gpus_per_worker, parallel=parallel,
         settings=settings.describe(), dataset=dataset,
     )

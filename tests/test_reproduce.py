@@ -38,7 +38,8 @@ def reproduction(ray_local, tmp_path_factory):
     uri = f"sqlite:///{work / 'mlflow.db'}"
     args = ["--dataset", "movie", "--data-root", str(work / "raw"), "--tables", "4,8", "--models", "mf,mikgnn",
             "--seeds", "0", "--epochs", "1", "--tracking-uri", uri, "--storage-path", str(work / "ray"),
-            "--processed-root", str(work / "processed"), "--address", ray_local.get_runtime_context().gcs_address]
+            "--processed-root", str(work / "processed"), "--address", ray_local.get_runtime_context().gcs_address,
+            "--set", "max_field=64", "--set", "experiment=reproduce-movie"]
     done = _run("reproduce.py", *args)
     assert done.returncode == 0, done.stderr[-3000:]
     return work, uri, args, done
@@ -113,6 +114,7 @@ def test_a_rerun_trains_only_the_missing_cells(reproduction):
     assert report.returncode == 0, report.stderr[-2000:]
     md = (work / "report-failed" / "report.md").read_text()
     assert md.count("reproduce.py --dataset movie --data-root") == 1  # the rerun's command is the same one
+    assert "python pipelines/reproduce.py --dataset movie" in md and sys.executable not in md  # as a user types it
     table8 = md.split("## Table 8")[1].split("## Table 9")[0]
     assert "| not finished (failed) |" in table8
     assert "- MI-KGNN n4: not finished, failed: the trial raised an error: out of memory" in table8

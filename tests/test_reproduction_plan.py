@@ -49,7 +49,7 @@ def test_settings_change_the_identity_and_max_field_leaves_cells_out():
     p = plan("music", (9,), (0,), max_field=64)
     assert [c.model.hops for c in p.cells] == [1, 2]
     assert [slot for slot, _ in p.skipped] == ["9=MI-KGNN|h3", "9=MI-KGNN|h4"]
-    assert "512 > --max-field 64" in p.skipped[0][1]
+    assert "512 > max_field 64" in p.skipped[0][1]
     only = plan("music", (4,), (0,), models=("mf",))
     assert len(only.cells) == 1 and ("4=KGAT", "not run: left out by --models") in only.skipped
     baselines = plan("music", (2,), (0,), max_field=8)  # KGAT's 3 hops propagate over the graph: no field

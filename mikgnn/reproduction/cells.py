@@ -106,7 +106,7 @@ def plan(dataset: str, tables: tuple[int, ...], seeds: tuple[int, ...], override
                     cell = _cell(table, system, seed, dataset, overrides or {}, value, epochs, timing_epochs)
                     if max_field is not None and cell.field_size > max_field:
                         skipped.append((cell.slots[0], f"not run: receptive field n^h = {cell.field_size} > "
-                                        f"--max-field {max_field} (rerun with --max-field {cell.field_size}, "
+                                        f"max_field {max_field} (rerun with --set max_field={cell.field_size}, "
                                         "best on a GPU)"))
                         continue
                     known = found.get(cell.identity)
