@@ -138,6 +138,9 @@ def fit(data: Dataset, model: str = "mikgnn", epochs: int | None = None, seed: i
     resolved = resolve_settings(data.name, model, flags=flags, base=rule_for(data.name, None, data.manifest))
     experiment = build(load_processed(data.processed), resolved.model, resolved.train)
     result = fit_experiment(experiment, resolved.train, _epoch_line if verbose else None)
+    for warning in result["warnings"]:
+        if verbose and warning.startswith("not converged"):
+            print(f"warning: {warning}", flush=True)
     train_only = load_processed(data.processed, splits=("train",))
     trained = Trained(experiment.model.eval(), resolved.model, resolved.train, train_only, read_ids(data.processed),
                       data.processed)

@@ -127,8 +127,23 @@ def run_epoch(exp: Experiment, cfg: TrainConfig, epoch: int, batches,
     return metrics
 
 
+def convergence_warning(state: FitState, cfg: TrainConfig) -> str | None:
+    """A run that spent its whole epoch budget while validation was still improving: its best
+    epoch within the last ``patience`` epochs (at most the last half of the run, so that a run
+    whose patience outlasts its budget is not always flagged). Early stopping did not end it."""
+    window = min(cfg.patience, max(1, cfg.epochs // 2))
+    if state.epoch < cfg.epochs or state.waited >= cfg.patience or state.best_epoch <= cfg.epochs - window:
+        return None
+    return (f"not converged: validation {cfg.select_metric.upper()} still rising at epoch {state.best_epoch} of "
+            f"{cfg.epochs}, the epoch budget; raise --epochs (early stopping, patience {cfg.patience}, ends it)")
+
+
 def finish(exp: Experiment, state: FitState, cfg: TrainConfig) -> dict:
-    """Test the best epoch's weights; the result of the whole fit."""
+    """Test the best epoch's weights; the result of the whole fit (``warnings``: the "not
+    learning" one if it fired, and "not converged" when the budget, not early stopping, ended it)."""
+    late = convergence_warning(state, cfg)
+    if late is not None and late not in state.warnings:
+        state.warnings.append(late)
     exp.model.load_state_dict(state.best_state)
     valid = {k: v for k, v in state.history[state.best_epoch - 1].items() if k.startswith("valid/")}
     if f"valid/recall@{cfg.ks[0]}" not in valid:  # cfg.topk_every skipped that epoch's top-K

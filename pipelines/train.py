@@ -200,6 +200,9 @@ def main(argv: list[str] | None = None) -> int:
             result = _fit_on_ray(args, processed, model_cfg, train_cfg, parallel, run_name)
         else:
             result = fit(exp, train_cfg, report)  # the model now holds the best epoch's weights
+            for warning in result["warnings"]:
+                if warning.startswith("not converged"):
+                    print(f"warning: {warning}", file=sys.stderr, flush=True)
             result["checkpoint"] = str(save_model(output / "checkpoint", exp.model, model_cfg, train_cfg, processed))
     except NonFiniteLoss as exc:  # nothing is written: a diverged run has no result
         print(f"error: {exc}", file=sys.stderr)

@@ -77,9 +77,12 @@ def test_the_final_table_lists_every_trial_best_first_with_readable_values():
         _Result({"trial_id": "t1", METRIC: 0.1, "valid/auc": 0.7, "epoch": 3, "done": True}, {"lambda": 8.26e-7}),
         _Result({"trial_id": "t2", METRIC: 0.2, "valid/auc": 0.8, FINAL: True}, {"lambda": 9.1e-5}),
         _Result({"trial_id": "t3"}, {"lambda": 1e-6}, error=RuntimeError("boom")),
+        _Result({"trial_id": "t4", METRIC: 0.05, "valid/auc": 0.6, FINAL: True,
+                 WARNING: "not converged: validation AUC still rising at epoch 20 of 20"}, {"lambda": 1e-5}),
     ]
     lines = trial_table(results, METRIC, ("lambda",))
-    assert [line.split()[0] for line in lines] == ["trial", "t2", "t1", "t3"]
+    assert [line.split()[0] for line in lines] == ["trial", "t2", "t1", "t4", "t3"]
+    assert lines[3].split()[:3] == ["t4", "not", "converged"]
     assert lines[1].split() == ["t2", "finished", "9.10e-05", "0.2000", "0.8000"]
     assert lines[2].split() == ["t1", "ASHA", "at", "epoch", "3", "8.26e-07", "0.1000", "0.7000"]
-    assert lines[3].split() == ["t3", "failed", "1.00e-06", "-", "-"]
+    assert lines[4].split() == ["t3", "failed", "1.00e-06", "-", "-"]

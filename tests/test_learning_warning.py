@@ -13,7 +13,7 @@ import pytest
 from conftest import tiny_data, write_movie
 
 from mikgnn.config import ModelConfig, TrainConfig
-from mikgnn.experiment import build, fit, learning_warning
+from mikgnn.experiment import FitState, build, convergence_warning, fit, learning_warning
 
 REPO = Path(__file__).resolve().parents[1]
 def _history(losses, aucs):
@@ -41,9 +41,11 @@ def test_a_deliberately_bad_learning_rate_is_reported_once_and_kept():
     data = tiny_data()
     cfg = TrainConfig(lr=1e-9, batch_size=32, epochs=8, patience=8)
     result = fit(build(data, ModelConfig(dim=8, n_neighbours=4), cfg), cfg)
-    assert len(result["warnings"]) == 1 and result["warnings"][0].startswith("not learning: after 5 epochs")
+    flagged = [w for w in result["warnings"] if w.startswith("not learning")]
+    assert len(flagged) == 1 and flagged[0].startswith("not learning: after 5 epochs")
     good = TrainConfig(lr=2e-2, batch_size=32, epochs=8, patience=8)
-    assert fit(build(data, ModelConfig(dim=8, n_neighbours=4), good), good)["warnings"] == []
+    warnings = fit(build(data, ModelConfig(dim=8, n_neighbours=4), good), good)["warnings"]
+    assert not [w for w in warnings if w.startswith("not learning")]
 
 
 def test_train_py_prints_it_and_writes_it_to_metrics_json(tmp_path):
@@ -57,7 +59,7 @@ def test_train_py_prints_it_and_writes_it_to_metrics_json(tmp_path):
     assert "warning: not learning: after 5 epochs" in done.stdout + done.stderr
     assert "--set lr=1e-08" in done.stdout + done.stderr
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
-    assert len(metrics["warnings"]) == 1 and "not learning" in metrics["warnings"][0]
+    assert len([w for w in metrics["warnings"] if "not learning" in w]) == 1
 
 
 @pytest.mark.ray
@@ -78,3 +80,44 @@ def test_a_search_trial_that_is_not_learning_carries_the_warning_in_mlflow(ray_l
     exp = client.get_experiment_by_name("movie")
     trial = client.search_runs([exp.experiment_id], filter_string="tags.`mikgnn.kind` = 'trial'")[0]
     assert trial.data.tags["mikgnn.warning"].startswith("not learning: after 5 epochs")
+
+
+@pytest.mark.parametrize("epoch,best_epoch,waited,flagged", [
+    (20, 20, 0, True),  # the budget ended it at its best epoch
+    (20, 17, 3, True),  # best within the last patience (5) epochs
+    (20, 15, 5, False),  # early stopping's own end: patience ran out
+    (20, 12, 8, False),  # impossible with patience 5, but not rising either
+    (12, 12, 0, False),  # early stopping ended it before the budget (a run of 20 stopped at 12)
+])
+def test_not_converged_when_the_budget_not_early_stopping_ends_a_rising_run(epoch, best_epoch, waited, flagged):
+    state = FitState(epoch=epoch, best_epoch=best_epoch, waited=waited)
+    warning = convergence_warning(state, TrainConfig(epochs=20, patience=5))
+    assert (warning is not None) == flagged
+    if flagged:
+        assert warning.startswith(f"not converged: validation AUC still rising at epoch {best_epoch} of 20")
+        assert "raise --epochs" in warning
+
+
+def test_patience_longer_than_the_budget_flags_only_the_last_half():
+    cfg = TrainConfig(epochs=8, patience=8)
+    assert convergence_warning(FitState(epoch=8, best_epoch=2, waited=6), cfg) is None
+    assert convergence_warning(FitState(epoch=8, best_epoch=6, waited=2), cfg) is not None
+
+
+@pytest.mark.slow
+def test_train_py_says_when_the_budget_ended_a_rising_run(shared_data, tmp_path):
+    """Music's first epochs climb (AUC 0.52, 0.63, 0.76): 3 epochs end it still rising."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    done = subprocess.run([sys.executable, str(REPO / "pipelines" / "train.py"), "--dataset", "music",
+                           "--data-root", str(shared_data), "--processed", str(tmp_path / "processed"),
+                           "--output", str(tmp_path / "run"), "--epochs", "3", "--set", "protocol=sampled",
+                           "--tracking-uri", uri], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    said = "not converged: validation AUC still rising at epoch 3 of 3"
+    assert f"warning: {said}" in done.stderr
+    assert any(w.startswith(said) for w in json.loads((tmp_path / "run" / "metrics.json").read_text())["warnings"])
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(uri)
+    (run,) = client.search_runs([client.get_experiment_by_name("music").experiment_id])
+    assert said in run.data.tags["mikgnn.warning"]

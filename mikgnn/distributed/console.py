@@ -124,7 +124,9 @@ def trial_table(results, metric: str, searched: tuple[str, ...]) -> list[str]:
         value = metrics.get(metric)
         score = value if isinstance(value, (int, float)) and math.isfinite(value) else -math.inf
         epoch = metrics.get("epoch", 0)
-        status = ("failed" if result.error else "finished" if metrics.get(FINAL)
+        status = ("failed" if result.error else
+                  "not converged" if metrics.get(FINAL) and str(metrics.get(WARNING, "")).startswith("not converged")
+                  else "finished" if metrics.get(FINAL)
                   else f"ASHA at epoch {epoch}" if metrics.get("done") else f"stopped at epoch {epoch}")
         auc = metrics.get("valid/auc")
         rows.append((score, [str(metrics.get("trial_id", "?")), status]

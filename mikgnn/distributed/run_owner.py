@@ -144,11 +144,11 @@ class RunOwner(tune.Callback):
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
         run_id, client = self.run_id(trial), self.client
+        if WARNING in result:
+            client.set_tag(run_id, WARNING_TAG, str(result[WARNING])[:5000])
         if result.get(FINAL):
             self._final[trial.trial_id] = result
             return
-        if WARNING in result:
-            client.set_tag(run_id, WARNING_TAG, str(result[WARNING])[:5000])
         self._log_epoch(trial.trial_id, run_id, result)
         epoch = int(result.get("epoch", 0))
         if result.get("done"):  # Tune stops the trial at this result: its scheduler's decision

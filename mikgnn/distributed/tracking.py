@@ -227,8 +227,9 @@ def log_training_run(tracking_uri: str, experiment: str, name: str, params: dict
 
     client = MlflowClient(tracking_uri)
     exp = experiment_id(client, experiment, tracking_uri)
+    warnings = {WARNING_TAG: "; ".join(result["warnings"])[:5000]} if result.get("warnings") else {}
     run_id = client.create_run(exp, run_name=name, start_time=started_ms,
-                               tags={KIND_TAG: "train"} | provenance()).info.run_id
+                               tags={KIND_TAG: "train"} | provenance() | warnings).info.run_id
     epochs = [metrics_at({k: v for k, v in epoch.items() if compared(k)}, int(epoch["epoch"]))
               for epoch in result.get("history", ())]
     best = {f"best/{k}" if k.startswith("valid/") else k: v for k, v in result.items()

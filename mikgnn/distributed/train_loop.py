@@ -164,6 +164,10 @@ def run_training(config: dict, session) -> None:
     if rank == 0:
         result = finish(exp, state, train_cfg)  # the model now holds the best epoch's weights
         final = {k: v for k, v in result.items() if k not in ("history", "warnings")}  # warnings: a tag
+        late = [w for w in result["warnings"] if w.startswith("not converged")]
+        if late:  # the console prints it, the run is tagged with it, the search's table shows it
+            print(f"warning: {late[0]}", flush=True)
+            final[WARNING] = late[0]
         final.update(epoch=state.epoch, done=True, **facts)
         final[FINAL] = True
         with tempfile.TemporaryDirectory() as folder:  # V2: Result.metrics are the last checkpoint's

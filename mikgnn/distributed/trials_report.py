@@ -20,7 +20,7 @@ from pathlib import Path
 
 from mlflow.tracking import MlflowClient
 
-from mikgnn.distributed.tracking import EARLY_STOP_TAG, KIND_TAG, SEARCH_TAG, TRIAL_TAG, metric_key
+from mikgnn.distributed.tracking import EARLY_STOP_TAG, KIND_TAG, SEARCH_TAG, TRIAL_TAG, WARNING_TAG, metric_key
 
 SHOWN = ("valid/auc", "test/recall@20", "test/ndcg@20", "test/auc")
 
@@ -40,7 +40,8 @@ def trial_rows(client: MlflowClient, experiment_id: str, search: str, searched: 
     rows = []
     for run in runs:
         metrics, params, tags = run.data.metrics, run.data.params, run.data.tags
-        status = "stopped early" if EARLY_STOP_TAG in tags else run.info.status.lower()
+        status = ("stopped early" if EARLY_STOP_TAG in tags else "not converged"
+                  if tags.get(WARNING_TAG, "").startswith("not converged") else run.info.status.lower())
         row = {"trial": tags.get(TRIAL_TAG, ""), "status": status} | {k: params.get(k, "") for k in searched}
         for key in (metric, *SHOWN):
             name = metric_key(key)
