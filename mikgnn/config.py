@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import re
 from dataclasses import asdict, dataclass, field, replace
 
 MODELS = ("mikgnn", "kgcn", "kgcn-ls", "mf", "svd", "fm", "fm-transe", "per", "cke", "ripplenet", "kgat", "ckan",
@@ -23,6 +25,12 @@ SCHEDULERS = ("asha", "fifo")
 # shipped spaces exact on CPUs; an h = 3 or 4 epoch at the full field takes minutes on 2 cores
 # (docs/benchmarks.md), so raise it on GPUs.
 MAX_FIELD = 64
+# Sane bounds of the resource-sized keys: a setting beyond them asks for more memory or threads
+# than any run here needs, and would starve the machine before failing.
+MAX_DIM, MAX_NEIGHBOURS, MAX_HOPS, MAX_BATCH = 4096, 1024, 8, 1 << 20
+SEARCH_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+FIELD_MODELS = ("mikgnn", "kgcn", "kgcn-ls")  # the models with a receptive field of n^h entities
+FIELD_MEMORY_SHARE = 0.5  # of the machine's memory, that one step's receptive field may take
 
 
 @dataclass(frozen=True)
@@ -81,8 +89,11 @@ class ModelConfig:
             raise ValueError(f"init_std must be > 0, got {self.init_std}")
         if self.logit_scale <= 0:
             raise ValueError(f"logit_scale must be > 0, got {self.logit_scale}")
-        if self.dim < 1:
-            raise ValueError(f"d (embedding dim) must be >= 1, got {self.dim}")
+        if not 1 <= self.dim <= MAX_DIM:
+            raise ValueError(f"d (embedding dim) must lie in [1, {MAX_DIM}], got {self.dim}")
+        if self.n_neighbours > MAX_NEIGHBOURS or self.hops > MAX_HOPS:
+            raise ValueError(f"n <= {MAX_NEIGHBOURS} and h <= {MAX_HOPS} required (a receptive field of n^h "
+                             f"entities per item), got n = {self.n_neighbours}, h = {self.hops}")
         for name in ("memory", "item_memory", "intents", "meta_paths", "attributes"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -123,8 +134,15 @@ class TrainConfig:
         _one_of("l2_mode", self.l2_mode, L2_MODES)
         _one_of("loss", self.loss, LOSSES)
         _one_of("device", self.device, DEVICES)
-        if self.threads < 0:
-            raise ValueError(f"threads must be >= 0 (0: torch's choice), got {self.threads}")
+        if not 0 <= self.threads <= (os.cpu_count() or 1):
+            raise ValueError(f"threads must lie in [0, {os.cpu_count() or 1}] (0: torch's choice; this machine has "
+                             f"{os.cpu_count() or 1} CPUs), got {self.threads}")
+        if not 1 <= self.batch_size <= MAX_BATCH:
+            raise ValueError(f"batch_size must lie in [1, {MAX_BATCH}], got {self.batch_size}")
+        if self.eval_users < 1:
+            raise ValueError(f"eval_users must be >= 1 (top-K over no user has no value), got {self.eval_users}")
+        if not self.ks or any(not isinstance(k, int) or k < 1 for k in self.ks):
+            raise ValueError(f"ks must be a non-empty list of integers >= 1 (the K of Recall@K), got {list(self.ks)}")
         _one_of("protocol", self.protocol, PROTOCOLS)
         if self.lr <= 0 or self.batch_size < 1 or self.epochs < 1 or self.patience < 1:
             raise ValueError(f"lr > 0, batch_size >= 1, epochs >= 1, patience >= 1 required: {self}")
@@ -218,6 +236,9 @@ class SearchConfig:
             raise ValueError(f"max_concurrent must be >= 1, got {self.max_concurrent}")
         if self.max_field < 1:
             raise ValueError(f"max_field must be >= 1, got {self.max_field}")
+        if self.name and (not SEARCH_NAME.fullmatch(self.name) or len(self.name) > 200):
+            raise ValueError(f"name {self.name!r}: a search's name is a folder under the storage path, letters, "
+                             "digits, '.', '_' and '-' (no '/' or '..'), at most 200 characters")
         if not self.stall_timeout >= 0:
             raise ValueError(f"stall_timeout must be >= 0 seconds (0: derived from the epoch times), "
                              f"got {self.stall_timeout}")
@@ -320,3 +341,23 @@ def as_dict(config) -> dict:
 def _one_of(what: str, value, allowed: tuple) -> None:
     if value not in allowed:
         raise ValueError(f"unknown {what} {value!r}: choose one of {list(allowed)}")
+
+
+def check_field_memory(model: ModelConfig, train: TrainConfig) -> None:
+    """Refuse a receptive field whose one training step would take more than half of this
+    machine's memory, before anything is allocated: batch x (1 + n + ... + n^h) entities (FMK r:
+    1 + n h) x d floats, about 4 times over (embeddings, messages, their gradients)."""
+    if model.model not in FIELD_MODELS:
+        return
+    n, h = model.n_neighbours, model.hops
+    entities = 1 + n * h if model.adjusted_field else sum(n ** i for i in range(h + 1))
+    need = train.batch_size * entities * model.dim * 4 * 4
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):  # no sysconf: nothing to compare with
+        return
+    if need > FIELD_MEMORY_SHARE * total:
+        raise ValueError(f"the receptive field of n = {n}, h = {h} ({entities:,} entities per item) at batch_size "
+                         f"{train.batch_size} and d {model.dim} needs about {need / 2**30:,.0f} GiB a training step, "
+                         f"more than half of this machine's {total / 2**30:.0f} GiB: lower n, h, batch_size or d, "
+                         "or set adjusted_field=true (FMK r: n entities per hop)")

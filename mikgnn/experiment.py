@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from mikgnn.bpr import NegativeSampler
-from mikgnn.config import ModelConfig, TrainConfig
+from mikgnn.config import ModelConfig, TrainConfig, check_field_memory
 from mikgnn.label_smoothness import InteractionTable
 from mikgnn.models import Recommender, build_model
 from mikgnn.processed import ProcessedDataset
@@ -46,6 +46,7 @@ def resolve_device(name: str) -> torch.device:
 def build(data: ProcessedDataset, model_cfg: ModelConfig, train_cfg: TrainConfig,
           device: torch.device | None = None) -> Experiment:
     """The model, its optimizer and the splits; on ``device`` (default: ``train_cfg.device``)."""
+    check_field_memory(model_cfg, train_cfg)
     device = device or resolve_device(train_cfg.device)
     model = build_model(data, model_cfg, train_cfg.seed).to(device)
     optimizer = make_optimizer(model, train_cfg)

@@ -29,10 +29,9 @@ from pathlib import Path
 
 import yaml
 
-from mikgnn.config import ModelConfig, TrainConfig
+from mikgnn.config import FIELD_MODELS, ModelConfig, TrainConfig
 
 KINDS = ("uniform", "loguniform", "choice", "grid")
-FIELD_MODELS = ("mikgnn", "kgcn", "kgcn-ls")  # the models with a receptive field of n^h entities
 LISTS = ("choice", "grid")  # the kinds that take a list of values
 # name -> (check of one value, what it must be)
 _RULES = {

@@ -28,7 +28,7 @@ from pathlib import Path
 import torch
 
 from mikgnn.cli import add_debug_flag, add_download_flag, failure, usage_error
-from mikgnn.config import MODELS, VARIANTS, as_dict
+from mikgnn.config import MODELS, VARIANTS, as_dict, check_field_memory
 from mikgnn.datasets import DatasetError, get_dataset
 from mikgnn.distributed.errors import ClusterStartError
 from mikgnn.experiment import build, fit
@@ -144,6 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         check_flags(args)
         settings = settings_from_args(args)
+        check_field_memory(settings.model, settings.train)  # before a byte of it is allocated
     except ValueError as exc:
         return usage_error(exc, args.debug)
     parallel = settings.parallel
