@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import secrets
 import socket
 import sys
 import time
@@ -91,7 +92,8 @@ def _search_name(args, name: str, dataset: str, storage: Location) -> str:
     """The search to run: --resume NAME (which must exist), else --resume's latest search of
     the dataset, else the search's name key, else a new time-stamped name."""
     if args.resume is None:
-        return name or f"{dataset}-{time.strftime('%Y%m%d-%H%M%S')}"
+        # the time, and a random tag: two searches started in the same second never share a name
+        return name or f"{dataset}-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
     found = sorted((c for c in storage.children() if (c / "tuner.pkl").exists()), key=lambda c: c.mtime())
     wanted = args.resume or name
     if wanted:

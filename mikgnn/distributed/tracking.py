@@ -7,10 +7,12 @@ the old file store).
 
 from __future__ import annotations
 
+import fcntl
 import functools
 import hashlib
 import json
 import math
+import os
 import subprocess
 import sys
 import tempfile
@@ -18,6 +20,7 @@ import time
 from pathlib import Path
 
 from mlflow.entities import Dataset, DatasetInput, InputTag, Metric, Param, RunTag
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from mikgnn.distributed.driver import driver_alive, driver_identity
@@ -68,7 +71,30 @@ def experiment_id(client: MlflowClient, name: str, tracking_uri: str) -> str:
     if found is not None:
         return found.experiment_id
     store = local_store_folder(tracking_uri)
-    return client.create_experiment(name, artifact_location=(store / "mlruns").as_uri() if store else None)
+    try:
+        return client.create_experiment(name, artifact_location=(store / "mlruns").as_uri() if store else None)
+    except MlflowException:  # another search created it a moment ago
+        found = client.get_experiment_by_name(name)
+        if found is None:
+            raise
+        return found.experiment_id
+
+
+def ready_store(tracking_uri: str) -> str:
+    """``tracking_uri``, its sqlite file created: MLflow's first client on a new file creates
+    its tables, and two at once (two searches started together) fail in the migration; a lock
+    on the store's folder lets the first create them and the second find them."""
+    folder = local_store_folder(tracking_uri)
+    if folder is None:
+        return tracking_uri
+    folder.mkdir(parents=True, exist_ok=True)
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        MlflowClient(tracking_uri).search_experiments(max_results=1)
+    finally:
+        os.close(fd)  # releases the lock
+    return tracking_uri
 
 
 def compared(key: str, k: int = 20) -> bool:
@@ -134,7 +160,7 @@ def open_search_run(tracking_uri: str, experiment: str, name: str, command: str,
                     settings: str = "", params: dict | None = None) -> str:
     """The search's own run: its command, ``params`` (how it searches), its space and
     (``settings.txt``) the fixed settings of its trials with the layer that set each."""
-    client = MlflowClient(tracking_uri)
+    client = MlflowClient(ready_store(tracking_uri))
     exp = experiment_id(client, experiment, tracking_uri)
     end_orphaned_searches(client, exp, name)
     found = client.search_runs([exp], filter_string=f"tags.`{KIND_TAG}` = 'search' and tags.`{SEARCH_TAG}` = '{name}'")
@@ -225,7 +251,7 @@ def log_training_run(tracking_uri: str, experiment: str, name: str, params: dict
     the manifest and the dataset input; the run id."""
     from mikgnn.model_store import export_best
 
-    client = MlflowClient(tracking_uri)
+    client = MlflowClient(ready_store(tracking_uri))
     exp = experiment_id(client, experiment, tracking_uri)
     warnings = {WARNING_TAG: "; ".join(result["warnings"])[:5000]} if result.get("warnings") else {}
     run_id = client.create_run(exp, run_name=name, start_time=started_ms,
