@@ -31,7 +31,7 @@ from mikgnn.datasets import DatasetError, DatasetSpec
 from mikgnn.datasets.delimited import Chunk
 from mikgnn.datasets.download import sha256_of
 from mikgnn.datasets.reading import load_item_map, raw_chunks, read_raw, read_whole
-from mikgnn.preprocess.interactions import IndexedRatings, index_users, rated_rows
+from mikgnn.preprocess.interactions import EXAMPLES, IndexedRatings, drop_unmapped, index_users, rated_rows
 from mikgnn.preprocess.kg import index_kg
 from mikgnn.preprocess.negatives import sample_negatives
 from mikgnn.preprocess.split import SPLITS, split_assignment
@@ -146,6 +146,11 @@ def build(spec: DatasetSpec, tmp: Location, seed: int, chunk_bytes: int, print_:
     """Write the splits and the KG of ``spec`` into ``tmp``; return the manifest's counts."""
     items, item_entities = (load_item_map(spec) if spec.item_map else (None, None))
     rated = executor.parse(spec, items, raw_chunks(spec, spec.ratings, chunk_bytes))
+    raw_users = pd.unique(rated.column("user").to_numpy(zero_copy_only=False))
+    rated, dropped = drop_unmapped(rated)
+    if dropped:
+        print_(f"dropped {dropped['rows_without_entity']:,} rated rows: their {dropped['items_without_entity']:,} "
+               f"item(s) have no KG entity in {spec.path(spec.item_map)} (e.g. {', '.join(dropped['item_examples'])})")
     print_(f"parsed {rated.num_rows:,} rated rows")
     if rated.num_rows == 0:
         raise DatasetError(f"{spec.path(spec.ratings)}: no usable row: no rating names an item "
@@ -165,6 +170,11 @@ def build(spec: DatasetSpec, tmp: Location, seed: int, chunk_bytes: int, print_:
         raise DatasetError(f"{spec.path(spec.ratings)}: item id {n_items - 1} is not an entity "
                            f"of {spec.path(spec.kg)} ({kg.n_entities} entities)")
     ratings = index_users(rated, spec, n_items)
+    lost = sorted(set(map(str, raw_users)) - set(ratings.user_ids))
+    if lost:
+        dropped |= {"users_without_rows": len(lost), "user_examples": lost[:EXAMPLES]}
+        print_(f"dropped {len(lost):,} user(s) left without a usable row (no positive on an item with an entity; "
+               f"e.g. {', '.join(lost[:EXAMPLES])})")
     if spec.labelled:
         labelled = pa.table({"user": ratings.user, "item": ratings.item, "label": ratings.flag})
     else:
@@ -193,6 +203,7 @@ def build(spec: DatasetSpec, tmp: Location, seed: int, chunk_bytes: int, print_:
         "rows": rows,
         "seed": seed,
         "threshold": spec.threshold,
+        "dropped": dropped,
     }
 
 

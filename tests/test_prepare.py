@@ -111,3 +111,26 @@ def test_in_process_preparation_writes_what_the_ray_job_writes(shared_data, ray_
             np.testing.assert_array_equal(local_data.splits[split][column], ray_data.splits[split][column])
     for column in ("head", "relation", "tail"):
         np.testing.assert_array_equal(local_data.kg[column], ray_data.kg[column])
+
+
+@pytest.mark.parametrize("on_ray", [False, True], ids=["in-process", "ray-data"])
+def test_preparation_reports_the_rows_and_users_it_drops(ray_local, tmp_path, capsys, on_ray):
+    """Rows whose item has no entity, and users left with no usable row, are counted with a few
+    ids on the console and in the manifest, never dropped in silence."""
+    from mikgnn.prepare import prepare as prepare_here
+
+    folder = write_movie(tmp_path / "raw")
+    with open(folder / "ratings.csv", "a") as f:
+        f.write("1,88888,4.0,1\n2,88888,5.0,1\n")  # a second item without entity, rated twice
+        f.write("999,10,1.0,1\n999,99999,5.0,1\n")  # a user with a low rating and an item without entity
+    spec = get_dataset("movie", str(tmp_path / "raw"))
+    manifest = (prepare(spec, tmp_path / "p", seed=0) if on_ray
+                else prepare_here(spec, tmp_path / "p", seed=0))
+    out = capsys.readouterr().out
+    dropped = manifest["dropped"]
+    assert dropped["rows_without_entity"] == 4 and dropped["items_without_entity"] == 2
+    assert sorted(dropped["item_examples"]) == ["88888", "99999"]
+    assert dropped["users_without_rows"] == 1 and dropped["user_examples"] == ["999"]
+    assert "dropped 4 rated rows: their 2 item(s) have no KG entity" in out
+    assert "dropped 1 user(s) left without a usable row" in out and "e.g. 999" in out
+    assert json.loads((tmp_path / "p" / "manifest.json").read_text())["dropped"] == dropped

@@ -14,13 +14,17 @@ from mikgnn.datasets.errors import DatasetError
 from mikgnn.datasets.reading import row_line
 from mikgnn.datasets.spec import DatasetSpec
 
+UNMAPPED = "unmapped_item"  # a rated row's raw item id when the item has no entity, else null
+EXAMPLES = 5  # ids shown of what preparation drops
+
 
 def rated_rows(table: pa.Table, chunk: Chunk, spec: DatasetSpec, items: pd.Index | None) -> pa.Table:
     """One chunk of raw ratings → columns user (raw id), item, flag.
 
     ``flag`` is the 0/1 label for labelled datasets; otherwise 1 for a positive and 0 for an
-    item rated below the threshold (kept only so negatives avoid it). Rows whose item has no
-    entity are dropped; ``item`` is the item index when ``items`` (the item map) is given.
+    item rated below the threshold (kept only so negatives avoid it). With ``items`` (the item
+    map), ``item`` is the item index, -1 for an item without an entity, whose raw id is then in
+    ``UNMAPPED`` (the rows ``drop_unmapped`` drops and counts).
     """
     users = table.column("user")
     raw_items = table.column("item")
@@ -39,12 +43,27 @@ def rated_rows(table: pa.Table, chunk: Chunk, spec: DatasetSpec, items: pd.Index
     if items is None:
         return pa.table({"user": users, "item": raw_items, "flag": flag})
     index = items.get_indexer(raw_items.to_numpy(zero_copy_only=False))
-    keep = index >= 0
-    return pa.table({
-        "user": pc.filter(users, pa.array(keep)),
-        "item": pa.array(index[keep].astype(np.int64)),
-        "flag": pc.filter(flag, pa.array(keep)),
+    mapped = pa.array(index >= 0)
+    return pa.table({  # every row: preparation counts and reports the ones it drops (``drop_unmapped``)
+        "user": users,
+        "item": pa.array(index.astype(np.int64)),
+        "flag": flag,
+        UNMAPPED: pc.if_else(mapped, pa.scalar(None, pa.string()), pc.cast(raw_items, pa.string())),
     })
+
+
+def drop_unmapped(rated: pa.Table) -> tuple[pa.Table, dict]:
+    """The rows whose item has an entity, and what was dropped: the rows and items without one
+    (with a few of those items' ids)."""
+    if UNMAPPED not in rated.column_names:
+        return rated, {}
+    lost = pc.equal(rated.column("item"), -1)
+    names = pc.unique(rated.filter(lost).column(UNMAPPED))
+    kept = rated.filter(pc.invert(lost)).drop_columns([UNMAPPED])
+    if not len(names):
+        return kept, {}
+    return kept, {"rows_without_entity": rated.num_rows - kept.num_rows, "items_without_entity": len(names),
+                  "item_examples": names[:EXAMPLES].to_pylist()}
 
 
 @dataclass(frozen=True)
