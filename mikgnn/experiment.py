@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -34,6 +35,7 @@ class Experiment:
     n_items: int
     ls_table: InteractionTable | None
     negatives: NegativeSampler | None = None  # BPR's sampler (loss "bpr")
+    attends: str | None = None  # the model's name when its neighbour weights are learned (MI-KGNN, KGCN)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -57,7 +59,8 @@ def build(data: ProcessedDataset, model_cfg: ModelConfig, train_cfg: TrainConfig
         ls_table = InteractionTable(train.user, train.item, train.label, data.n_entities).to(device)
     if train_cfg.loss == "bpr" and train is not None:
         negatives = NegativeSampler(train.user, train.item, train.label, data.n_items, train_cfg.seed).to(device)
-    return Experiment(model, optimizer, splits, data.n_items, ls_table, negatives)
+    attends = MODEL_NAMES.get(model_cfg.model) if model_cfg.attention != "uniform" else None
+    return Experiment(model, optimizer, splits, data.n_items, ls_table, negatives, attends)
 
 
 # "Not learning" (``learning_warning``): after WARN_EPOCHS epochs, a training loss that has moved
@@ -67,6 +70,12 @@ def build(data: ProcessedDataset, model_cfg: ModelConfig, train_cfg: TrainConfig
 # 0.52 -> 0.81; the run of issue 16 moved it 1.4 % in 8 epochs with its AUC flat at 0.65.
 WARN_EPOCHS, LOSS_MOVED, AUC_FLOOR, AUC_GAIN = 5, 0.02, 0.7, 0.01
 AUC = "valid/auc"
+# Uniform attention (``attention_warning``): after ATTENTION_EPOCHS epochs the neighbour weights'
+# normalised entropy still >= UNIFORM. Where the attention learns (docs/model.md) it is 1.0000
+# for the first three epochs, then 0.89, 0.68, ... as the embeddings grow.
+ATTENTION_EPOCHS, UNIFORM = 6, 0.999
+MODEL_NAMES = {"mikgnn": "MI-KGNN", "kgcn": "KGCN", "kgcn-ls": "KGCN-LS"}  # the models whose neighbours attend
+LEARNING_ATTENTION = "--set l2_relations=false --set logits=dot --set logit_scale=1000 --variant w-a"
 
 
 def learning_warning(history: list[dict], cfg: TrainConfig) -> str | None:
@@ -98,12 +107,17 @@ class FitState:
     history: list[dict] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 
-    def check_learning(self, cfg: TrainConfig) -> str | None:
-        """The "not learning" warning, once per run: returned (and kept) the epoch it fires."""
-        warning = None if self.warnings else learning_warning(self.history, cfg)
-        if warning is not None:
-            self.warnings.append(warning)
-        return warning
+    def check_learning(self, cfg: TrainConfig, attends: str | None = None) -> str | None:
+        """The "collapsed" and "not learning" warnings, and for a model whose neighbour weights
+        are learned (``attends``, its name) the uniform-attention one: each once per run,
+        returned (and kept) the epoch it fires."""
+        found = (collapse_warning(self.history, cfg), learning_warning(self.history, cfg),
+                 attention_warning(self.history, attends))
+        for warning in found:
+            if warning is not None and not any(w.split(":")[0] == warning.split(":")[0] for w in self.warnings):
+                self.warnings.append(warning)
+                return warning
+        return None
 
     def update(self, metrics: dict[str, float], key: str, model: nn.Module, patience: int) -> bool:
         """Record an epoch; True when training should stop."""
@@ -126,6 +140,32 @@ def run_epoch(exp: Experiment, cfg: TrainConfig, epoch: int, batches,
     metrics.update(evaluate(exp.model, "valid", exp.splits["valid"], exp.splits["train"], exp.n_items, cfg, topk))
     metrics.update(diagnostics(exp.model, exp.splits["valid"]))
     return metrics
+
+
+def collapse_warning(history: list[dict], cfg: TrainConfig) -> str | None:
+    """A collapsed run, from its second epoch: the training loss at log 2 (every logit 0) and
+    the item embeddings at zero, where λ holds them; or None."""
+    if len(history) < 2 or "item_norm" not in history[-1]:
+        return None
+    loss, norm = history[-1]["train/loss"], history[-1]["item_norm"]
+    if abs(loss - math.log(2)) > 1e-4 or norm > 1e-6:
+        return None
+    return (f"collapsed: at epoch {len(history)} the training loss is log 2 ({loss:.5f}, every score 0) and the item "
+            f"embeddings are zero (norm {norm:.1g}): λ = {cfg.l2:g} holds them there; try --set l2={cfg.l2 / 100:g}")
+
+
+def attention_warning(history: list[dict], attends: str | None) -> str | None:
+    """The KG attention still uniform after the first epochs: the model then weighs every
+    neighbour the same, as KGCN-avg does; or None."""
+    if attends is None or len(history) < ATTENTION_EPOCHS:
+        return None
+    last = history[-1]
+    entropy = last.get("attention_entropy_distinct", last.get("attention_entropy"))
+    if entropy is None or entropy < UNIFORM:
+        return None
+    return (f"uniform attention: the KG attention is uniform (entropy {entropy:.3f} at epoch {len(history)}): "
+            f"{attends} is acting as KGCN-avg here. Settings measured to let it learn (docs/model.md): "
+            f"{LEARNING_ATTENTION}")
 
 
 def convergence_warning(state: FitState, cfg: TrainConfig) -> str | None:
@@ -165,7 +205,7 @@ def fit(exp: Experiment, cfg: TrainConfig,
         batches = (b.to(device) for b in shuffled_batches(rows, cfg.batch_size, generator))
         metrics = run_epoch(exp, cfg, epoch, batches)
         stop = state.update(metrics, f"valid/{cfg.select_metric}", exp.model, cfg.patience)
-        warning = state.check_learning(cfg)
+        warning = state.check_learning(cfg, exp.attends)
         if on_epoch is not None:
             on_epoch(epoch, metrics | ({"warning": warning} if warning else {}))
         if stop:

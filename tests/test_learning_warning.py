@@ -121,3 +121,32 @@ def test_train_py_says_when_the_budget_ended_a_rising_run(shared_data, tmp_path)
     client = MlflowClient(uri)
     (run,) = client.search_runs([client.get_experiment_by_name("music").experiment_id])
     assert said in run.data.tags["mikgnn.warning"]
+
+
+@pytest.mark.slow
+def test_uniform_attention_is_flagged_and_attention_that_learns_is_not(shared_data, tmp_path, monkeypatch):
+    """MI-KGNN's defaults on music keep the KG attention exactly uniform (docs/model.md); the
+    settings measured to let it learn (l2_relations=false, dot logits, logit scale 1000, FMK a)
+    bring its entropy down by epoch 6, and the warning does not fire."""
+    import mikgnn
+
+    monkeypatch.chdir(tmp_path)
+    data = mikgnn.load("music", data_root=shared_data)
+    uniform = mikgnn.fit(data, epochs=6, verbose=False, protocol="sampled", patience=6)
+    flagged = [w for w in uniform.result["warnings"] if w.startswith("uniform attention")]
+    assert len(flagged) == 1 and "MI-KGNN is acting as KGCN-avg here" in flagged[0]
+    assert "--set l2_relations=false --set logits=dot --set logit_scale=1000 --variant w-a" in flagged[0]
+    learning = mikgnn.fit(data, epochs=6, verbose=False, protocol="sampled", patience=6, l2_relations=False,
+                          logits="dot", logit_scale=1000, pruned=True)
+    assert not [w for w in learning.result["warnings"] if w.startswith("uniform attention")]
+    assert learning.result["history"][-1]["attention_entropy_distinct"] < 0.999
+
+
+def test_a_collapsed_run_is_flagged_from_its_second_epoch():
+    from mikgnn.experiment import collapse_warning
+
+    flat = [{"train/loss": 0.693147, "item_norm": 0.0}] * 2
+    warning = collapse_warning(flat, TrainConfig(l2=7.8e-4))
+    assert warning.startswith("collapsed: at epoch 2 the training loss is log 2") and "--set l2=7.8e-06" in warning
+    assert collapse_warning(flat[:1], TrainConfig()) is None  # too early
+    assert collapse_warning([{"train/loss": 0.693147, "item_norm": 0.3}] * 2, TrainConfig()) is None  # it moves

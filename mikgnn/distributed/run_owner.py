@@ -144,8 +144,10 @@ class RunOwner(tune.Callback):
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
         run_id, client = self.run_id(trial), self.client
-        if WARNING in result:
-            client.set_tag(run_id, WARNING_TAG, str(result[WARNING])[:5000])
+        if WARNING in result:  # the tag keeps every warning the trial reported, first first
+            earlier = client.get_run(run_id).data.tags.get(WARNING_TAG, "")
+            if str(result[WARNING]) not in earlier:
+                client.set_tag(run_id, WARNING_TAG, "\n".join(filter(None, (earlier, str(result[WARNING]))))[:5000])
         if result.get(FINAL):
             self._final[trial.trial_id] = result
             return

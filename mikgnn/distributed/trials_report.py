@@ -41,7 +41,7 @@ def trial_rows(client: MlflowClient, experiment_id: str, search: str, searched: 
     for run in runs:
         metrics, params, tags = run.data.metrics, run.data.params, run.data.tags
         status = ("stopped early" if EARLY_STOP_TAG in tags else "not converged"
-                  if tags.get(WARNING_TAG, "").startswith("not converged") else run.info.status.lower())
+                  if "not converged" in tags.get(WARNING_TAG, "") else run.info.status.lower())
         row = {"trial": tags.get(TRIAL_TAG, ""), "status": status} | {k: params.get(k, "") for k in searched}
         for key in (metric, *SHOWN):
             name = metric_key(key)
