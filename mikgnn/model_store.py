@@ -53,11 +53,13 @@ def load_state(folder: str | os.PathLike) -> dict:
     path = Path(folder) / STATE_FILE
     try:
         return torch.load(path, weights_only=True, map_location="cpu")
-    except (pickle.UnpicklingError, RuntimeError) as exc:
+    except pickle.UnpicklingError as exc:
         raise CheckpointError(f"checkpoint {path} holds more than tensors and plain data, so it is not "
                               f"loaded (it could run code): {str(exc).splitlines()[0]}") from None
-    except (OSError, ValueError) as exc:
-        raise CheckpointError(f"checkpoint {folder} is incomplete or unreadable: {exc}") from None
+    except (RuntimeError, EOFError, OSError, ValueError) as exc:  # a torn or truncated file: not a refusal
+        cause = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise CheckpointError(f"checkpoint {path} is truncated or corrupt ({cause}): a copy cut short, or a disk "
+                              "that filled up; it is not loaded") from None
 
 
 def export_best(checkpoint: str | os.PathLike, folder: str | os.PathLike) -> Path:

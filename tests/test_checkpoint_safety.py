@@ -65,3 +65,17 @@ def test_a_planted_object_is_refused_and_never_runs(tmp_path):
     with pytest.raises(CheckpointError, match="holds more than tensors and plain data, so it is not loaded"):
         _restore(_experiment(), torch.Generator(), _Resume(tmp_path))
     assert not marker.exists()
+
+
+@pytest.mark.parametrize("cut", [0, 10, 0.5], ids=["empty", "ten-bytes", "half"])
+def test_a_truncated_state_is_called_corrupt_not_unsafe(tmp_path, cut):
+    """A torn state.pt (a copy cut short, a full disk) is refused as truncated or corrupt, not
+    with the refusal meant for a planted object."""
+    from mikgnn.model_store import load_state
+
+    torch.save({"model": {"w": torch.zeros(1000)}}, tmp_path / "state.pt")
+    whole = (tmp_path / "state.pt").read_bytes()
+    (tmp_path / "state.pt").write_bytes(whole[:int(len(whole) * cut) if isinstance(cut, float) else cut])
+    with pytest.raises(CheckpointError, match="is truncated or corrupt") as refused:
+        load_state(tmp_path)
+    assert "could run code" not in str(refused.value)
