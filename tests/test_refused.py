@@ -178,3 +178,24 @@ def test_an_address_where_no_ray_listens_is_refused_not_waited_on(tmp_path, shar
     assert done.returncode == 1, (done.stdout + done.stderr)[-2000:]
     assert f"error: could not join the Ray cluster at 127.0.0.1:{port}: nothing answers there" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+@pytest.mark.ray
+def test_an_address_where_something_else_listens_is_refused_not_waited_on(tmp_path, shared_data):
+    """A plain HTTP server passes a port probe, and ray.init then retried it forever, deaf to
+    SIGTERM: the address is refused because what answers there is not a gRPC server."""
+    import http.server
+    import threading
+    import time
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), http.server.SimpleHTTPRequestHandler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        start = time.monotonic()
+        done = run("tune", ["--dataset", "music", "--address", f"127.0.0.1:{server.server_address[1]}",
+                            "--data-root", str(shared_data)], tmp_path)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert done.returncode == 1 and time.monotonic() - start < 120, (done.stdout + done.stderr)[-2000:]
+    assert "something listens there, but it is not Ray" in done.stderr and "Traceback" not in done.stderr

@@ -113,18 +113,38 @@ def _init(address: str | None, quiet: bool) -> None:
         raise ClusterStartError(f"the local Ray cluster did not start: {error_line(exc, 400)}{advice}") from exc
 
 
+HTTP2_SETTINGS = b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"  # an empty SETTINGS frame: type 4
+HTTP2_HELLO = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + HTTP2_SETTINGS  # a client's connection preface
+
+
 def _probe(address: str) -> None:
-    """Refuse at once an address where nothing listens: ray.init kept retrying one
-    (127.0.0.1:1 was still retrying after 4 min). ``auto`` and other forms without a port pass."""
+    """Refuse at once an address where nothing listens, or where something that is not Ray
+    does (it does not answer an HTTP/2 preface with its SETTINGS, as a gRPC server does; with
+    RAY_USE_TLS the handshake is left to Ray): ray.init kept retrying either for minutes
+    (127.0.0.1:1 after 4 min; a plain HTTP server, ignoring SIGTERM). ``auto`` and other forms
+    without a port pass."""
     host, _, port = address.split("://", 1)[-1].rpartition(":")
     if not host or not port.isdigit():
         return
     try:
-        socket.create_connection((host.strip("[]"), int(port)), timeout=PROBE_S).close()
+        conn = socket.create_connection((host.strip("[]"), int(port)), timeout=PROBE_S)
     except OSError as exc:
         raise ClusterStartError(f"could not join the Ray cluster at {address}: nothing answers there ({exc}); "
                                 "start it (ray start --head, ray up cluster.yaml), or leave out --address "
                                 "and RAY_ADDRESS for a local cluster") from None
+    if os.environ.get("RAY_USE_TLS"):
+        conn.close()
+        return
+    with conn:
+        try:
+            conn.sendall(HTTP2_HELLO)
+            head = conn.recv(9)
+        except OSError:  # it accepted the connection, then said nothing in time
+            head = b""
+    if len(head) < 9 or head[3] != HTTP2_SETTINGS[3]:  # Ray's GCS (and Ray Client) speak gRPC, over HTTP/2
+        raise ClusterStartError(f"could not join the Ray cluster at {address}: something listens there, but it is "
+                                f"not Ray (it did not answer as a gRPC server; first bytes {head[:16]!r}); check the "
+                                "address and port (the head's GCS port, 6379 by default)")
 
 
 def _is_loopback(address: str) -> bool:
