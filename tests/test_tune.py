@@ -268,6 +268,32 @@ def test_interrupted_search_resumes_with_each_trial_once(shared_data, ray_local,
     assert len(search_run) == 1 and search_run[0].info.status == "FINISHED"
 
 
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["sigterm", "sigint"])
+def test_a_signal_while_every_trial_runs_is_an_interruption_not_a_finished_search(shared_data, ray_local, tmp_path,
+                                                                                    signum):
+    """Two trials, both running (FIFO, no trial waiting): Tune marks them terminated on its way
+    out, which once passed for a finished search (exit 0, FINISHED, "best configuration")."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    cmd = [sys.executable, str(REPO / "pipelines" / "tune.py"),
+           *_args(tmp_path, shared_data, "both", 2, "--set", "scheduler=fifo", "--epochs", "40",
+                  "--address", ray_local.get_runtime_context().gcs_address)]
+    first = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 300
+    while time.time() < deadline and first.poll() is None:  # until both trials have checkpointed an epoch
+        if len(list((tmp_path / "ray_results" / "both").glob("run_trial_*/checkpoint_*"))) >= 2:
+            break
+        time.sleep(0.5)
+    assert first.poll() is None, "the search ended before it could be interrupted"
+    first.send_signal(signum)
+    out, _ = first.communicate(timeout=120)
+    assert first.returncode == 130 and "--resume both" in out, out[-2000:]
+    assert "best configuration so far" in out
+    client = MlflowClient(uri)
+    (search,) = client.search_runs([client.get_experiment_by_name("music").experiment_id],
+                                   "tags.`mikgnn.kind` = 'search'")
+    assert search.info.status == "KILLED" and all(r.info.status == "KILLED" for r in _trial_runs(uri))
+
+
 def test_a_search_killed_with_sigkill_resumes_without_repeating_a_finished_trial(shared_data, ray_local, tmp_path):
     """SIGKILL gives the driver no chance to record anything: the resumed search trains only
     what was not finished, ends every run it left RUNNING, and logs no metric twice."""

@@ -37,7 +37,7 @@ from mikgnn.distributed.tracking import (
     open_search_run,
     trial_runs,
 )
-from mikgnn.distributed.train_loop import loop_config, train_in_trial
+from mikgnn.distributed.train_loop import FINAL, loop_config, train_in_trial
 from mikgnn.distributed.trainer import make_trainer
 from mikgnn.distributed.trials_report import log_trials_report
 from mikgnn.processed import read_split_table
@@ -270,7 +270,11 @@ def summarize(results, num_samples: int, stalled: str | None = None) -> dict:
     failure = stalled
     if failure is None and not scored and len(results):
         failure = f"all {len(results)} trial(s) failed before reporting {METRIC}"
-    done = results.num_terminated + results.num_errors >= num_samples
+    # A trial has ended when it failed, sent its final report, or its scheduler stopped it; one
+    # that Tune merely terminated on an interrupt (a SIGTERM with every trial already started)
+    # has not, and the search is then incomplete, not done.
+    ended = [r for r in results if r.error or (r.metrics or {}).get(FINAL) or (r.metrics or {}).get("done")]
+    done = len(ended) >= num_samples
     summary = {"complete": done and failure is None, "failure": failure, "errors": results.num_errors,
                "trial_id": None, "params": {}, "metrics": {}}
     if scored:
