@@ -520,3 +520,19 @@ def test_tunes_own_loop_raising_ends_the_search_failed_and_its_trials_killed(sha
     assert trial.info.status == "KILLED" and "injected" in trial.data.tags["failure_reason"]
     (search,) = MlflowClient(uri).search_runs([trial.info.experiment_id], "tags.`mikgnn.kind` = 'search'")
     assert search.info.status == "FAILED" and "injected" in search.data.tags["failure_reason"]
+
+
+def test_a_resume_of_damaged_tune_state_is_refused_and_changes_nothing(shared_data, ray_local, tmp_path):
+    """Junk in tuner.pkl: --resume says which folder cannot be read, exits 2 with no traceback,
+    and the search's run keeps the status it had (it flipped back to RUNNING)."""
+    address = ray_local.get_runtime_context().gcs_address
+    done = _tune(_args(tmp_path, shared_data, "junk", 1, "--epochs", "1", "--address", address))
+    assert done.returncode == 0, done.stderr[-3000:]
+    (tmp_path / "ray_results" / "junk" / "tuner.pkl").write_bytes(b"not a pickle")
+    again = _tune([*_args(tmp_path, shared_data, "junk", 1, "--epochs", "1", "--address", address), "--resume"])
+    assert again.returncode == 2 and "Traceback" not in again.stderr, again.stderr[-3000:]
+    assert f"--resume junk: Tune's state in {tmp_path / 'ray_results' / 'junk'} cannot be read" in again.stderr
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    (search,) = client.search_runs([client.get_experiment_by_name("music").experiment_id],
+                                   "tags.`mikgnn.kind` = 'search'")
+    assert search.info.status == "FINISHED"

@@ -27,6 +27,7 @@ from ray.tune.search import BasicVariantGenerator
 from mikgnn.config import ModelConfig, ParallelConfig, SearchConfig, TrainConfig
 from mikgnn.distributed.cluster import TRIAL_DRIVER_CPU, plan_concurrency
 from mikgnn.distributed.console import SearchConsole
+from mikgnn.distributed.errors import error_line
 from mikgnn.distributed.run_owner import RunOwner, RunSpec, end_running
 from mikgnn.distributed.search_driver import SearchStopped, fit, run_config
 from mikgnn.distributed.tracking import (
@@ -170,8 +171,6 @@ def run_search(job: TuneJob, resume: bool = False):
                                    job.gpus_per_worker)
     if job.search.max_concurrent is not None:
         concurrency = min(concurrency, job.search.max_concurrent)
-    search_run_id = open_search_run(job.tracking_uri, job.experiment, job.name, job.command, job.space.as_dict(),
-                                    job.settings, search_params(job))
     # A search of TorchTrainers reads the train split once, by the driver, into Ray's object
     # store: each trial's workers then take their rows of it without a read of their own
     # (about 6 s a trial on music, measured). ray.put runs no task, so the search's start waits
@@ -182,12 +181,16 @@ def run_search(job: TuneJob, resume: bool = False):
     trainable = tune.with_resources(tune.with_parameters(run_trial, job=job, train_table=train_table),
                                     trial_resources(job))
     path = (job.storage_path / job.name).uri
-    if resume and tune.Tuner.can_restore(path):
+    restored = _restored(job, path, trainable) if resume and tune.Tuner.can_restore(path) else None
+    # opened once Tune's state is known to be readable: a refused --resume leaves the run as it was
+    search_run_id = open_search_run(job.tracking_uri, job.experiment, job.name, job.command, job.space.as_dict(),
+                                    job.settings, search_params(job))
+    if restored is not None:
         # A driver killed outright (SIGKILL, a lost machine) ended none of its trials' runs. Tune
         # resumes the trials of its last snapshot, each re-opening its run; a trial started after
         # that snapshot is not resumed, and its run ends here, KILLED, instead of RUNNING forever.
         end_running(job.tracking_uri, job.experiment, job.name, "KILLED", ORPHAN_REASON)
-        tuner = tune.Tuner.restore(path, trainable=trainable, resume_unfinished=True, resume_errored=True)
+        tuner = restored
     else:
         owner = RunOwner(job.tracking_uri, job.experiment, job.name, partial(describe_trial, job=job),
                          parent=search_run_id, logs=None if job.search.diagnostics else partial(compared, k=K))
@@ -237,6 +240,17 @@ def run_search(job: TuneJob, resume: bool = False):
         summary["metrics"] = {k: v for k, v in summary["metrics"].items() if compared(k, K)}
     close_search_run(job.tracking_uri, search_run_id, summary, status=status, reason=summary["failure"])
     return results, summary
+
+
+def _restored(job: TuneJob, path: str, trainable) -> tune.Tuner:
+    """The Tuner of an earlier search from its state in ``path``; a ValueError naming the folder
+    when that state cannot be read (damaged, or written by another Ray)."""
+    try:
+        return tune.Tuner.restore(path, trainable=trainable, resume_unfinished=True, resume_errored=True)
+    except Exception as exc:
+        what = f"--resume {job.name}: Tune's state in {path} cannot be read ({error_line(exc, 300)})"
+        raise ValueError(f"{what}; nothing was changed: start a new search (without --resume), or move that "
+                         "folder away") from None
 
 
 def _log_best_model(job: TuneJob, search_run_id: str, trial_id: str | None) -> str | None:
