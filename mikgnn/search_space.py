@@ -34,15 +34,34 @@ from mikgnn.config import FIELD_MODELS, ModelConfig, TrainConfig
 KINDS = ("uniform", "loguniform", "choice", "grid")
 LISTS = ("choice", "grid")  # the kinds that take a list of values
 # name -> (check of one value, what it must be)
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)  # YAML's true is not the integer 1
+
+
+def _is_number(v) -> bool:
+    return (isinstance(v, (int, float)) and not isinstance(v, bool)) and math.isfinite(v)
+
+
 _RULES = {
-    "theta": (lambda v: isinstance(v, (int, float)) and -1 <= v <= 1, "a number in [-1, 1]"),
-    "n": (lambda v: isinstance(v, int) and v >= 1, "an integer >= 1"),
-    "h": (lambda v: isinstance(v, int) and v >= 1, "an integer >= 1"),
-    "lambda": (lambda v: isinstance(v, (int, float)) and v >= 0, "a number >= 0"),
-    "lr": (lambda v: isinstance(v, (int, float)) and v > 0, "a number > 0"),
-    "field": (lambda v: isinstance(v, list) and len(v) == 2 and all(isinstance(x, int) and x >= 1 for x in v),
+    "theta": (lambda v: _is_number(v) and -1 <= v <= 1, "a number in [-1, 1]"),
+    "n": (lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
+    "h": (lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
+    "lambda": (lambda v: _is_number(v) and v >= 0, "a number >= 0"),
+    "lr": (lambda v: _is_number(v) and v > 0, "a number > 0"),
+    "field": (lambda v: isinstance(v, list) and len(v) == 2 and all(_is_int(x) and x >= 1 for x in v),
               "a pair [n, h] of integers >= 1"),
 }
+_KEYS = {"list": {"type", "values"}, "range": {"type", "low", "high"}}
+
+
+def _as_number(v):
+    """A YAML value as a number where it reads as one: YAML 1.1 leaves 1e-4 (no dot) a string."""
+    if isinstance(v, str):
+        try:
+            return float(v)
+        except ValueError:
+            return v
+    return v
 
 
 class SearchSpaceError(ValueError):
@@ -95,8 +114,14 @@ def _dimension(path: Path, name, spec) -> Dimension:
     if not isinstance(spec, dict) or spec.get("type") not in KINDS:
         raise SearchSpaceError(f"{where}: needs 'type' one of {list(KINDS)}, got {spec!r}")
     check, must = _RULES[name]
+    allowed = _KEYS["list" if spec["type"] in LISTS else "range"]
+    if set(spec) - allowed:
+        raise SearchSpaceError(f"{where}: unknown key(s) {sorted(set(spec) - allowed)} for type '{spec['type']}'; "
+                               f"it takes {sorted(allowed)}")
     if spec["type"] in LISTS:
         values = spec.get("values")
+        if isinstance(values, list) and name not in ("n", "h", "field"):
+            values = [_as_number(v) for v in values]
         if not isinstance(values, list) or not values:
             raise SearchSpaceError(f"{where}: '{spec['type']}' needs a non-empty list 'values'")
         bad = [v for v in values if not check(v)]
@@ -107,9 +132,9 @@ def _dimension(path: Path, name, spec) -> Dimension:
         if len(set(values)) < len(values):
             raise SearchSpaceError(f"{where}: 'values' repeats a value: {values}")
         return Dimension(name, spec["type"], values=tuple(values))
-    low, high = spec.get("low"), spec.get("high")
+    low, high = _as_number(spec.get("low")), _as_number(spec.get("high"))
     for bound, value in (("low", low), ("high", high)):
-        if not check(value) or not math.isfinite(value):
+        if not check(value):
             raise SearchSpaceError(f"{where}: '{bound}' = {value!r} is not {must} (finite)")
     if name in ("n", "h", "field"):
         raise SearchSpaceError(f"{where}: an integer parameter takes type 'choice' or 'grid'")

@@ -81,6 +81,8 @@ CASES = [
     ("tune", "--dataset music --tracking-uri http://u:secret@127.0.0.1:9", "--tracking-uri http://***@127.0.0.1:9"),
     ("tune", "--dataset music --space {tmp}/empty.yaml", "'n': 'choice' needs a non-empty list 'values'"),
     ("tune", "--dataset music --space {tmp}/inf.yaml", "'lambda': 'high' = inf is not a number >= 0 (finite)"),
+    ("tune", "--dataset music --space {tmp}/misspelt.yaml", "unknown key(s) ['vaules'] for type 'choice'"),
+    ("tune", "--dataset music --space {tmp}/bool.yaml", "'n': values [True] are not an integer >= 1"),
     ("tune", "--dataset music --space {tmp}/grid.yaml", "a 'grid' dimension is a sweep of every value"),
     ("tune", "--dataset music --space {tmp}/absent.yaml", "absent.yaml does not exist"),
     ("tune", "--dataset music --config {tmp}/badkey.yaml", "badkey.yaml: unknown key train.epoch"),
@@ -94,6 +96,8 @@ FILES = {
     "empty.yaml": "n: {type: choice, values: []}\n",
     "inf.yaml": "lambda: {type: loguniform, low: 1.0e-8, high: .inf}\n",
     "grid.yaml": "field: {type: grid, values: [[2, 1], [4, 1]]}\n",
+    "misspelt.yaml": "n: {type: choice, vaules: [2, 4], values: [2]}\n",
+    "bool.yaml": "n: {type: choice, values: [true, 2]}\n",
 }
 WRITTEN = ("processed", "runs", "mlflow.db", "mlruns", "ray_results")
 

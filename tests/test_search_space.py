@@ -65,6 +65,10 @@ def test_a_field_beyond_the_cap_is_trained_with_the_adjusted_field_not_skipped()
     ("field: {type: choice, values: [[8, 1], [8]]}", "'field': values \\[\\[8\\]\\] are not a pair"),
     ("field: {type: choice, values: [[8, 1], [8, 1]]}", "'field': 'values' repeats a value"),
     ("field: {type: choice, values: [[8, 1]]}\nh: {type: choice, values: [1]}", "give either it or 'n'/'h'"),
+    ("lr: {type: loguniform, low: 1.0e-4, high: 1.0e-2, vaules: 3}", "unknown key\\(s\\) \\['vaules'\\]"),
+    ("n: {type: choice, values: [1, 2], low: 1}", "unknown key\\(s\\) \\['low'\\] for type 'choice'"),
+    ("n: {type: choice, values: [true, 2]}", "'n': values \\[True\\] are not an integer >= 1"),
+    ("field: {type: choice, values: [[true, 1]]}", "'field': values \\[\\[True, 1\\]\\] are not a pair"),
 ])
 def test_bad_spaces(tmp_path, text, message):
     path = tmp_path / "space.yaml"
@@ -166,3 +170,11 @@ def test_a_dataset_without_a_space_of_its_own_gets_the_generic_one(tmp_path):
     space = load_space(folder / "default.yaml")
     t = table1("my_folder")  # a custom dataset starts from music's Table 1
     assert start_point(space, t.model, t.train) is not None
+
+
+def test_a_number_written_without_a_dot_is_a_number(tmp_path):
+    """YAML 1.1 reads 1e-4 as a string; a space takes it as --set does."""
+    path = tmp_path / "space.yaml"
+    path.write_text("lr: {type: loguniform, low: 1e-4, high: 1e-2}\ntheta: {type: choice, values: [1e-1, 0.5]}\n")
+    lr, theta = load_space(path).dimensions
+    assert (lr.low, lr.high) == (1e-4, 1e-2) and theta.values == (0.1, 0.5)
