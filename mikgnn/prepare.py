@@ -169,6 +169,14 @@ def build(spec: DatasetSpec, tmp: Location, seed: int, chunk_bytes: int, print_:
     if n_items > kg.n_entities:
         raise DatasetError(f"{spec.path(spec.ratings)}: item id {n_items - 1} is not an entity "
                            f"of {spec.path(spec.kg)} ({kg.n_entities} entities)")
+    linked = np.union1d(kg.head[kg.head < n_items], kg.tail[kg.tail < n_items]).size
+    if linked == 0:
+        raise DatasetError(f"{spec.path(spec.kg)}: no triple names an item ({n_items:,} items): the KG would be "
+                           "unused; its head and tail ids must be the items' entities (the item map's second column)")
+    if linked < n_items:
+        dropped = dropped | {"items_without_kg_edge": n_items - linked}
+        print_(f"note: {n_items - linked:,} of {n_items:,} items have no KG triple (they keep only their own "
+               "embedding)")
     ratings = index_users(rated, spec, n_items)
     lost = sorted(set(map(str, raw_users)) - set(ratings.user_ids))
     if lost:
@@ -177,6 +185,9 @@ def build(spec: DatasetSpec, tmp: Location, seed: int, chunk_bytes: int, print_:
                f"e.g. {', '.join(lost[:EXAMPLES])})")
     if spec.labelled:
         labelled = pa.table({"user": ratings.user, "item": ratings.item, "label": ratings.flag})
+        if len(np.unique(ratings.flag)) < 2:
+            raise DatasetError(f"{spec.path(spec.ratings)}: every label is {int(ratings.flag[0])}: a model cannot "
+                               "learn from one class (the file needs positive and negative rows)")
     else:
         labelled = executor.label(user_blocks(ratings, ROWS_PER_LABEL_BLOCK), n_items, seed)
     print_(f"{labelled.num_rows:,} labelled rows")

@@ -112,3 +112,25 @@ def test_custom_parquet_null_id(ray_local, tmp_path):
     with pytest.raises(DatasetError, match=r"ratings.parquet: row 6: column 'user' is null"):
         prepare(get_dataset(str(folder)), tmp_path / "out", seed=0)
     assert not (tmp_path / "out").exists()
+
+
+def test_labels_of_one_class_and_a_kg_that_names_no_item_are_refused(tmp_path):
+    """Both once prepared and trained to a NaN AUC or an unused KG, exit 0: each is now a
+    DatasetError naming the file, and nothing is written."""
+    from conftest import write_restaurant
+
+    from mikgnn.prepare import prepare as prepare_here
+
+    folder = write_restaurant(tmp_path / "raw")
+    rows = (folder / "ratings_final.txt").read_text().splitlines()
+    (folder / "ratings_final.txt").write_text("".join(r.rsplit("\t", 1)[0] + "\t0\n" for r in rows))
+    with pytest.raises(DatasetError, match="ratings_final.txt: every label is 0: a model cannot learn from one"):
+        prepare_here(get_dataset("restaurant", str(tmp_path / "raw")), tmp_path / "p1", seed=0)
+    assert not (tmp_path / "p1").exists()
+
+    mine = write_custom(tmp_path / "mine", with_map=False)  # items are matched to the KG's entities by name
+    kg = (mine / "kg.csv").read_text().replace("song", "other song")  # the KG names none of them
+    (mine / "kg.csv").write_text(kg)
+    with pytest.raises(DatasetError, match="no triple names an item .* the KG would be unused"):
+        prepare_here(get_dataset(str(mine)), tmp_path / "p2", seed=0)
+    assert not (tmp_path / "p2").exists()
