@@ -134,3 +134,18 @@ def test_labels_of_one_class_and_a_kg_that_names_no_item_are_refused(tmp_path):
     with pytest.raises(DatasetError, match="no triple names an item .* the KG would be unused"):
         prepare_here(get_dataset(str(mine)), tmp_path / "p2", seed=0)
     assert not (tmp_path / "p2").exists()
+
+
+def test_a_compressed_file_and_a_looping_link_are_named_with_their_cause(tmp_path):
+    import gzip
+    import os
+
+    packed = write_custom(tmp_path / "packed")
+    (packed / "ratings.csv").write_bytes(gzip.compress((packed / "ratings.csv").read_bytes()))
+    with pytest.raises(DatasetError, match="ratings.csv: a gzip-compressed file, not CSV text: decompress it"):
+        get_dataset(str(packed))
+    looping = write_custom(tmp_path / "looping")
+    os.remove(looping / "kg.csv")
+    os.symlink("kg.csv", looping / "kg.csv")
+    with pytest.raises(DatasetError, match="kg.csv: a symbolic link to 'kg.csv' that leads to no file"):
+        get_dataset(str(looping))

@@ -17,6 +17,7 @@ Layout (CSV and TSV files need a header line naming their columns; extra columns
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -58,7 +59,16 @@ def custom(folder: Path) -> DatasetSpec:
     )
 
 
+COMPRESSED = {b"\x1f\x8b": "gzip", b"PK\x03\x04": "zip", b"BZh": "bzip2", b"\xfd7zXZ\x00": "xz",
+              b"\x28\xb5\x2f\xfd": "zstd"}
+
+
 def _find(folder: Path, stem: str, required: bool) -> Path | None:
+    for suffix in _SUFFIXES:
+        path = folder / f"{stem}{suffix}"
+        if path.is_symlink() and not path.exists():
+            raise DatasetError(f"{path}: a symbolic link to {os.readlink(path)!r} that leads to no file (it is "
+                               "broken, or loops)")
     found = [folder / f"{stem}{s}" for s in _SUFFIXES if (folder / f"{stem}{s}").is_file()]
     if len(found) > 1:
         raise DatasetError(f"{folder}: several '{stem}' files ({', '.join(p.name for p in found)}); "
@@ -70,6 +80,12 @@ def _raw(path: Path, required: tuple[str, ...], optional: tuple[str, ...] = ()) 
     if path.suffix == ".parquet":
         header = pq.read_schema(path).names
     else:
+        with open(path, "rb") as f:
+            start = f.read(6)
+        packed = next((kind for magic, kind in COMPRESSED.items() if start.startswith(magic)), None)
+        if packed is not None:
+            raise DatasetError(f"{path}: a {packed}-compressed file, not {path.suffix[1:].upper()} text: "
+                               "decompress it first (its name must say what it holds)")
         with open(path, encoding="utf-8", errors="replace") as f:
             header = [h.strip() for h in f.readline().rstrip("\r\n").split(_DELIMITERS[path.suffix])]
     absent = [c for c in required if c not in header]
