@@ -79,6 +79,10 @@ CASES = [
     ("tune", "--dataset music --set topk_every=0", "on the validation Recall@20 of every epoch"),
     ("tune", "--dataset music --tracking-uri http://127.0.0.1:9", "http://127.0.0.1:9: no MLflow server"),
     ("tune", "--dataset music --tracking-uri http://u:secret@127.0.0.1:9", "--tracking-uri http://***@127.0.0.1:9"),
+    ("tune", "--dataset music --tracking-uri ftp://example.org/x", "MLflow does not track to a 'ftp' URI"),
+    ("tune", "--dataset music --tracking-uri sqlite:///{tmp}", "is a folder; name a database file in it"),
+    ("tune", "--dataset music --tracking-uri sqlite:///{tmp}/table.csv", "table.csv is not an SQLite database"),
+    ("train", "--dataset music --tracking-uri sqlite:///{tmp}/table.csv", "table.csv is not an SQLite database"),
     ("tune", "--dataset music --space {tmp}/empty.yaml", "'n': 'choice' needs a non-empty list 'values'"),
     ("tune", "--dataset music --space {tmp}/inf.yaml", "'lambda': 'high' = inf is not a number >= 0 (finite)"),
     ("tune", "--dataset music --space {tmp}/misspelt.yaml", "unknown key(s) ['vaules'] for type 'choice'"),
@@ -98,6 +102,7 @@ FILES = {
     "grid.yaml": "field: {type: grid, values: [[2, 1], [4, 1]]}\n",
     "misspelt.yaml": "n: {type: choice, vaules: [2, 4], values: [2]}\n",
     "bool.yaml": "n: {type: choice, values: [true, 2]}\n",
+    "table.csv": "user,item\n1,2\n",
 }
 WRITTEN = ("processed", "runs", "mlflow.db", "mlruns", "ray_results")
 
@@ -203,3 +208,19 @@ def test_an_address_where_something_else_listens_is_refused_not_waited_on(tmp_pa
         server.server_close()
     assert done.returncode == 1 and time.monotonic() - start < 120, (done.stdout + done.stderr)[-2000:]
     assert "something listens there, but it is not Ray" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_a_web_server_that_is_not_mlflow_is_refused_as_the_tracking_uri(tmp_path, shared_data):
+    import http.server
+    import threading
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), http.server.SimpleHTTPRequestHandler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        done = run("tune", ["--dataset", "music", "--data-root", str(shared_data), "--tracking-uri",
+                            f"http://127.0.0.1:{server.server_address[1]}"], tmp_path)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert done.returncode == 2 and "something answers there, but not an MLflow tracking server" in done.stderr
+    assert "Traceback" not in done.stderr
