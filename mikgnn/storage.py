@@ -17,6 +17,7 @@ import os
 import re
 import shutil
 import socket
+import tempfile
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -197,3 +198,27 @@ def _replace_local(stage: Location, final: Location) -> None:
     os.replace(stage.path, final.path)
     if old is not None:
         old.delete()
+
+
+def check_writable(location: Location | str | Path, flag: str) -> None:
+    """Refuse, before any work, a local destination that cannot be written: a read-only folder,
+    a full disk, a file where a folder should be. A ValueError naming ``flag``, the path and
+    the free space; nothing is left behind (the probe file is removed). A URI passes: its store
+    answers for itself."""
+    location = location if isinstance(location, Location) else resolve(location)
+    if not location.is_local:
+        return
+    folder = Path(location.path)
+    existing = next((p for p in (folder, *folder.parents) if p.exists()), Path("/"))
+    try:
+        if existing.is_file() and existing == folder:
+            raise OSError(f"{folder} is a file, not a folder")
+        probe_in = existing if existing.is_dir() else existing.parent
+        with tempfile.NamedTemporaryFile(dir=probe_in, prefix=".mikgnn-write-") as probe:
+            probe.write(b"\0" * 4096)
+            probe.flush()
+            os.fsync(probe.fileno())
+    except OSError as exc:
+        free = shutil.disk_usage(existing if existing.is_dir() else existing.parent).free
+        raise ValueError(f"{flag} {folder}: cannot write there ({exc.strerror or exc}; {free / 2**20:,.0f} MiB "
+                         "free)") from None

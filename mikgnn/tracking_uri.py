@@ -84,3 +84,10 @@ def _check_sqlite(uri: str, path: Path) -> None:
             if f.read(16) != SQLITE_MAGIC:
                 raise TrackingUriError(f"--tracking-uri {uri}: {path} is not an SQLite database (its first bytes are "
                                        "not SQLite's); name a new file, or the search's mlflow.db")
+
+
+def sqlite_folder(uri: str | None) -> Path | None:
+    """The folder a sqlite store lies in (the default ``sqlite:///mlflow.db``: this folder); None
+    for a server or database URI."""
+    uri = uri or "sqlite:///mlflow.db"
+    return Path(uri[len("sqlite:///"):]).resolve().parent if uri.startswith("sqlite:///") else None

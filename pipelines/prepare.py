@@ -19,7 +19,9 @@ from pathlib import Path
 from mikgnn.cli import add_debug_flag, add_download_flag, usage_error
 from mikgnn.datasets import DatasetError, get_dataset
 from mikgnn.distributed.prepare import prepare
+from mikgnn.processed import read_manifest
 from mikgnn.settings import check_flags
+from mikgnn.storage import check_writable
 
 
 def default_output(dataset: str, seed: int) -> Path:
@@ -47,6 +49,8 @@ def main(argv: list[str] | None = None) -> int:
         spec = get_dataset(args.dataset, args.data_root)
         spec.ensure_present(args.download)
         output = args.output or default_output(args.dataset, args.seed)
+        if read_manifest(output) is None:  # to be built: its folder must take it
+            check_writable(output, "--output")
         manifest = prepare(spec, output, args.seed, address=args.address)
     except (DatasetError, ValueError) as exc:
         return usage_error(exc, args.debug)

@@ -24,7 +24,7 @@ from mikgnn.cli import add_debug_flag, failure, usage_error
 from mikgnn.model_store import CheckpointError, load_trained
 from mikgnn.recommend import Recommendations, resolve_users
 from mikgnn.redact import redact
-from mikgnn.storage import resolve
+from mikgnn.storage import check_writable, resolve
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -57,6 +57,7 @@ def _check(args: argparse.Namespace) -> None:
         raise ValueError(f"--num-gpus = {args.num_gpus}: must be >= 0")
     if resolve(args.output).exists():
         raise ValueError(f"--output {redact(args.output)} exists already: choose a new folder (nothing is overwritten)")
+    check_writable(args.output, "--output")
     if args.users is not None and not args.users.is_file():
         raise ValueError(f"--users {args.users}: no such file")
 

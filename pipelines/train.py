@@ -45,8 +45,8 @@ from mikgnn.settings import (
     resolve_settings,
 )
 from mikgnn.size_rule import PRESETS, rule_for
-from mikgnn.storage import resolve
-from mikgnn.tracking_uri import TrackingUriError, probe_tracking_uri
+from mikgnn.storage import check_writable, resolve
+from mikgnn.tracking_uri import TrackingUriError, probe_tracking_uri, sqlite_folder
 from mikgnn.training import NonFiniteLoss
 
 
@@ -151,8 +151,13 @@ def main(argv: list[str] | None = None) -> int:
     name = Path(args.dataset).name
     try:
         output = _output_folder(args, name)
+        check_writable(output, "--output")
         if args.tracking_uri:
             probe_tracking_uri(args.tracking_uri)
+            if sqlite_folder(args.tracking_uri) is not None:
+                check_writable(sqlite_folder(args.tracking_uri), "--tracking-uri")
+        if args.workers:
+            check_writable(args.storage_path, "--storage-path")
         processed = resolve(args.processed or Path("processed") / f"{name}-seed{args.seed}")
         manifest = read_manifest(processed)
         stale = manifest is None or manifest.get("format_version") != FORMAT_VERSION  # absent, or an older format

@@ -32,6 +32,7 @@ from pathlib import Path
 from mikgnn.cli import add_debug_flag, add_download_flag, failure, typed_command, usage_error
 from mikgnn.config import MODELS
 from mikgnn.datasets import DatasetError, get_dataset
+from mikgnn.processed import read_manifest
 from mikgnn.redact import redact, split_credentials
 from mikgnn.search_space import SearchSpaceError, check_sampler, load_space, space_file
 from mikgnn.settings import (
@@ -43,8 +44,8 @@ from mikgnn.settings import (
     resolve_settings,
 )
 from mikgnn.size_rule import PRESETS, rule_for
-from mikgnn.storage import Location, resolve
-from mikgnn.tracking_uri import TrackingUriError, probe_tracking_uri
+from mikgnn.storage import Location, check_writable, resolve
+from mikgnn.tracking_uri import TrackingUriError, probe_tracking_uri, sqlite_folder
 
 # A search's own defaults (a layer of mikgnn.settings): shorter trials, sampled top-K users.
 SEARCH_DEFAULTS = {"train": {"epochs": 20, "protocol": "sampled", "eval_users": 500}}
@@ -127,6 +128,18 @@ def settings_from_args(args: argparse.Namespace, dataset: str, manifest: dict | 
                             base=rule_for(dataset, args.preset, manifest))
 
 
+def _check_destinations(args: argparse.Namespace, dataset: str, storage: Location) -> None:
+    """Every folder the search writes, writable before it starts: Tune's results, the MLflow
+    store, and the processed dataset when it is still to be built."""
+    check_writable(storage, "--storage-path")
+    store = sqlite_folder(args.tracking_uri)
+    if store is not None:
+        check_writable(store, "--tracking-uri")
+    processed = resolve(args.processed or Path("processed") / f"{dataset}-seed{args.seed}")
+    if read_manifest(processed) is None:
+        check_writable(processed, "--processed")
+
+
 def _free_port() -> int:
     """A loopback port free now, for the printed serve command (MLflow's default 5000 is its UI's)."""
     with socket.socket() as s:
@@ -153,6 +166,7 @@ def main(argv: list[str] | None = None) -> int:
         name = _search_name(args, settings.search.name, dataset, storage)
         if args.tracking_uri:
             probe_tracking_uri(args.tracking_uri)
+        _check_destinations(args, dataset, storage)
         tracking_uri = _credentials_to_environment(args.tracking_uri) if args.tracking_uri else None
     except (SearchSpaceError, DatasetError, TrackingUriError, ValueError) as exc:
         return usage_error(exc, args.debug)

@@ -224,3 +224,51 @@ def test_a_web_server_that_is_not_mlflow_is_refused_as_the_tracking_uri(tmp_path
         server.server_close()
     assert done.returncode == 2 and "something answers there, but not an MLflow tracking server" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+@pytest.fixture
+def mounts(tmp_path):
+    """A read-only tmpfs and a full one (a real filesystem each), unmounted afterwards; the test
+    is skipped where this machine does not let it mount."""
+    import subprocess as sp
+
+    ro, full = tmp_path / "ro", tmp_path / "full"
+    ro.mkdir(), full.mkdir()
+    made = []
+    for folder, options in ((ro, "size=1m,ro"), (full, "size=64k")):
+        if sp.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(folder)], capture_output=True).returncode:
+            for done in made:
+                sp.run(["umount", str(done)], capture_output=True)
+            pytest.skip("this machine does not let the tests mount a tmpfs (not root, or no CAP_SYS_ADMIN)")
+        made.append(folder)
+    try:  # fill it: the next write finds no space
+        with open(full / "filler", "wb") as f:
+            while True:
+                f.write(b"\0" * 4096)
+                f.flush()
+    except OSError:
+        pass
+    yield ro, full
+    for folder in made:
+        sp.run(["umount", str(folder)], capture_output=True)
+
+
+@pytest.mark.parametrize("script,args,flag", [
+    ("tune", "--dataset music --storage-path {dest}/results", "--storage-path"),
+    ("tune", "--dataset music --tracking-uri sqlite:///{dest}/mlflow.db", "--tracking-uri"),
+    ("tune", "--dataset music --processed {dest}/processed", "--processed"),
+    ("train", "--dataset music --output {dest}/run", "--output"),
+    ("prepare", "--dataset music --output {dest}/processed", "--output"),
+    ("recommend", "--checkpoint {dest}/none --output {dest}/recs", "--output"),
+])
+@pytest.mark.parametrize("kind", ["read-only", "full"])
+def test_a_destination_that_cannot_be_written_is_refused_before_work(mounts, tmp_path, shared_data, script, args,
+                                                                    flag, kind):
+    dest = mounts[0] if kind == "read-only" else mounts[1]
+    done = run(script, [*args.format(dest=dest).split(), "--data-root", str(shared_data)] if script != "recommend"
+               else args.format(dest=dest).split(), tmp_path)
+    assert done.returncode == 2, (done.stdout + done.stderr)[-2000:]
+    cause = "Read-only file system" if kind == "read-only" else "No space left on device"
+    assert f"{flag} {dest}" in done.stderr and cause in done.stderr and "MiB free" in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr
+    assert sorted(p.name for p in dest.iterdir()) == ([] if kind == "read-only" else ["filler"])
