@@ -27,7 +27,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.models import infer_signature
 from mlflow.protos.databricks_pb2 import INTERNAL_ERROR, INVALID_PARAMETER_VALUE
 
-from mikgnn.distributed.tracking import CHECKPOINT_ARTIFACT
+from mikgnn.distributed.tracking import CHECKPOINT_ARTIFACT, quiet_mlflow
 from mikgnn.storage import Location
 
 DEFAULT_K = 10
@@ -90,14 +90,15 @@ def log_best_model(tracking_uri: str, trial_run_id: str, processed: Location, re
                                         params={"k": DEFAULT_K})
         mlflow.set_tracking_uri(tracking_uri)
         ended = client.get_run(trial_run_id).info.end_time
-        with mlflow.start_run(run_id=trial_run_id):
+        with mlflow.start_run(run_id=trial_run_id), quiet_mlflow():
             info = mlflow.pyfunc.log_model(name="model", python_model=RecommenderModel(),
                                            artifacts={"checkpoint": checkpoint, "processed": str(data)},
                                            code_paths=[str(PACKAGE)], signature=signature,
                                            input_example=example, pip_requirements=_requirements())
         client.set_terminated(trial_run_id, status="FINISHED", end_time=ended)  # the trial's own time span
         try:
-            mlflow.register_model(info.model_uri, registered_name)
+            with quiet_mlflow():
+                mlflow.register_model(info.model_uri, registered_name)
         except MlflowException as exc:  # a file store has no registry: the run's model still serves
             logging.getLogger(__name__).warning("model not registered as %r: %s", registered_name,
                                                 str(exc).splitlines()[0])

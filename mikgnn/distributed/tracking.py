@@ -7,16 +7,20 @@ the old file store).
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import functools
 import hashlib
+import io
 import json
+import logging
 import math
 import os
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from mlflow.entities import Dataset, DatasetInput, InputTag, Metric, Param, RunTag
@@ -80,6 +84,20 @@ def experiment_id(client: MlflowClient, name: str, tracking_uri: str) -> str:
         return found.experiment_id
 
 
+@contextlib.contextmanager
+def quiet_mlflow() -> Iterator[None]:
+    """MLflow's own notes off the console (creating tables, validating a model's example, a
+    model registered): the run's console is ours. Its errors still raise."""
+    logger = logging.getLogger("mlflow")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        with contextlib.redirect_stderr(io.StringIO()):
+            yield
+    finally:
+        logger.setLevel(level)
+
+
 def ready_store(tracking_uri: str) -> str:
     """``tracking_uri``, its sqlite file created: MLflow's first client on a new file creates
     its tables, and two at once (two searches started together) fail in the migration; a lock
@@ -91,7 +109,8 @@ def ready_store(tracking_uri: str) -> str:
     fd = os.open(folder, os.O_RDONLY)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
-        MlflowClient(tracking_uri).search_experiments(max_results=1)
+        with quiet_mlflow():
+            MlflowClient(tracking_uri).search_experiments(max_results=1)
     finally:
         os.close(fd)  # releases the lock
     return tracking_uri
