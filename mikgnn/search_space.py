@@ -172,12 +172,16 @@ def parse_field(label: str) -> tuple[int, int]:
     return int(n), int(h)
 
 
+def paper_values(model: ModelConfig, train: TrainConfig) -> dict:
+    """θ, n, h, λ and lr under the paper's names, as a search and a run's params name them."""
+    return {"theta": model.theta, "n": model.n_neighbours, "h": model.hops, "lambda": train.l2, "lr": train.lr}
+
+
 def start_point(space: SearchSpace, model: ModelConfig, train: TrainConfig) -> dict | None:
     """The searched parameters as ``model`` and ``train`` set them (Table 1 in a search), or
     None when one of them lies outside its dimension. A search evaluates this point first,
     so its best trial is never worse than the paper's settings it starts from."""
-    point = {"theta": model.theta, "n": model.n_neighbours, "h": model.hops, "lambda": train.l2, "lr": train.lr,
-             "field": field_label(model.n_neighbours, model.hops)}
+    point = paper_values(model, train) | {"field": field_label(model.n_neighbours, model.hops)}
     point = {d.name: point[d.name] for d in space.dimensions}
     inside = all(point[d.name] in d.values if d.kind in LISTS else d.low <= point[d.name] <= d.high
                  for d in space.dimensions)

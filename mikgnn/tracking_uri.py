@@ -86,8 +86,15 @@ def _check_sqlite(uri: str, path: Path) -> None:
                                        "not SQLite's); name a new file, or the search's mlflow.db")
 
 
-def sqlite_folder(uri: str | None) -> Path | None:
-    """The folder a sqlite store lies in (the default ``sqlite:///mlflow.db``: this folder); None
-    for a server or database URI."""
+def sqlite_file(uri: str | None) -> Path | None:
+    """The database file of a sqlite store (the default ``sqlite:///mlflow.db``: in this folder);
+    None for a server or database URI."""
     uri = uri or "sqlite:///mlflow.db"
-    return Path(uri[len("sqlite:///"):]).resolve().parent if uri.startswith("sqlite:///") else None
+    return Path(uri[len("sqlite:///"):]).resolve() if uri.startswith("sqlite:///") else None
+
+
+def sqlite_folder(uri: str | None) -> Path | None:
+    """The folder a sqlite store lies in, which every node that runs a trial must see; None for
+    a server or database URI."""
+    path = sqlite_file(uri)
+    return None if path is None else path.parent

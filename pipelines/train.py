@@ -36,6 +36,7 @@ from mikgnn.model_store import save_model
 from mikgnn.prepare import prepare
 from mikgnn.processed import FORMAT_VERSION, load_processed, read_manifest
 from mikgnn.redact import redact
+from mikgnn.search_space import paper_values
 from mikgnn.settings import (
     RUN_SECTIONS,
     Settings,
@@ -154,8 +155,9 @@ def main(argv: list[str] | None = None) -> int:
         check_writable(output, "--output")
         if args.tracking_uri:
             probe_tracking_uri(args.tracking_uri)
-            if sqlite_folder(args.tracking_uri) is not None:
-                check_writable(sqlite_folder(args.tracking_uri), "--tracking-uri")
+            store = sqlite_folder(args.tracking_uri)
+            if store is not None:
+                check_writable(store, "--tracking-uri")
         if args.workers:
             check_writable(args.storage_path, "--storage-path")
         processed = resolve(args.processed or Path("processed") / f"{name}-seed{args.seed}")
@@ -259,9 +261,9 @@ def _log_to_mlflow(args, name: str, run_name: str, result: dict, model_cfg, trai
     weights are read from its last checkpoint, where Ray Train wrote it."""
     from mikgnn.distributed.tracking import log_training_run
 
-    params = {"theta": model_cfg.theta, "n": model_cfg.n_neighbours, "h": model_cfg.hops, "lambda": train_cfg.l2,
-              "lr": train_cfg.lr, "dataset": name, "model": args.model, "variant": args.variant, "d": model_cfg.dim,
-              "loss": train_cfg.loss, "workers": args.workers or 1}
+    params = paper_values(model_cfg, train_cfg) | {"dataset": name, "model": args.model, "variant": args.variant,
+                                                   "d": model_cfg.dim, "loss": train_cfg.loss,
+                                                   "workers": args.workers or 1}
 
     def log(folder: str, result: dict) -> str:
         return log_training_run(args.tracking_uri, name, run_name, params, result["config"], result, folder,

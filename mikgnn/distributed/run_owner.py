@@ -23,7 +23,6 @@ import os
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from mlflow.entities import Param, RunTag
 from mlflow.tracking import MlflowClient
@@ -43,9 +42,9 @@ from mikgnn.distributed.tracking import (
     experiment_id,
     has_checkpoint,
     log_dataset,
+    log_result,
     metrics_at,
     provenance,
-    recall_plot,
     terminate_running,
     trial_runs,
 )
@@ -189,17 +188,10 @@ class RunOwner(tune.Callback):
         last report reports it again), then FINISHED."""
         run_id, client = self.run_id(trial), self.client
         if not any(k.startswith("test/") for k in client.get_run(run_id).data.metrics):
-            best = {f"best/{k}" if k.startswith("valid/") else k: v for k, v in final.items()
-                    if (k.startswith(("test/", "valid/")) or k.endswith("/peak_rss_mib")) and self._logged_key(k)}
             tags = [RunTag(NODES_TAG, final["worker_nodes"])] if "worker_nodes" in final else []
-            client.log_batch(run_id, metrics=metrics_at(best, int(final.get("best_epoch", 0))), tags=tags)
             spec = self.describe(trial)
             manifest = read_manifest(spec.processed) if spec.processed else None
-            with tempfile.TemporaryDirectory() as tmp:
-                if recall_plot(final, Path(tmp) / "recall_at_k.png"):
-                    client.log_artifact(run_id, str(Path(tmp) / "recall_at_k.png"))
-                if manifest is not None:
-                    client.log_dict(run_id, manifest, "manifest.json")
+            log_result(client, run_id, final, self._logged_key, manifest, tags)
         checkpoint = tune.Checkpoint(final["checkpoint_path"]) if final.get("checkpoint_path") else trial.checkpoint
         if checkpoint is not None and not has_checkpoint(client, run_id):
             with checkpoint.as_directory() as folder, tempfile.TemporaryDirectory() as best:

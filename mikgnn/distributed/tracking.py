@@ -20,7 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from mlflow.entities import Dataset, DatasetInput, InputTag, Metric, Param, RunTag
@@ -28,6 +28,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from mikgnn.distributed.driver import driver_alive, driver_identity
+from mikgnn.tracking_uri import sqlite_file, sqlite_folder
 
 TRIAL_TAG = "mikgnn.trial_id"
 KIND_TAG = "mikgnn.kind"
@@ -44,19 +45,10 @@ def default_tracking_uri() -> str:
     return f"sqlite:///{Path('mlflow.db').resolve()}"
 
 
-def local_store_folder(tracking_uri: str) -> Path | None:
-    """The folder of a file-backed store (sqlite:///path/mlflow.db), which every node that runs a
-    trial must see; None for a tracking server."""
-    if tracking_uri.startswith("sqlite:///"):
-        return Path(tracking_uri[len("sqlite:///"):]).resolve().parent
-    return None
-
-
 def existing_store(tracking_uri: str) -> str:
     """``tracking_uri``, when it names a store that exists: a reader (recommend.py, report.py)
     refuses a sqlite file that is not there, instead of creating an empty one."""
-    folder = local_store_folder(tracking_uri)
-    path = Path(tracking_uri[len("sqlite:///"):]) if folder is not None else None
+    path = sqlite_file(tracking_uri)
     if path is not None and not path.is_file():
         raise ValueError(f"no MLflow store at {path}: run this from the folder that holds the search's mlflow.db, "
                          "or pass --tracking-uri")
@@ -74,7 +66,7 @@ def experiment_id(client: MlflowClient, name: str, tracking_uri: str) -> str:
     found = client.get_experiment_by_name(name)
     if found is not None:
         return found.experiment_id
-    store = local_store_folder(tracking_uri)
+    store = sqlite_folder(tracking_uri)
     try:
         return client.create_experiment(name, artifact_location=(store / "mlruns").as_uri() if store else None)
     except MlflowException:  # another search created it a moment ago
@@ -102,7 +94,7 @@ def ready_store(tracking_uri: str) -> str:
     """``tracking_uri``, its sqlite file created: MLflow's first client on a new file creates
     its tables, and two at once (two searches started together) fail in the migration; a lock
     on the store's folder lets the first create them and the second find them."""
-    folder = local_store_folder(tracking_uri)
+    folder = sqlite_folder(tracking_uri)
     if folder is None:
         return tracking_uri
     folder.mkdir(parents=True, exist_ok=True)
@@ -262,6 +254,21 @@ def recall_plot(final: dict, path: Path) -> bool:
     return True
 
 
+def log_result(client: MlflowClient, run_id: str, final: dict, keep: Callable[[str], bool], manifest: dict | None,
+               tags: list[RunTag] = ()) -> None:
+    """A finished run's result: its best epoch's metrics (``valid/`` as ``best/valid/``, ``test/``
+    as they are, each a key ``keep`` takes) at step = best epoch, the Recall@K plot and the
+    dataset's manifest."""
+    best = {f"best/{k}" if k.startswith("valid/") else k: v for k, v in final.items()
+            if (k.startswith(("test/", "valid/")) or k.endswith("/peak_rss_mib")) and keep(k)}
+    client.log_batch(run_id, metrics=metrics_at(best, int(final.get("best_epoch", 0))), tags=list(tags))
+    with tempfile.TemporaryDirectory() as tmp:
+        if recall_plot(final, Path(tmp) / "recall_at_k.png"):
+            client.log_artifact(run_id, str(Path(tmp) / "recall_at_k.png"))
+    if manifest is not None:
+        client.log_dict(run_id, manifest, "manifest.json")
+
+
 def log_training_run(tracking_uri: str, experiment: str, name: str, params: dict, settings: dict, result: dict,
                      checkpoint: str, processed: str, manifest: dict, started_ms: int) -> str:
     """A finished ``train.py`` run as one MLflow run, the way a search's trial is logged: its
@@ -277,17 +284,12 @@ def log_training_run(tracking_uri: str, experiment: str, name: str, params: dict
                                tags={KIND_TAG: "train"} | provenance() | warnings).info.run_id
     epochs = [metrics_at({k: v for k, v in epoch.items() if compared(k)}, int(epoch["epoch"]))
               for epoch in result.get("history", ())]
-    best = {f"best/{k}" if k.startswith("valid/") else k: v for k, v in result.items()
-            if k.startswith(("test/", "valid/")) and compared(k) and isinstance(v, (int, float))}
     client.log_batch(run_id, params=[Param(k, str(v)) for k, v in params.items()],
-                     metrics=[m for epoch in epochs for m in epoch] + metrics_at(best, int(result["best_epoch"])))
+                     metrics=[m for epoch in epochs for m in epoch])
     client.log_dict(run_id, settings, "settings.json")
-    client.log_dict(run_id, manifest, "manifest.json")
+    log_result(client, run_id, result, compared, manifest)
     log_dataset(client, run_id, processed, manifest)
     with tempfile.TemporaryDirectory() as tmp:
-        client.log_artifacts(run_id, str(export_best(checkpoint, Path(tmp) / "best")),
-                             artifact_path=CHECKPOINT_ARTIFACT)
-        if recall_plot(result, Path(tmp) / "recall_at_k.png"):
-            client.log_artifact(run_id, str(Path(tmp) / "recall_at_k.png"))
+        client.log_artifacts(run_id, str(export_best(checkpoint, tmp)), artifact_path=CHECKPOINT_ARTIFACT)
     client.set_terminated(run_id, "FINISHED")
     return run_id

@@ -42,7 +42,7 @@ from mikgnn.distributed.train_loop import FINAL, loop_config, train_in_trial
 from mikgnn.distributed.trainer import make_trainer
 from mikgnn.distributed.trials_report import log_trials_report
 from mikgnn.processed import read_split_table
-from mikgnn.search_space import SearchSpace, apply_params, check_sampler, fit_field, start_point
+from mikgnn.search_space import SearchSpace, apply_params, check_sampler, fit_field, paper_values, start_point
 from mikgnn.storage import Location
 
 K = 20
@@ -93,7 +93,7 @@ def tune_domains(space: SearchSpace) -> dict:
     return out
 
 
-PAPER_NAMES = ("theta", "n", "h", "lambda", "lr")
+PAPER_NAMES = ("theta", "n", "h", "lambda", "lr")  # the keys of search_space.paper_values
 
 
 def searched_names(space: SearchSpace) -> list[str]:
@@ -114,7 +114,7 @@ def trial_params(config: dict, model: ModelConfig, train: TrainConfig, job: Tune
     paper's names (θ, n, h, λ, lr; a baseline's own searched keys under theirs), a log10
     companion of each searched over decades (λ's axis is unreadable without one), and the
     dataset, model, loss and d. Every setting: the run's settings.json."""
-    paper = dict(zip(PAPER_NAMES, (model.theta, model.n_neighbours, model.hops, train.l2, train.lr)))
+    paper = paper_values(model, train)
     searched = paper | {name: config[name] for name in searched_names(job.space)[len(PAPER_NAMES):]}
     log10 = {f"log10_{d.name}": round(math.log10(searched[d.name]), 4) for d in job.space.dimensions
              if d.kind == "loguniform" and isinstance(searched.get(d.name), (int, float)) and searched[d.name] > 0}
