@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
 from mikgnn.cli import add_debug_flag, add_download_flag, failure, typed_command, usage_error
@@ -115,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     from mikgnn.distributed.cluster import connect
     from mikgnn.distributed.errors import ClusterStartError
     from mikgnn.distributed.prepare import prepare
-    from mikgnn.distributed.reproduce_job import ReproductionJob, reproduce
+    from mikgnn.distributed.reproduce_job import ReproductionJob, reproduce, reproduction_name, running_driver
     from mikgnn.distributed.tracking import close_search_run, default_tracking_uri, open_search_run
     from mikgnn.storage import resolve
 
@@ -131,7 +130,11 @@ def main(argv: list[str] | None = None) -> int:
     except (DatasetError, ValueError) as exc:
         return usage_error(exc, args.debug)
     tracking_uri = args.tracking_uri or default_tracking_uri()
-    name = f"reproduce-{dataset}-{time.strftime('%Y%m%d-%H%M%S')}"
+    name = reproduction_name(experiment, the_plan.cells)
+    driver = running_driver(tracking_uri, experiment, name)
+    if driver is not None:
+        return usage_error(ValueError(f"the same reproduction ({name}) is running now, driven by process "
+                                      f"{driver.rsplit(':', 2)[1]}: wait for it, or stop it and rerun"), args.debug)
     command = redact(typed_command())
     layout = {"tables": list(tables), "seeds": list(seeds), "cells": [c.identity for c in the_plan.cells],
               "skipped": dict(the_plan.skipped)}

@@ -130,8 +130,9 @@ def _epochs(uri: str, run_id: str) -> list[int]:
 
 def test_a_terminated_reproduction_continues_its_cell_from_the_checkpoint(ray_local, tmp_path):
     """SIGTERM (``timeout``, a scheduler's kill) takes Ctrl-C's path: the cell's run and the
-    reproduction's run end KILLED, not RUNNING forever; the rerun continues the cell in the same
-    run from its last epoch's checkpoint, and logs no epoch twice."""
+    reproduction's run end KILLED, not RUNNING forever; the rerun of the same command restores
+    Tune's grid (``Tuner.restore``), which continues the cell in the same trial and run from its
+    last checkpoint, and logs no epoch twice. The same command again while one runs is refused."""
     write_movie(tmp_path / "raw", n_users=200, n_items=150)
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     args = ["--dataset", "movie", "--data-root", str(tmp_path / "raw"), "--tables", "4", "--models", "mf",
@@ -147,6 +148,8 @@ def test_a_terminated_reproduction_continues_its_cell_from_the_checkpoint(ray_lo
             break
         time.sleep(0.5)
     assert first.poll() is None, "the reproduction ended before it could be terminated:\n" + first.stdout.read()
+    twin = _run("reproduce.py", *args)  # the same cells, while the first trains them: refused
+    assert twin.returncode == 2 and "is running now, driven by process" in twin.stderr, twin.stderr[-2000:]
     first.send_signal(signal.SIGTERM)
     out, _ = first.communicate(timeout=120)
     assert first.returncode == 130, out[-3000:]
@@ -161,16 +164,17 @@ def test_a_terminated_reproduction_continues_its_cell_from_the_checkpoint(ray_lo
 
     again = _run("reproduce.py", *args)
     assert again.returncode == 0, again.stdout[-2000:] + again.stderr[-2000:]
-    assert "1 cells: 0 already in MLflow, 1 to train (1 continued from their last checkpoint)" in again.stdout
+    assert "1 cells: 0 already in MLflow, 1 to train" in again.stdout
+    assert re.search(r"continuing reproduce-movie-\w+-accuracy: Tune restores its unfinished cells", again.stdout)
     (resumed,) = _cells(uri)
     assert resumed.info.run_id == run.info.run_id and resumed.info.status == "FINISHED"
+    assert resumed.data.tags["mikgnn.trial_id"] == run.data.tags["mikgnn.trial_id"]  # Tune's own trial, restored
     assert "failure_reason" not in resumed.data.tags
-    assert resumed.data.tags["mikgnn.resumed_from"].startswith(str(tmp_path / "ray"))
     epochs = _epochs(uri, run.info.run_id)
     assert epochs == list(range(1, 301))  # each epoch once: the rerun did not start again from 1
-    continued = int(re.search(r"continues after epoch (\d+)", again.stdout).group(1))
-    assert len(logged) - 1 <= continued <= len(logged)
     assert "test/auc" in resumed.data.metrics
+    (search,) = client.search_runs([run.info.experiment_id], "tags.`mikgnn.kind` = 'search'")
+    assert search.info.status == "FINISHED"  # the same reproduction's run, ended by its rerun
 
 
 def test_a_cell_killed_for_memory_fails_with_that_reason_and_the_reproduction_says_so(tmp_path):

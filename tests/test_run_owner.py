@@ -32,10 +32,9 @@ from mikgnn.distributed.train_loop import FINAL, WARNING
 from mikgnn.processed import save_processed
 
 
-def _spec(trial: Trial, processed: str | None = None, continues: str | None = None,
-          history: tuple[dict, ...] = ()) -> RunSpec:
-    params = {"theta": trial.config.get("theta", 0.9)} | ({"train.topk_every": 0} if continues else {})
-    return RunSpec(str(trial), params, {"extra": "yes"}, processed=processed, continues=continues, history=history)
+def _spec(trial: Trial, processed: str | None = None, added: bool = False) -> RunSpec:
+    params = {"theta": trial.config.get("theta", 0.9)} | ({"train.topk_every": 0} if added else {})
+    return RunSpec(str(trial), params, {"extra": "yes"}, processed=processed)
 
 
 def _runs(uri: str, experiment: str = "owned") -> list:
@@ -193,7 +192,10 @@ def test_a_trial_stopped_because_the_search_stops_is_ended_by_the_driver_with_it
     assert run.info.status == "KILLED" and run.data.tags[FAILURE_TAG] == "the search was interrupted"
 
 
-def test_a_continued_cell_run_gains_the_settings_added_since_and_keeps_its_own(tmp_path):
+def test_a_restored_trial_reopens_its_run_gaining_the_settings_added_since(tmp_path):
+    """Tune restores an interrupted trial (``Tuner.restore``, in ``tune.py --resume`` and a
+    reproduction's rerun): its run runs again, the interrupt's reason gone, its own params kept,
+    and the epochs it holds are not logged again when the trial reports them anew."""
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     client = MlflowClient(uri)
     run = client.create_run(client.create_experiment("owned"), tags={TRIAL_TAG: "aaaaa_00000"})
@@ -201,20 +203,20 @@ def test_a_continued_cell_run_gains_the_settings_added_since_and_keeps_its_own(t
     client.set_tag(run.info.run_id, FAILURE_TAG, "killed: the reproduction was interrupted")
     client.log_metric(run.info.run_id, "valid/auc", 0.6, step=1)
     client.set_terminated(run.info.run_id, status="KILLED")
-    # its checkpoint holds epochs 1-2: the interrupt fell after epoch 2's checkpoint, before its report
-    history = ({"epoch": 1, "valid/auc": 0.61}, {"epoch": 2, "valid/auc": 0.7, "train/loss": 0.5})
-    owner = RunOwner(uri, "owned", "s5", partial(_spec, continues=run.info.run_id, history=history))
+    owner = RunOwner(uri, "owned", "s5", partial(_spec, added=True))
+    trial = _trial("aaaaa_00000")
 
-    owner.on_trial_start(0, [], _trial("bbbbb_00000"))
+    owner.on_trial_start(0, [], trial)
+    for epoch, auc in ((1, 0.61), (2, 0.7)):  # its checkpoint held epoch 0: epoch 1 is reported again
+        owner.on_trial_result(0, [], trial, {"epoch": epoch, "valid/auc": auc})
 
     reopened = client.get_run(run.info.run_id)
     assert reopened.info.status == "RUNNING" and FAILURE_TAG not in reopened.data.tags
-    assert reopened.data.tags[TRIAL_TAG] == "bbbbb_00000" and reopened.data.tags[SEARCH_TAG] == "s5"
+    assert reopened.data.tags[SEARCH_TAG] == "s5"
     assert reopened.data.params == {"theta": "0.5", "train.topk_every": "0"}  # its own value kept
     logged = [(m.step, m.value) for m in client.get_metric_history(run.info.run_id, "valid/auc")]
     assert sorted(logged) == [(1, 0.6), (2, 0.7)]  # the epoch it lacked, and no epoch twice
     assert len(_runs(uri)) == 1
-
 
 
 def test_the_recall_plot_is_drawn_only_for_a_result_with_recall(tmp_path):

@@ -3,14 +3,19 @@
 The accuracy cells run as one grid, as many at once as the cluster fits (``plan_concurrency``);
 the timing cells (Table 7) then run as a second grid, one at a time, so that no other trial
 shares the machine while an epoch is timed. Each run is tagged with its cell's identity and
-the table slots it fills (``mikgnn.table.<N>``), which is all ``report.py`` reads. A cell
-whose identity already has a FINISHED run is not trained again: rerunning the command after
-an interruption trains only the missing cells, and an interrupted cell continues from its last
-epoch's checkpoint in the same run (``cell_resume``).
+the table slots it fills (``mikgnn.table.<N>``), which is all ``report.py`` reads.
+
+A reproduction is a search like any other, named by its experiment and the cells it asks for
+(``reproduction_name``), so that rerunning the same command is its ``--resume``: Tune's own
+``Tuner.restore`` continues each interrupted cell from its last checkpoint, in the same trial
+and so the same MLflow run. A cell whose identity already has a FINISHED run is not trained
+again; one that failed (or that a restored grid no longer holds) trains again from epoch 1, in
+a new run of a fresh grid.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import platform
 from dataclasses import asdict, dataclass
@@ -22,23 +27,24 @@ from mlflow.tracking import MlflowClient
 from ray import tune
 from ray.tune.search import BasicVariantGenerator
 
-from mikgnn.distributed.cell_resume import Resume, resumable
 from mikgnn.distributed.cluster import plan_concurrency
 from mikgnn.distributed.console import SearchConsole
+from mikgnn.distributed.driver import driver_alive
 from mikgnn.distributed.errors import error_line
 from mikgnn.distributed.run_owner import RunOwner, RunSpec, end_running
 from mikgnn.distributed.search_driver import SearchStopped, fit, run_config
-from mikgnn.distributed.tracking import KIND_TAG, experiment_id
+from mikgnn.distributed.tracking import DRIVER_TAG, KIND_TAG, SEARCH_TAG, experiment_id, ready_store
 from mikgnn.distributed.train_loop import FINAL, loop_config, train_in_trial
 from mikgnn.reproduction.cells import Cell
+from mikgnn.storage import resolve
 
 CELL_TAG = "mikgnn.cell"  # the cell's identity (cells.Cell.identity)
 TABLE_TAG = "mikgnn.table."  # + table number: the row (and n or h) the run fills in that table
 SEED_TAG = "mikgnn.seed"
 HARDWARE_TAG = "mikgnn.hardware"
 DATASET_TAG = "mikgnn.dataset"
-RESUMED_TAG = "mikgnn.resumed_from"  # the checkpoint an interrupted cell continued from
 RERUN = "rerun its command to continue the missing cells"
+ORPHAN_REASON = "its reproduction's driver stopped without ending it (killed); rerun continues what Tune recorded"
 
 
 @dataclass(frozen=True)
@@ -48,7 +54,7 @@ class ReproductionJob:
     tracking_uri: str
     experiment: str
     storage_path: str
-    name: str  # this invocation's name: its Tune experiments and the tag of its runs
+    name: str  # the reproduction's name (``reproduction_name``): its Tune experiments and the tag of its runs
     cpus_per_worker: float = 1.0
     gpus_per_worker: float = 0.0
     stall_s: float | None = None
@@ -95,19 +101,6 @@ def finished_cells(tracking_uri: str, experiment: str) -> dict[str, str]:
     return {r.data.tags[CELL_TAG]: r.info.run_id for r in runs if CELL_TAG in r.data.tags}
 
 
-def interrupted_cells(job: ReproductionJob, todo: list[Cell]) -> dict[str, Resume]:
-    """The cells of ``todo`` that continue an interrupted run from its checkpoint (``cell_resume``)."""
-    client = MlflowClient(job.tracking_uri)
-    found = client.get_experiment_by_name(job.experiment)
-    kinds = {c.identity: c.kind for c in todo}
-    newest = {}
-    for run in cell_runs(client, found.experiment_id, finished=False):  # oldest first
-        identity = run.data.tags.get(CELL_TAG)
-        if identity in kinds:
-            newest[identity] = (kinds[identity], run)
-    return resumable(client, newest, job.storage_path, job.name)
-
-
 def tag_done(tracking_uri: str, done: dict[str, str], cells: list[Cell], dataset: str) -> None:
     """A cell already trained may fill slots of tables this run asks for: tag it with them."""
     client = MlflowClient(tracking_uri)
@@ -127,53 +120,92 @@ def cell_run_tags(cell: Cell, dataset: str) -> dict[str, str]:
     return cell_tags(cell, dataset) | {HARDWARE_TAG: hardware()}
 
 
-def run_cell(config: dict, job: ReproductionJob, cells: tuple[Cell, ...], resume: dict[int, Resume]) -> None:
-    """One cell: the training loop in the trial's own process (from the checkpoint of the
-    interrupted run it continues, when ``resume`` has one for it)."""
-    cell, resumed = cells[config["cell"]], resume.get(config["cell"])
+def running_driver(tracking_uri: str, experiment: str, name: str) -> str | None:
+    """The driver (host:pid:start) of reproduction ``name`` when one still runs it on this host."""
+    client = MlflowClient(ready_store(tracking_uri))
+    found = client.get_experiment_by_name(experiment)
+    if found is None:
+        return None
+    for run in client.search_runs([found.experiment_id], filter_string=f"tags.`{KIND_TAG}` = 'search' and "
+                                  f"tags.`{SEARCH_TAG}` = '{name}' and attributes.status = 'RUNNING'"):
+        driver = run.data.tags.get(DRIVER_TAG, "")
+        if driver_alive(driver):
+            return driver
+    return None
+
+
+def reproduction_name(experiment: str, cells: tuple[Cell, ...]) -> str:
+    """The same experiment and cells, the same name: a rerun of a command restores its grids."""
+    digest = hashlib.sha256("\n".join(sorted(c.identity for c in cells)).encode()).hexdigest()[:10]
+    return f"{experiment}-{digest}"
+
+
+def run_cell(config: dict, job: ReproductionJob, cells: dict[str, Cell]) -> None:
+    """One cell: the training loop in the trial's own process (from its last checkpoint when
+    Tune restores the trial)."""
+    cell = cells[config["cell"]]
     train_in_trial(loop_config(job.processed[cell.seed], cell.model, cell.train, job.cpus_per_worker)
-                   | {"gpu": job.gpus_per_worker > 0, "resume_from": resumed.checkpoint if resumed else None})
+                   | {"gpu": job.gpus_per_worker > 0})
 
 
-def describe_cell(trial, job: ReproductionJob, cells: tuple[Cell, ...], resume: dict[int, Resume]) -> RunSpec:
-    """A cell's run: named by its key, tagged with its tables, or the interrupted run it continues."""
-    index = trial.config["cell"]
-    cell, resumed = cells[index], resume.get(index)
-    tags = cell_run_tags(cell, job.dataset) | ({RESUMED_TAG: resumed.checkpoint} if resumed else {})
-    return RunSpec(cell.key, cell_params(cell), tags, processed=job.processed[cell.seed],
-                   continues=resumed.run_id if resumed else None, history=resumed.history if resumed else ())
+def describe_cell(trial, job: ReproductionJob, cells: dict[str, Cell]) -> RunSpec:
+    """A cell's run: named by its key, tagged with its tables."""
+    cell = cells[trial.config["cell"]]
+    return RunSpec(cell.key, cell_params(cell), cell_run_tags(cell, job.dataset), processed=job.processed[cell.seed])
 
 
-def cell_label(trial, cells: tuple[Cell, ...]) -> str:
+def cell_label(trial, cells: dict[str, Cell]) -> str:
     return f"cell {cells[trial.config['cell']].key}"
 
 
-def run_grid(job: ReproductionJob, cells: list[Cell], phase: str, concurrency: int,
-             resume: dict[str, Resume]) -> bool:
-    """Train ``cells`` as one Tune grid (those in ``resume`` from their checkpoint); False when
-    it ended before every trial did (an interrupt, a stalled search), True otherwise, failed
-    trials included."""
-    if not cells:
+def trial_folder(trial) -> str:
+    return f"cell_{trial.trial_id}"
+
+
+def count_ended(results) -> int:
+    """The trials of a grid that ended: failed, or reported their final result (a trial Tune
+    stops on an interrupt ends TERMINATED too)."""
+    return sum(r.error is not None or bool((r.metrics or {}).get(FINAL)) for r in results)
+
+
+def run_grid(job: ReproductionJob, cells: dict[str, Cell], todo: list[Cell], phase: str, concurrency: int) -> bool:
+    """Train ``todo`` as one Tune grid, continuing this phase's earlier grid first when an
+    interruption left one (``Tuner.restore``); False when it ended before every trial did (an
+    interrupt, a stalled search), True otherwise, failed trials included."""
+    if not todo:
         return True
     resources = {"CPU": job.cpus_per_worker} | ({"GPU": job.gpus_per_worker} if job.gpus_per_worker else {})
-    by_index = {i: resume[c.identity] for i, c in enumerate(cells) if c.identity in resume}
-    trainable = tune.with_resources(tune.with_parameters(run_cell, job=job, cells=tuple(cells), resume=by_index),
-                                    resources)
-    owner = RunOwner(job.tracking_uri, job.experiment, job.name,
-                     partial(describe_cell, job=job, cells=tuple(cells), resume=by_index), parent=job.parent_run_id)
-    console = SearchConsole(len(cells), "valid/auc", label=partial(cell_label, cells=tuple(cells)), compare=False)
-    config, guard = run_config(f"{job.name}-{phase}", job.storage_path, owner, console, job.stall_s, keep=1)
+    trainable = tune.with_resources(tune.with_parameters(run_cell, job=job, cells=cells), resources)
+    path = resolve(job.storage_path) / f"{job.name}-{phase}"
+    if tune.Tuner.can_restore(path.uri):
+        # Cells it had not ended continue; finished and failed ones stay as they are (a
+        # failed cell trains again below, from epoch 1: what made it fail may be in its state).
+        # Tune gives the grid back its callbacks, the run owner among them, which re-opens the
+        # runs of the trials it continues. A driver killed outright ended none of its runs: a
+        # run no restored trial re-opens stays KILLED, and its cell trains again below.
+        end_running(job.tracking_uri, job.experiment, job.name, "KILLED", ORPHAN_REASON)
+        print(f"continuing {path.name}: Tune restores its unfinished cells from their last checkpoints", flush=True)
+        results = fit(tune.Tuner.restore(path.uri, trainable=trainable, resume_unfinished=True), RERUN)
+        if count_ended(results) < len(results):
+            return False
+        done = finished_cells(job.tracking_uri, job.experiment)
+        todo = [c for c in todo if c.identity not in done]
+        if not todo:
+            return True
+        path.delete()  # every trial of it ended, its results in MLflow: a fresh grid takes its name
+    owner = RunOwner(job.tracking_uri, job.experiment, job.name, partial(describe_cell, job=job, cells=cells),
+                     parent=job.parent_run_id)
+    console = SearchConsole(len(todo), "valid/auc", label=partial(cell_label, cells=cells), compare=False)
+    config, guard = run_config(path.name, job.storage_path, owner, console, job.stall_s, keep=1)
     tuner = tune.Tuner(
         trainable,
-        param_space={"cell": tune.grid_search(list(range(len(cells))))},
-        tune_config=tune.TuneConfig(search_alg=BasicVariantGenerator(max_concurrent=concurrency), reuse_actors=True),
+        param_space={"cell": tune.grid_search([c.identity for c in todo])},
+        tune_config=tune.TuneConfig(search_alg=BasicVariantGenerator(max_concurrent=concurrency), reuse_actors=True,
+                                    trial_dirname_creator=trial_folder),
         run_config=config,
     )
     results = fit(tuner, RERUN)  # SearchStopped when Tune's own loop raises: reproduce() ends the runs
-    # A trial Tune stops on an interrupt ends TERMINATED too: a cell ended when it failed or
-    # reported its final result.
-    ended = sum(r.error is not None or bool((r.metrics or {}).get(FINAL)) for r in results)
-    return ended >= len(cells) and guard.stalled is None
+    return count_ended(results) >= len(todo) and guard.stalled is None
 
 
 def reproduce(job: ReproductionJob, cells: tuple[Cell, ...]) -> dict:
@@ -184,19 +216,15 @@ def reproduce(job: ReproductionJob, cells: tuple[Cell, ...]) -> dict:
     done = finished_cells(job.tracking_uri, job.experiment)
     tag_done(job.tracking_uri, done, [c for c in cells if c.identity in done], job.dataset)
     todo = [c for c in cells if c.identity not in done]
-    resume = interrupted_cells(job, todo)
-    print(f"{len(cells)} cells: {len(cells) - len(todo)} already in MLflow, {len(todo)} to train"
-          + (f" ({len(resume)} continued from their last checkpoint)" if resume else ""), flush=True)
-    for cell in todo:
-        if cell.identity in resume:
-            print(f"  {cell.key}: continues after epoch {resume[cell.identity].epoch}", flush=True)
+    by_identity = {c.identity: c for c in cells}
+    print(f"{len(cells)} cells: {len(cells) - len(todo)} already in MLflow, {len(todo)} to train", flush=True)
     concurrency = plan_concurrency(ray.cluster_resources(), 1, job.cpus_per_worker, job.gpus_per_worker,
                                    what="a cell")
     ended, error = True, None
     try:
         for phase, batch, width in (("accuracy", [c for c in todo if c.kind == "accuracy"], concurrency),
                                     ("timing", [c for c in todo if c.kind == "timing"], 1)):
-            ended = run_grid(job, batch, phase, width, resume)
+            ended = run_grid(job, by_identity, batch, phase, width)
             if not ended:
                 break
     except KeyboardInterrupt:

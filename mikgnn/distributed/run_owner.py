@@ -67,9 +67,7 @@ class RunSpec:
     params: dict
     tags: dict[str, str] = field(default_factory=dict)
     processed: str | None = None  # its dataset, whose manifest the finished run keeps
-    continues: str | None = None  # the run of an interrupted trial this one continues (a reproduction cell)
     settings: dict | None = None  # every setting of the trial: the run's settings.json
-    history: tuple[dict, ...] = ()  # epochs of the checkpoint a continued run starts from: logged where it lacks them
 
 
 class RunOwner(tune.Callback):
@@ -109,7 +107,7 @@ class RunOwner(tune.Callback):
         exp = experiment_id(client, self.experiment, self.tracking_uri)
         tags = {TRIAL_TAG: trial.trial_id, KIND_TAG: "trial", SEARCH_TAG: self.search} | provenance() | spec.tags
         tags |= {PARENT_TAG: self.parent} if self.parent else {}
-        found = spec.continues or next((r.info.run_id for r in trial_runs(client, exp, trial.trial_id)), None)
+        found = next((r.info.run_id for r in trial_runs(client, exp, trial.trial_id)), None)
         if found is None:
             run_id = client.create_run(exp, run_name=spec.name, tags=tags).info.run_id
             client.log_batch(run_id, params=[Param(k, str(v)) for k, v in spec.params.items()])
@@ -123,8 +121,6 @@ class RunOwner(tune.Callback):
             reopen(client, run_id, tags, spec.params)
         self._runs[trial.trial_id] = run_id
         self._logged[trial.trial_id] = {m.step for m in client.get_metric_history(run_id, "valid/auc")}
-        for epoch in spec.history:
-            self._log_epoch(trial.trial_id, run_id, epoch)
         return run_id
 
     def _log_epoch(self, trial_id: str, run_id: str, result: dict) -> None:
@@ -213,8 +209,7 @@ def last_error_line(trial_dir: str | None) -> str:
 
 
 def reopen(client: MlflowClient, run_id: str, tags: dict[str, str], params: dict) -> None:
-    """An ended run running again (a trial restored, a cell continued by a later trial: ``tags``
-    name the new trial and search); of ``params``, those the run lacks (a setting added since)
+    """An ended run running again (a trial restored); of ``params``, those the run lacks (a setting added since)
     are logged. The reason it was ended no longer holds."""
     data = client.get_run(run_id).data
     new = [Param(k, str(v)) for k, v in params.items() if k not in data.params]

@@ -83,21 +83,16 @@ class TrialSession:
 
     rank, world = 0, 1
 
-    def __init__(self, gpu: bool = False, resume_from: str | None = None) -> None:
+    def __init__(self, gpu: bool = False) -> None:
         self.device = torch.device("cuda") if gpu else torch.device("cpu")
-        self.resume_from = resume_from
 
     def shard(self, data: ProcessedDataset, positives_only: bool = False) -> Rows:
         rows = Rows.from_numpy(data.splits["train"])  # the whole train split, read with the others
         return rows.positives() if positives_only else rows
 
     def checkpoint(self):
-        """The trial's last checkpoint when Tune restores it, else the earlier trial's that this
-        one continues (``cell_resume``), else None."""
-        found = tune.get_checkpoint()
-        if found is None and self.resume_from is not None:
-            found = tune.Checkpoint(self.resume_from)
-        return found
+        """The trial's last checkpoint when Tune restores it, else None."""
+        return tune.get_checkpoint()
 
     def report(self, metrics: dict, folder: str | None = None) -> None:
         if metrics or folder:

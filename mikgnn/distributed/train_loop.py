@@ -116,9 +116,8 @@ def train_loop_per_worker(config: dict) -> None:
 
 
 def train_in_trial(config: dict) -> None:
-    """A Tune trial of one worker: the same loop, in the trial's own process (``resume_from``: a
-    checkpoint of an earlier trial to continue from when Tune has none of this one's)."""
-    run_training(config, TrialSession(gpu=bool(config.get("gpu")), resume_from=config.get("resume_from")))
+    """A Tune trial of one worker: the same loop, in the trial's own process."""
+    run_training(config, TrialSession(gpu=bool(config.get("gpu"))))
 
 
 def run_training(config: dict, session) -> None:
