@@ -146,6 +146,9 @@ def build(spec: DatasetSpec, tmp: Location, seed: int, chunk_bytes: int, print_:
     """Write the splits and the KG of ``spec`` into ``tmp``; return the manifest's counts."""
     items, item_entities = (load_item_map(spec) if spec.item_map else (None, None))
     rated = executor.parse(spec, items, raw_chunks(spec, spec.ratings, chunk_bytes))
+    if rated.num_rows == 0:
+        raise DatasetError(f"{spec.path(spec.ratings)}: no usable row (every row of the file is missing or was "
+                           "filtered out as a non-positive rating)")
     raw_users = pd.unique(rated.column("user").to_numpy(zero_copy_only=False))
     rated, dropped = drop_unmapped(rated)
     if dropped:
@@ -192,6 +195,10 @@ def build(spec: DatasetSpec, tmp: Location, seed: int, chunk_bytes: int, print_:
         labelled = executor.label(user_blocks(ratings, ROWS_PER_LABEL_BLOCK), n_items, seed)
     print_(f"{labelled.num_rows:,} labelled rows")
     assignment = split_assignment(labelled.num_rows, seed)
+    empty = [name for k, name in enumerate(SPLITS) if not (assignment == k).any()]
+    if empty:
+        raise DatasetError(f"{spec.path(spec.ratings)}: {labelled.num_rows:,} labelled row(s) leave the {empty[0]} "
+                           "split empty (SPEC's 6:2:2 split of every row): the file needs more rows")
     rows = {}
     for k, name in enumerate(SPLITS):
         part = labelled.filter(pa.array(assignment == k))

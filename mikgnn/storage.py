@@ -13,6 +13,7 @@ is written last and removed first: without the marker, a folder does not exist f
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import shutil
@@ -143,14 +144,19 @@ def atomic_folder(final: Location, marker: str) -> Iterator[Location]:
     """
     if final.is_local:
         _remove_stale_stages(final)
+        made = [p for p in Path(final.path).parents if not p.exists()]  # folders this build creates
         stage = final.sibling(_stage_name(final, "tmp"))
         stage.delete()
         stage.mkdir()
         try:
             yield stage
             _replace_local(stage, final)
+            made = []
         finally:
             stage.delete()
+            for folder in made:  # innermost first: a refused build leaves no empty processed/
+                if folder.is_dir() and not any(folder.iterdir()):
+                    folder.rmdir()
         return
     (final / marker).delete()  # first: from now on readers see no folder
     final.delete()
@@ -162,9 +168,18 @@ def atomic_folder(final: Location, marker: str) -> Iterator[Location]:
         raise
 
 
+def _stage_stem(final: Location) -> str:
+    """``final``'s name, or for a long one (a file name holds at most 255 bytes, and the stage's
+    name adds about 40) its start and a hash of the whole."""
+    name = final.name
+    if len(name.encode()) <= 120:
+        return name
+    return f"{name.encode()[:80].decode(errors='ignore')}~{hashlib.sha256(name.encode()).hexdigest()[:12]}"
+
+
 def _stage_name(final: Location, kind: str) -> str:
-    """A hidden folder beside ``final`` owned by this process: ``.<name>.<kind>-<host>-<pid>-<random>``."""
-    return f".{final.name}.{kind}-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    """A hidden folder beside ``final`` owned by this process: ``.<stem>.<kind>-<host>-<pid>-<random>``."""
+    return f".{_stage_stem(final)}.{kind}-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
 
 
 def _remove_stale_stages(final: Location) -> None:
@@ -173,7 +188,8 @@ def _remove_stale_stages(final: Location) -> None:
     parent = Path(final.path).parent
     if not parent.is_dir():
         return
-    owned = re.compile(rf"\.{re.escape(final.name)}\.(?:tmp|old)-{re.escape(socket.gethostname())}-(\d+)-[0-9a-f]+")
+    host = re.escape(socket.gethostname())
+    owned = re.compile(rf"\.{re.escape(_stage_stem(final))}\.(?:tmp|old)-{host}-(\d+)-[0-9a-f]+")
     for path in parent.iterdir():
         found = owned.fullmatch(path.name)
         if found and not _alive(int(found[1])):
@@ -200,6 +216,9 @@ def _replace_local(stage: Location, final: Location) -> None:
         old.delete()
 
 
+NAME_MAX = 255  # bytes of one file or folder name (Linux, macOS, Windows alike)
+
+
 def check_writable(location: Location | str | Path, flag: str) -> None:
     """Refuse, before any work, a local destination that cannot be written: a read-only folder,
     a full disk, a file where a folder should be. A ValueError naming ``flag``, the path and
@@ -209,6 +228,10 @@ def check_writable(location: Location | str | Path, flag: str) -> None:
     if not location.is_local:
         return
     folder = Path(location.path)
+    long = next((part for part in folder.parts if len(part.encode()) > NAME_MAX), None)
+    if long is not None:
+        raise ValueError(f"{flag} {folder}: a name in that path is {len(long.encode())} bytes, more than the "
+                         f"{NAME_MAX} a file system takes ({long[:40]}...): give {flag} a shorter path")
     existing = next((p for p in (folder, *folder.parents) if p.exists()), Path("/"))
     try:
         if existing.is_file() and existing == folder:

@@ -166,6 +166,7 @@ def main(argv: list[str] | None = None) -> int:
         spec = get_dataset(args.dataset, args.data_root) if stale else None
         if spec is not None:
             spec.ensure_present(args.download)  # before any Ray starts
+            check_writable(processed, "--processed")
         if args.workers:
             _join_cluster(args, processed, parallel)
         if spec is not None:

@@ -8,7 +8,9 @@ docs/benchmarks.md records the count.
 
 from __future__ import annotations
 
+import gzip
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -135,6 +137,94 @@ def test_refused_before_ray_starts(tmp_path, shared_data, script, args, named):
     assert [line for line in done.stderr.splitlines() if line.startswith("error:")], done.stderr
     assert not [w for w in WRITTEN if (tmp_path / w).exists()]  # no MLflow store, no Tune folder
     assert not ray_started
+
+
+def _labelled(folder: Path, users: int = 12, items: int = 8) -> Path:
+    """A custom folder of labelled rows whose KG heads are the item ids (no item map)."""
+    folder.mkdir(parents=True)
+    rows = [f"u{u},s{i},{(u + i) % 2}" for u in range(users) for i in range(items)]
+    (folder / "ratings.csv").write_text("user,item,label\n" + "\n".join(rows) + "\n")
+    (folder / "kg.csv").write_text("head,relation,tail\n" + "".join(f"s{i},genre,g{i % 3}\n" for i in range(items)))
+    return folder
+
+
+def _append(name: str, text: str):
+    def damage(folder: Path) -> None:
+        with open(folder / name, "a") as f:
+            f.write(text)
+    return damage
+
+
+def _replace(name: str, data: bytes):
+    def damage(folder: Path) -> None:
+        (folder / name).write_bytes(data)
+    return damage
+
+
+def _a_folder(folder: Path) -> None:
+    (folder / "ratings.csv").unlink()
+    (folder / "ratings.csv").mkdir()
+
+
+# The data family: a folder of one's own, damaged one way each (train.py prepares it in-process).
+DATA_CASES = [
+    ("a repeated header", _append("ratings.csv", "user,item,label\n"),
+     "ratings.csv:98: column 'label' is not a number"),
+    ("binary bytes", _replace("ratings.csv", bytes(range(256)) * 4), "ratings.csv:1: not CSV text"),
+    ("an empty file", _replace("ratings.csv", b""), "ratings.csv:1: header [''] lacks the column(s) ['user', 'item']"),
+    ("a header only", _replace("ratings.csv", b"user,item,label\n"), "ratings.csv: no usable row"),
+    ("two rows", _replace("ratings.csv", b"user,item,label\nu1,s1,1\nu1,s2,0\n"), "leave the valid split empty"),
+    ("an empty id", _append("ratings.csv", ",s1,1\n"), "ratings.csv:98: column 'user' is empty or NaN"),
+    ("a label of 2", _append("ratings.csv", "u1,s1,2\n"), "ratings.csv:98: label must be 0 or 1, found 2.0"),
+    ("one class", _replace("ratings.csv", b"user,item,label\n" + b"".join(b"u%d,s%d,1\n" % (u, u % 8)
+                                                                          for u in range(40))),
+     "ratings.csv: every label is 1"),
+    ("a KG without its columns", _replace("kg.csv", b"h,r\n1,2\n"), "kg.csv:1: header ['h', 'r'] lacks the column(s)"),
+    ("an item map not one-to-one", _replace("item_map.csv", b"item,entity\ns1,s1\ns1,s2\n"),
+     "item_map.csv:3: duplicate item 's1'"),
+    ("a folder for a file", _a_folder, "missing raw file(s) in"),
+    ("a gzip file named .csv", _replace("ratings.csv", gzip.compress(b"user,item\n")),
+     "ratings.csv: a gzip-compressed file, not CSV text"),
+]
+
+
+@pytest.mark.parametrize("damage,named", [c[1:] for c in DATA_CASES], ids=[c[0] for c in DATA_CASES])
+def test_bad_data_is_refused_naming_the_file_and_line(tmp_path, damage, named):
+    """Exit 2, one error line naming the file (and line), no traceback, and nothing written: no
+    processed/ folder (not even an empty one), no runs/, no staging folder."""
+    folder = _labelled(tmp_path / "mine")
+    damage(folder)
+    done = run("train", ["--dataset", str(folder), "--epochs", "1"], tmp_path)
+    assert done.returncode == 2, (done.stdout + done.stderr)[-2000:]
+    assert named in done.stderr and "Traceback" not in done.stderr, done.stderr[-2000:]
+    assert [line for line in done.stderr.splitlines() if line.startswith("error:") and "mine" in line]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mine"]  # nothing else, hidden stages included
+
+
+@pytest.mark.ray
+def test_bad_data_found_by_a_ray_data_task_is_one_line_too(tmp_path, ray_local):
+    """prepare.py parses in Ray Data tasks: Ray Data logged the task's error with a traceback,
+    and appended its retry advice to the message; the user reads the error line alone."""
+    folder = _labelled(tmp_path / "mine")
+    _append("ratings.csv", "user,item,label\n")(folder)
+    done = run("prepare", ["--dataset", str(folder), "--address", ray_local.get_runtime_context().gcs_address],
+               tmp_path)
+    assert done.returncode == 2, (done.stdout + done.stderr)[-2000:]
+    assert "error: " in done.stderr and "ratings.csv:98: column 'label' is not a number" in done.stderr
+    assert "Traceback" not in done.stderr and "retry" not in done.stderr, done.stderr[-3000:]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mine"]
+
+
+def test_a_folder_name_too_long_for_the_disk_is_refused_before_work(tmp_path):
+    """A dataset folder of 250 characters: its processed folder, <name>-seed0, would be 256
+    bytes, and its run folder, <name>-mikgnn-seed0, 263."""
+    folder = _labelled(tmp_path / ("d" * 250))
+    for argv in (["--output", str(tmp_path / "run")], []):
+        done = run("train", ["--dataset", str(folder), "--epochs", "1", *argv], tmp_path)
+        assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr[-2000:]
+        assert re.search(r"a name in that path is 2(56|63) bytes, more than the 255 a file system takes", done.stderr)
+        assert ("--processed" if argv else "--output") in done.stderr
+        assert sorted(p.name for p in tmp_path.iterdir()) == [folder.name]
 
 
 def test_debug_prints_the_traceback(tmp_path, shared_data):

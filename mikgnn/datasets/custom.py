@@ -86,8 +86,13 @@ def _raw(path: Path, required: tuple[str, ...], optional: tuple[str, ...] = ()) 
         if packed is not None:
             raise DatasetError(f"{path}: a {packed}-compressed file, not {path.suffix[1:].upper()} text: "
                                "decompress it first (its name must say what it holds)")
-        with open(path, encoding="utf-8", errors="replace") as f:
-            header = [h.strip() for h in f.readline().rstrip("\r\n").split(_DELIMITERS[path.suffix])]
+        with open(path, "rb") as f:
+            first = f.readline(4096)
+        text = first.decode("utf-8", errors="replace")
+        if "\ufffd" in text or any(ord(c) < 32 and c not in "\t\r\n" for c in text):
+            raise DatasetError(f"{path}:1: not {path.suffix[1:].upper()} text (its first line holds bytes that are "
+                               "not UTF-8 text): is it a binary or another encoding? Save it as UTF-8 text")
+        header = [h.strip() for h in text.rstrip("\r\n").split(_DELIMITERS[path.suffix])]
     absent = [c for c in required if c not in header]
     if absent:
         raise DatasetError(f"{path}:1: header {header} lacks the column(s) {absent}; "

@@ -8,6 +8,7 @@ raw files; the output goes to shared storage on a multi-node cluster. The files 
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -70,13 +71,20 @@ def _on_this_node() -> dict[str, str]:
 
 def _run(ds) -> pa.Table:
     """Execute a Ray Data dataset in order and gather it, surfacing our own input errors."""
+    data_log = logging.getLogger("ray.data")
+    level = data_log.level
+    data_log.setLevel(logging.CRITICAL)  # Ray Data logs a task's error with its traceback, then raises it
     try:
         tables = ray.get(ds.to_arrow_refs())
     except Exception as exc:  # Ray wraps task errors; find the DatasetError inside
         cause = _dataset_error(exc)
         if cause is None:
             raise
-        raise DatasetError(str(cause)) from None
+        # Ray Data (2.60) appends its retry advice to the message ("Failed to apply UDF transform
+        # after 1/1 attempts ... configure DataContext ..."): bad input is not transient
+        raise DatasetError(str(cause).split("\nFailed to ", 1)[0]) from None
+    finally:
+        data_log.setLevel(level)
     return concat_rows(tables)
 
 
