@@ -242,6 +242,12 @@ def check_writable(location: Location | str | Path, flag: str) -> None:
             probe.flush()
             os.fsync(probe.fileno())
     except OSError as exc:
-        free = shutil.disk_usage(existing if existing.is_dir() else existing.parent).free
-        raise ValueError(f"{flag} {folder}: cannot write there ({exc.strerror or exc}; {free / 2**20:,.0f} MiB "
+        raise ValueError(f"{flag} {folder}: cannot write there ({exc.strerror or exc}; {free_mib(folder):,.0f} MiB "
                          "free)") from None
+
+
+def free_mib(path: str | Path) -> float:
+    """The free space, in MiB, of the file system that holds ``path`` (or its nearest existing parent)."""
+    path = Path(path)
+    existing = next((p for p in (path, *path.parents) if p.is_dir()), Path("/"))
+    return shutil.disk_usage(existing).free / 2**20

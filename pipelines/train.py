@@ -30,7 +30,7 @@ import torch
 from mikgnn.cli import add_debug_flag, add_download_flag, failure, usage_error
 from mikgnn.config import MODELS, VARIANTS, as_dict, check_field_memory
 from mikgnn.datasets import DatasetError, get_dataset
-from mikgnn.distributed.errors import ClusterStartError
+from mikgnn.distributed.errors import ClusterStartError, error_line
 from mikgnn.experiment import build, fit
 from mikgnn.model_store import save_model
 from mikgnn.prepare import prepare
@@ -46,7 +46,7 @@ from mikgnn.settings import (
     resolve_settings,
 )
 from mikgnn.size_rule import PRESETS, rule_for
-from mikgnn.storage import check_writable, resolve
+from mikgnn.storage import atomic_folder, check_writable, free_mib, resolve
 from mikgnn.tracking_uri import TrackingUriError, probe_tracking_uri, sqlite_folder
 from mikgnn.training import NonFiniteLoss
 
@@ -212,7 +212,6 @@ def main(argv: list[str] | None = None) -> int:
             for warning in result["warnings"]:
                 if warning.startswith("not converged"):
                     print(f"warning: {warning}", file=sys.stderr, flush=True)
-            result["checkpoint"] = str(save_model(output / "checkpoint", exp.model, model_cfg, train_cfg, processed))
     except NonFiniteLoss as exc:  # nothing is written: a diverged run has no result
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -231,16 +230,30 @@ def main(argv: list[str] | None = None) -> int:
                   config={"model": as_dict(model_cfg), "train": as_dict(train_cfg), "origin": settings.origin}
                   | ({"parallel": as_dict(parallel), "workers": args.workers} if args.workers else {}),
                   manifest={k: v for k, v in manifest.items() if k != "raw_sha256"})
-    output.mkdir(parents=True, exist_ok=True)
-    tmp = output / "metrics.json.tmp"
-    tmp.write_text(json.dumps(result, indent=2) + "\n")
-    tmp.replace(output / "metrics.json")
     print(json.dumps({k: round(v, 4) for k, v in result.items() if k.startswith("test/")}, indent=1))
+    try:
+        _write_run(output, result, None if args.workers else exp.model, model_cfg, train_cfg, processed)
+    except (OSError, RuntimeError) as exc:  # torch.save reports a full disk as a RuntimeError
+        print(f"error: --output {output}: the run could not be written ({error_line(exc, 300)}; "
+              f"{free_mib(output):,.0f} MiB free); nothing of it was left there, its test metrics are above",
+              file=sys.stderr)
+        return 1
     print(f"best epoch {result['best_epoch']}; wrote {output / 'metrics.json'}")
     if args.tracking_uri:
         run_id = _log_to_mlflow(args, name, run_name, result, model_cfg, train_cfg, processed.uri, started_ms)
         print(f"MLflow: run {run_id} in experiment '{name}' at {redact(args.tracking_uri)}")
     return 0
+
+
+def _write_run(output: Path, result: dict, model, model_cfg, train_cfg, processed) -> None:
+    """metrics.json and (one process) the best epoch's weights, written whole or not at all: a
+    full disk or a lost write leaves no truncated state.pt behind (``storage.atomic_folder``)."""
+    if model is not None:
+        result["checkpoint"] = str(output / "checkpoint")
+    with atomic_folder(resolve(output), "metrics.json") as stage:
+        if model is not None:
+            save_model(Path(stage.path) / "checkpoint", model, model_cfg, train_cfg, processed)
+        (Path(stage.path) / "metrics.json").write_text(json.dumps(result, indent=2) + "\n")
 
 
 def _output_folder(args: argparse.Namespace, name: str) -> Path:

@@ -362,3 +362,29 @@ def test_a_destination_that_cannot_be_written_is_refused_before_work(mounts, tmp
     assert f"{flag} {dest}" in done.stderr and cause in done.stderr and "MiB free" in done.stderr, done.stderr
     assert "Traceback" not in done.stderr
     assert sorted(p.name for p in dest.iterdir()) == ([] if kind == "read-only" else ["filler"])
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A real 512 KiB tmpfs: room for the checks before work, not for a music model's weights."""
+    folder = tmp_path / "small"
+    folder.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=512k", "tmpfs", str(folder)],
+                      capture_output=True).returncode:
+        pytest.skip("this machine does not let the tests mount a tmpfs (not root, or no CAP_SYS_ADMIN)")
+    yield folder
+    subprocess.run(["umount", str(folder)], capture_output=True)
+
+
+def test_a_disk_that_fills_while_the_run_is_written_leaves_nothing_torn(small_disk, tmp_path, shared_data):
+    """The disk has room when the run starts and none when its weights are written: one error
+    line with the path and the free space, exit 1, the test metrics printed before the write,
+    and no truncated state.pt left as if it were a checkpoint (train.py left one, and a
+    traceback)."""
+    done = run("train", ["--dataset", "music", "--data-root", str(shared_data), "--epochs", "1", "--set",
+                         "topk_every=0", "--output", str(small_disk / "run")], tmp_path)
+    assert done.returncode == 1, (done.stdout + done.stderr)[-2000:]
+    assert f"error: --output {small_disk / 'run'}: the run could not be written" in done.stderr
+    assert "MiB free" in done.stderr and "Traceback" not in done.stderr, done.stderr[-2000:]
+    assert '"test/auc"' in done.stdout  # the result is on the console, not lost
+    assert list(small_disk.iterdir()) == []
