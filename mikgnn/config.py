@@ -111,8 +111,11 @@ class TrainConfig:
     l2_mode: str = "full"
     l2_relations: bool = True
     ls_weight: float = 0.0
-    epochs: int = 30
+    epochs: int = 100  # a budget: early stopping ends a run once it has converged
     patience: int = 5
+    # converged: patience epochs without beating the best validation metric by more than this
+    # (a run that creeps up by 1e-5 an epoch is not worth 100 more; docs/benchmarks.md)
+    min_delta: float = 5e-4
     select_metric: str = "auc"
     seed: int = 0
     protocol: str = "full"
@@ -144,6 +147,8 @@ class TrainConfig:
         if not self.ks or any(not isinstance(k, int) or k < 1 for k in self.ks):
             raise ValueError(f"ks must be a non-empty list of integers >= 1 (the K of Recall@K), got {list(self.ks)}")
         _one_of("protocol", self.protocol, PROTOCOLS)
+        if not 0 <= self.min_delta < 1:
+            raise ValueError(f"min_delta must lie in [0, 1) (a gain of the validation metric), got {self.min_delta}")
         if self.lr <= 0 or self.batch_size < 1 or self.epochs < 1 or self.patience < 1:
             raise ValueError(f"lr > 0, batch_size >= 1, epochs >= 1, patience >= 1 required: {self}")
         selectable = ("auc", "f1", *(f"{m}@{k}" for m in ("recall", "ndcg") for k in self.ks))

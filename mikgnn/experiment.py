@@ -119,16 +119,17 @@ class FitState:
                 return warning
         return None
 
-    def update(self, metrics: dict[str, float], key: str, model: nn.Module, patience: int) -> bool:
-        """Record an epoch; True when training should stop."""
+    def update(self, metrics: dict[str, float], key: str, model: nn.Module, cfg: TrainConfig) -> bool:
+        """Record an epoch; True when training should stop: ``cfg.patience`` epochs in a row
+        without beating the best by more than ``cfg.min_delta`` (converged)."""
         self.epoch = int(metrics["epoch"])
         self.history.append(metrics)
-        if metrics[key] > self.best:
+        if metrics[key] > self.best + cfg.min_delta:
             self.best, self.best_epoch, self.waited = metrics[key], self.epoch, 0
             self.best_state = copy.deepcopy(model.state_dict())
         else:
             self.waited += 1
-        return self.waited >= patience
+        return self.waited >= cfg.patience
 
 
 def run_epoch(exp: Experiment, cfg: TrainConfig, epoch: int, batches,
@@ -204,7 +205,7 @@ def fit(exp: Experiment, cfg: TrainConfig,
     for epoch in range(1, cfg.epochs + 1):
         batches = (b.to(device) for b in shuffled_batches(rows, cfg.batch_size, generator))
         metrics = run_epoch(exp, cfg, epoch, batches)
-        stop = state.update(metrics, f"valid/{cfg.select_metric}", exp.model, cfg.patience)
+        stop = state.update(metrics, f"valid/{cfg.select_metric}", exp.model, cfg)
         warning = state.check_learning(cfg, exp.attends)
         if on_epoch is not None:
             on_epoch(epoch, metrics | ({"warning": warning} if warning else {}))

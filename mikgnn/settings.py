@@ -81,7 +81,8 @@ class Settings:
     origin: dict[str, str]  # "model.theta" -> table1 | model | variant | job | config | flag | default
 
     def describe(self) -> str:
-        """One line per key that is not a dataclass default: ``model.theta = 0.9  (table1)``."""
+        """One line per key that is not a dataclass default, ``model.theta = 0.9  (table1)``, and
+        when a run stops."""
         lines = []
         for section in SECTIONS:
             values = getattr(self, section)
@@ -89,6 +90,9 @@ class Settings:
                 key = f"{section}.{f.name}"
                 if self.origin.get(key, "default") != "default":
                     lines.append(f"{key} = {getattr(values, f.name)!r}  ({self.origin[key]})")
+        t = self.train
+        lines.append(f"stops once converged: {t.patience} epochs without a validation {t.select_metric} gain above "
+                     f"{t.min_delta:g}, or at the budget of {t.epochs} epochs (then with a warning)")
         return "\n".join(lines)
 
 

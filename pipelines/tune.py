@@ -9,7 +9,7 @@ Examples:
     mlflow ui --backend-store-uri sqlite:///mlflow.db                 # then compare the trials
 
 The search space is tune_spaces/<dataset>.yaml (or --space); the other hyperparameters are
-the paper's Table 1 < the search's defaults (20 epochs, top-K on 500 sampled users) <
+the paper's Table 1 < the search's defaults (top-K on 500 sampled users) <
 --config FILE < --set and the other flags. The search's own keys (--set KEY=VALUE): search
 (optuna | random), scheduler (asha | fifo), max_concurrent, max_field (n^h above it: trained
 with FMK r), stall_timeout (the watchdog's bound, s), experiment (MLflow; default the dataset),
@@ -30,7 +30,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from mikgnn.cli import add_debug_flag, add_download_flag, failure, typed_command, usage_error
-from mikgnn.config import MODELS
+from mikgnn.config import MODELS, TrainConfig
 from mikgnn.datasets import DatasetError, get_dataset
 from mikgnn.processed import read_manifest
 from mikgnn.redact import redact, split_credentials
@@ -48,7 +48,7 @@ from mikgnn.storage import Location, check_writable, resolve
 from mikgnn.tracking_uri import TrackingUriError, probe_tracking_uri, sqlite_folder
 
 # A search's own defaults (a layer of mikgnn.settings): shorter trials, sampled top-K users.
-SEARCH_DEFAULTS = {"train": {"epochs": 20, "protocol": "sampled", "eval_users": 500}}
+SEARCH_DEFAULTS = {"train": {"protocol": "sampled", "eval_users": 500}}
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -59,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default="mikgnn", choices=MODELS,
                    help="the model searched (default mikgnn); a baseline searches tune_spaces/model-<name>.yaml")
     p.add_argument("--num-samples", type=int, default=8, help="trials (default 8)")
-    p.add_argument("--epochs", type=int, help=f"max epochs per trial (default {SEARCH_DEFAULTS['train']['epochs']}; "
+    p.add_argument("--epochs", type=int, help=f"max epochs per trial (default {TrainConfig.epochs}; "
                    "early stopping and ASHA cut it)")
     p.add_argument("--space", type=Path, help="search space YAML (default: tune_spaces/<dataset>.yaml)")
     p.add_argument("--preset", choices=PRESETS, help="fixed settings from this column of the paper's Table 1 "

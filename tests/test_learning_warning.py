@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 from conftest import tiny_data, write_movie
 
 from mikgnn.config import ModelConfig, TrainConfig
@@ -102,6 +103,26 @@ def test_patience_longer_than_the_budget_flags_only_the_last_half():
     cfg = TrainConfig(epochs=8, patience=8)
     assert convergence_warning(FitState(epoch=8, best_epoch=2, waited=6), cfg) is None
     assert convergence_warning(FitState(epoch=8, best_epoch=6, waited=2), cfg) is not None
+
+
+def test_a_run_creeping_up_by_less_than_min_delta_has_converged():
+    """Music at Table 1's lr gains about 5e-5 validation AUC an epoch after 100 epochs
+    (docs/benchmarks.md): with min_delta such a run stops, keeping the weights of its last
+    real gain; with min_delta 0 (a reproduction's cells) any gain counts."""
+    model = torch.nn.Linear(1, 1)
+    curve = [0.70, 0.75, 0.78, *(0.78 + 5e-5 * k for k in range(1, 8))]
+
+    def stopped_at(cfg: TrainConfig) -> tuple[int | None, int]:
+        state = FitState()
+        for epoch, auc in enumerate(curve, 1):
+            if state.update({"epoch": epoch, "valid/auc": auc}, "valid/auc", model, cfg):
+                return epoch, state.best_epoch
+        return None, state.best_epoch
+
+    assert stopped_at(TrainConfig(patience=5, min_delta=5e-4)) == (8, 3)  # 5 epochs after epoch 3, no 5e-4 gain
+    assert stopped_at(TrainConfig(patience=5, min_delta=0.0)) == (None, 10)  # every creep resets patience
+    with pytest.raises(ValueError, match="min_delta must lie in"):
+        TrainConfig(min_delta=-1e-4)
 
 
 @pytest.mark.slow

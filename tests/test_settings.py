@@ -87,8 +87,9 @@ def test_a_search_has_its_own_defaults_below_the_config_file_and_the_flags(tmp_p
         return tune.settings_from_args(tune.build_parser().parse_args(["--dataset", "music", *argv]), "music")
 
     s = settings()
-    assert (s.train.epochs, s.train.protocol, s.train.eval_users) == (20, "sampled", 500)
-    assert s.origin["train.epochs"] == "job" and s.train.lr == 5e-4  # Table 1's lr, searched on top
+    assert (s.train.epochs, s.train.protocol, s.train.eval_users) == (100, "sampled", 500)
+    assert s.origin["train.protocol"] == "job" and s.train.lr == 5e-4  # Table 1's lr, searched on top
+    assert "train.epochs" not in s.origin  # the default budget of every run: trials stop once converged
     path = tmp_path / "fixed.yaml"
     path.write_text("train: {epochs: 7, patience: 2}\nmodel: {dim: 8}\n")
     s = settings("--config", str(path))

@@ -142,7 +142,7 @@ def run_training(config: dict, session) -> None:
         batches = (b.to(device) for b in shuffled_batches(shard, per_worker_batch, generator))
         if rank == 0:
             metrics = run_epoch(exp, train_cfg, epoch, batches, step)
-            stop = state.update(metrics, f"valid/{train_cfg.select_metric}", exp.model, train_cfg.patience)
+            stop = state.update(metrics, f"valid/{train_cfg.select_metric}", exp.model, train_cfg)
             warning = state.check_learning(train_cfg, exp.attends)
             if warning is not None:
                 print(f"warning: {warning}", flush=True)
