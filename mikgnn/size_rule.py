@@ -14,8 +14,12 @@ with the run's settings:
    data rarely touches is pulled to zero by about lr per step. Music's λ 9.1e-5 on 15,000
    items collapsed the embeddings (item norms 1e-6 after 2 epochs, validation AUC 0.50,
    measured on benchmarks/synthetic_custom.py's data); λ scaled to keep λ x items at
-   music's (9.1e-5 x 3,846) trained (AUC 0.72 after 5 epochs). So λ = 9.1e-5 x min(1, 3,846 /
-   items); never larger than music's.
+   music's (9.1e-5 x 3,846) trained (AUC 0.72 after 5 epochs). In the large regime (batch
+   1024) many rows pull the same way: at movie1m's 452,264 training rows music's λ peaked at
+   validation AUC 0.855 in epoch 2 and fell, λ x rows kept at music's (5.1e-6) reached 0.914,
+   as Table 1's movie column does; below it, a smaller λ overfits (38,590 rows: 0.837 at
+   music's λ, 0.824 at λ x rows). So λ = 9.1e-5 x min(1, 3,846 / items), and x 25,408 /
+   training rows too at SMALL_ROWS rows and more; never larger than music's.
 3. d 16 and n 8 (music's): what was measured at these sizes.
 4. Evaluation: full ranking costs users x items scores per evaluation, and validation runs
    every epoch. Above FULL_GRID_LIMIT scores the run validates and tests on EVAL_USERS sampled
@@ -33,7 +37,7 @@ from mikgnn.config import Table1, table1
 
 SMALL_ROWS = 50_000
 LR = 2e-3  # at every size (rule 1)
-MUSIC_L2, MUSIC_ITEMS = 9.1e-5, 3_846  # music's λ and items (Table 1; SPEC's counts)
+MUSIC_L2, MUSIC_ITEMS, MUSIC_ROWS = 9.1e-5, 3_846, 25_408  # music's λ, items and training rows (seed 0)
 FULL_GRID_LIMIT = 50_000_000  # users x items scored by one full-ranking evaluation
 EVAL_USERS = 1000
 
@@ -77,11 +81,14 @@ def size_defaults(size: DataSize) -> SizeDefaults:
         train.update(batch_size=1024)
         reasons.append(f"{size.train_rows:,} training rows >= {SMALL_ROWS:,}: Table 1's large column, batch 1024; "
                        f"lr {LR:g}")
-    scale = min(1.0, MUSIC_ITEMS / max(size.items, 1))
+    large = size.train_rows >= SMALL_ROWS
+    scale = min(1.0, MUSIC_ITEMS / max(size.items, 1), MUSIC_ROWS / size.train_rows if large else 1.0)
     if scale < 1.0:
         train.update(l2=MUSIC_L2 * scale)
-    reasons.append(f"{size.items:,} items: λ = 9.1e-5 x min(1, {MUSIC_ITEMS:,} / items) = {MUSIC_L2 * scale:.3g} on "
-                   "the full tables (music's λ x items)")
+    rows = f", {MUSIC_ROWS:,} / training rows" if large else ""
+    reasons.append(f"{size.items:,} items, {size.train_rows:,} training rows: λ = 9.1e-5 x min(1, {MUSIC_ITEMS:,} / "
+                   f"items{rows}) = {MUSIC_L2 * scale:.3g} on the full tables (music's λ x items"
+                   f"{', and at batch 1024 λ x rows' if large else ''})")
     reasons.append("d 16, n 8 (music's)")
     if size.grid > FULL_GRID_LIMIT:
         train.update(protocol="sampled", eval_users=EVAL_USERS)

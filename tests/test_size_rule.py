@@ -41,6 +41,15 @@ def test_a_large_catalogue_gets_the_large_regime_and_a_scaled_l2():
     assert size_defaults(DataSize(1000, 50, 12)).table.train.l2 == 9.1e-5  # never above music's
 
 
+def test_many_training_rows_scale_l2_down_as_many_items_do():
+    """movie1m's size (452,264 training rows, 2,347 items): music's λ peaked at validation AUC
+    0.855 in epoch 2, λ x rows kept at music's reached 0.914 (docs/benchmarks.md)."""
+    rule = size_defaults(DataSize(train_rows=452_264, users=6_036, items=2_347))
+    assert rule.table.train.l2 == pytest.approx(9.1e-5 * 25_408 / 452_264)
+    assert "= 5.11e-06 on the full tables" in rule.describe()
+    assert size_defaults(MUSIC).table.train.l2 == 9.1e-5  # music's own size: music's λ
+
+
 def test_the_rule_is_a_layer_below_the_flags_and_says_so():
     s = resolve_settings("my_data", base=size_defaults(BOOK_LIKE), flags={"train": {"lr": 0.01}})
     assert s.train.lr == 0.01 and s.origin["train.lr"] == "flag"
