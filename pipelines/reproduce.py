@@ -14,8 +14,9 @@ with patience 5, at most 40 epochs, full-ranking top-K); Table 7's timing cells 
 machine they ran on. Rerunning the same command trains only the cells that have no FINISHED
 run in the experiment: it is the reproduction's resume (Tune restores its grid), so an
 interrupted cell (Ctrl-C, SIGTERM, a killed driver) continues from its last checkpoint in its
-own run, and a failed one trains again from epoch 1; a change of --set makes new cells. Cells whose receptive field n^h exceeds max_field are left out and shown
-as such in the report (a full h = 4 field takes minutes an epoch on a CPU).
+own run, and a failed one trains again from epoch 1; a change of --set makes new cells.
+Cells whose receptive field n^h exceeds max_field are left out and shown as such in the
+report (a full h = 4 field takes minutes an epoch on a CPU).
 """
 
 from __future__ import annotations
