@@ -102,7 +102,8 @@ class FitState:
     epoch: int = 0
     best: float = -float("inf")
     best_epoch: int = 0
-    waited: int = 0
+    waited: int = 0  # epochs since the metric last rose above ``level`` by more than min_delta
+    level: float = -float("inf")  # the metric at that rise
     best_state: dict | None = None
     history: list[dict] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
@@ -121,12 +122,15 @@ class FitState:
 
     def update(self, metrics: dict[str, float], key: str, model: nn.Module, cfg: TrainConfig) -> bool:
         """Record an epoch; True when training should stop: ``cfg.patience`` epochs in a row
-        without beating the best by more than ``cfg.min_delta`` (converged)."""
+        without a rise of more than ``cfg.min_delta`` (converged). The best epoch, whose weights
+        are kept, is the one of the highest metric, however small its lead."""
         self.epoch = int(metrics["epoch"])
         self.history.append(metrics)
-        if metrics[key] > self.best + cfg.min_delta:
-            self.best, self.best_epoch, self.waited = metrics[key], self.epoch, 0
+        if metrics[key] > self.best:
+            self.best, self.best_epoch = metrics[key], self.epoch
             self.best_state = copy.deepcopy(model.state_dict())
+        if metrics[key] > self.level + cfg.min_delta:
+            self.level, self.waited = metrics[key], 0
         else:
             self.waited += 1
         return self.waited >= cfg.patience

@@ -16,6 +16,9 @@ import pytest
 from conftest import write_movie
 from mlflow.tracking import MlflowClient
 
+from mikgnn.distributed.driver import driver_identity
+from mikgnn.distributed.tracking import DRIVER_TAG
+
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 REPO = Path(__file__).resolve().parents[1]
 
@@ -148,8 +151,6 @@ def test_a_terminated_reproduction_continues_its_cell_from_the_checkpoint(ray_lo
             break
         time.sleep(0.5)
     assert first.poll() is None, "the reproduction ended before it could be terminated:\n" + first.stdout.read()
-    twin = _run("reproduce.py", *args)  # the same cells, while the first trains them: refused
-    assert twin.returncode == 2 and "is running now, driven by process" in twin.stderr, twin.stderr[-2000:]
     first.send_signal(signal.SIGTERM)
     out, _ = first.communicate(timeout=120)
     assert first.returncode == 130, out[-3000:]
@@ -161,6 +162,13 @@ def test_a_terminated_reproduction_continues_its_cell_from_the_checkpoint(ray_lo
     assert search.info.status == "KILLED"
     logged = _epochs(uri, run.info.run_id)
     assert 3 <= len(logged) < 300
+
+    # the same cells while a live driver (its run says: this test's process) trains them: refused
+    client.update_run(search.info.run_id, status="RUNNING")
+    client.set_tag(search.info.run_id, DRIVER_TAG, driver_identity())
+    twin = _run("reproduce.py", *args)
+    assert twin.returncode == 2 and "is running now, driven by process" in twin.stderr, twin.stderr[-2000:]
+    client.set_terminated(search.info.run_id, status="KILLED")
 
     again = _run("reproduce.py", *args)
     assert again.returncode == 0, again.stdout[-2000:] + again.stderr[-2000:]

