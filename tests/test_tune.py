@@ -536,3 +536,19 @@ def test_a_resume_of_damaged_tune_state_is_refused_and_changes_nothing(shared_da
     (search,) = client.search_runs([client.get_experiment_by_name("music").experiment_id],
                                    "tags.`mikgnn.kind` = 'search'")
     assert search.info.status == "FINISHED"
+
+
+def test_the_best_trial_is_one_that_trained_to_its_end():
+    """make run of 2026-12-07: ASHA stopped a trial at epoch 24 with valid Recall@20 0.2280;
+    the trial that went on to converge reported its best epoch's 0.2217. The first left no
+    model, and the search logged none; the best is now the best finished trial."""
+    from types import SimpleNamespace
+
+    from mikgnn.distributed.train_loop import FINAL
+    from mikgnn.distributed.tuner import METRIC, best_result
+
+    stopped = SimpleNamespace(metrics={METRIC: 0.2280, "trial_id": "15ca49fb"})
+    finished = SimpleNamespace(metrics={METRIC: 0.2217, "trial_id": "d9fb32e0", FINAL: True})
+    weaker = SimpleNamespace(metrics={METRIC: 0.1, "trial_id": "320b312f", FINAL: True})
+    assert best_result([stopped, finished, weaker]) is finished
+    assert best_result([stopped]) is stopped  # none finished: the best there is

@@ -292,11 +292,20 @@ def summarize(results, num_samples: int, stalled: str | None = None) -> dict:
     summary = {"complete": done and failure is None, "failure": failure, "errors": results.num_errors,
                "trial_id": None, "params": {}, "metrics": {}}
     if scored:
-        best = max(scored, key=lambda r: r.metrics[METRIC])
+        best = best_result(scored)
         summary.update(trial_id=best.metrics.get("trial_id"), params=best.config,
                        metrics={k: v for k, v in best.metrics.items()
                                 if k.startswith(("valid/", "test/")) and isinstance(v, (int, float))})
     return summary
+
+
+def best_result(scored: list) -> object:
+    """The search's best trial: the best of those that trained to their end (their final report,
+    whose model is logged and served), else of all. A trial ASHA stopped at a rung reports its
+    metric at that epoch, and can lead one that went on to converge and reported its best
+    epoch's; it left no model to serve."""
+    finished = [r for r in scored if r.metrics.get(FINAL)]
+    return max(finished or scored, key=lambda r: r.metrics[METRIC])
 
 
 def _search_alg(job: TuneJob, concurrency: int):
