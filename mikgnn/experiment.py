@@ -120,12 +120,17 @@ class FitState:
                 return warning
         return None
 
-    def update(self, metrics: dict[str, float], key: str, model: nn.Module, cfg: TrainConfig) -> bool:
+    def converged(self, cfg: TrainConfig) -> bool:
+        """``cfg.patience`` epochs in a row without a rise of more than ``cfg.min_delta``."""
+        return self.waited >= cfg.patience
+
+    def update(self, metrics: dict[str, float], model: nn.Module, cfg: TrainConfig) -> bool:
         """Record an epoch; True when training should stop: ``cfg.patience`` epochs in a row
         without a rise of more than ``cfg.min_delta`` (converged). The best epoch, whose weights
         are kept, is the one of the highest metric, however small its lead."""
         self.epoch = int(metrics["epoch"])
         self.history.append(metrics)
+        key = f"valid/{cfg.select_metric}"
         if metrics[key] > self.best:
             self.best, self.best_epoch = metrics[key], self.epoch
             self.best_state = copy.deepcopy(model.state_dict())
@@ -133,7 +138,7 @@ class FitState:
             self.level, self.waited = metrics[key], 0
         else:
             self.waited += 1
-        return self.waited >= cfg.patience
+        return self.converged(cfg)
 
 
 def run_epoch(exp: Experiment, cfg: TrainConfig, epoch: int, batches,
@@ -178,7 +183,7 @@ def convergence_warning(state: FitState, cfg: TrainConfig) -> str | None:
     epoch within the last ``patience`` epochs (at most the last half of the run, so that a run
     whose patience outlasts its budget is not always flagged). Early stopping did not end it."""
     window = min(cfg.patience, max(1, cfg.epochs // 2))
-    if state.epoch < cfg.epochs or state.waited >= cfg.patience or state.best_epoch <= cfg.epochs - window:
+    if state.epoch < cfg.epochs or state.converged(cfg) or state.best_epoch <= cfg.epochs - window:
         return None
     return (f"not converged: validation {cfg.select_metric.upper()} still rising at epoch {state.best_epoch} of "
             f"{cfg.epochs}, the epoch budget; raise --epochs (early stopping, patience {cfg.patience}, ends it)")
@@ -209,7 +214,7 @@ def fit(exp: Experiment, cfg: TrainConfig,
     for epoch in range(1, cfg.epochs + 1):
         batches = (b.to(device) for b in shuffled_batches(rows, cfg.batch_size, generator))
         metrics = run_epoch(exp, cfg, epoch, batches)
-        stop = state.update(metrics, f"valid/{cfg.select_metric}", exp.model, cfg)
+        stop = state.update(metrics, exp.model, cfg)
         warning = state.check_learning(cfg, exp.attends)
         if on_epoch is not None:
             on_epoch(epoch, metrics | ({"warning": warning} if warning else {}))

@@ -115,7 +115,7 @@ def test_a_run_creeping_up_by_less_than_min_delta_has_converged():
     def stopped_at(cfg: TrainConfig) -> tuple[int | None, int]:
         state = FitState()
         for epoch, auc in enumerate(curve, 1):
-            if state.update({"epoch": epoch, "valid/auc": auc}, "valid/auc", model, cfg):
+            if state.update({"epoch": epoch, "valid/auc": auc}, model, cfg):
                 return epoch, state.best_epoch
         return None, state.best_epoch
 

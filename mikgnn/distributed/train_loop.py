@@ -135,14 +135,14 @@ def run_training(config: dict, session) -> None:
     parallel = ParallelConfig(**config.get("parallel", {}))
     per_worker_batch = parallel.worker_batch(train_cfg.batch_size, world)
     step = data_parallel(exp, train_cfg, parallel, session)
-    stop = state.waited >= train_cfg.patience
+    stop = state.converged(train_cfg)
     for epoch in range(state.epoch + 1, train_cfg.epochs + 1):
         if stop:
             break
         batches = (b.to(device) for b in shuffled_batches(shard, per_worker_batch, generator))
         if rank == 0:
             metrics = run_epoch(exp, train_cfg, epoch, batches, step)
-            stop = state.update(metrics, f"valid/{train_cfg.select_metric}", exp.model, train_cfg)
+            stop = state.update(metrics, exp.model, train_cfg)
             warning = state.check_learning(train_cfg, exp.attends)
             if warning is not None:
                 print(f"warning: {warning}", flush=True)
