@@ -102,6 +102,17 @@ def test_custom_bad_header(tmp_path):
         get_dataset(str(folder))
 
 
+def test_a_quoted_field_of_a_custom_csv_is_one_field(tmp_path):
+    """As pandas and spreadsheets write a field that holds the delimiter: in double quotes."""
+    from mikgnn.datasets.delimited import read_text_table
+
+    folder = write_custom(tmp_path / "c", "csv")
+    (folder / "kg.csv").write_text('"head","relation",tail\n"song, live",genre,"rock ""classic"""\n')
+    spec = get_dataset(str(folder))
+    table = read_text_table(folder / "kg.csv", spec.kg.fmt)
+    assert table.to_pylist() == [{"head": "song, live", "relation": "genre", "tail": 'rock "classic"'}]
+
+
 def test_custom_parquet_null_id(ray_local, tmp_path):
     import pandas as pd
 

@@ -4,6 +4,13 @@ One case a line: the script, its arguments, and what the one-line message must n
 case must exit with code 2, print no traceback, write nothing (no processed folder, no runs/,
 no MLflow store, no Ray results) and start no Ray (no session folder under its RAY_TMPDIR).
 docs/benchmarks.md records the count.
+
+Here: settings, search spaces, stores and URIs, data, disks and permissions, the cluster
+(an address, a join, the resources). The faults that need a running job live beside the job:
+signals (test_tune.py, test_cluster.py, test_train_pipeline.py, test_reproduce.py),
+two searches at once (test_concurrent.py), a killed driver or worker (test_tune.py,
+test_driver.py, test_ray_train.py), damaged state (test_checkpoint_safety.py, test_tune.py)
+and the served model (test_recommend.py).
 """
 
 from __future__ import annotations
@@ -12,6 +19,7 @@ import gzip
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -185,6 +193,10 @@ DATA_CASES = [
     ("a folder for a file", _a_folder, "missing raw file(s) in"),
     ("a gzip file named .csv", _replace("ratings.csv", gzip.compress(b"user,item\n")),
      "ratings.csv: a gzip-compressed file, not CSV text"),
+    ("an unclosed quote", _append("ratings.csv", 'u1,"s1,1\n'),
+     'ratings.csv:98: a double quote (") opens a field that the line never closes'),
+    ("an unclosed quote in the header", _replace("kg.csv", b'head,"relation,tail\ns1,genre,g1\n'),
+     "kg.csv:1: a double quote"),
 ]
 
 
@@ -213,6 +225,30 @@ def test_bad_data_found_by_a_ray_data_task_is_one_line_too(tmp_path, ray_local):
     assert "error: " in done.stderr and "ratings.csv:98: column 'label' is not a number" in done.stderr
     assert "Traceback" not in done.stderr and "retry" not in done.stderr, done.stderr[-3000:]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mine"]
+
+
+# as root, mode 000 still reads: the run drops the capabilities that let root read any file
+UNPRIVILEGED = ["setpriv", "--bounding-set=-dac_override,-dac_read_search", "--inh-caps=-dac_override,-dac_read_search"]
+
+
+@pytest.mark.parametrize("dataset", ["music", "mine"])
+def test_a_file_this_user_cannot_read_is_named_with_its_cause(tmp_path, shared_data, dataset):
+    """An official dataset's file or one's own, mode 000: a PermissionError traceback before."""
+    if os.geteuid() == 0 and not shutil.which("setpriv"):
+        pytest.skip("running as root without setpriv: every file reads")
+    if dataset == "music":
+        shutil.copytree(shared_data / "music", tmp_path / "root" / "music")
+        unreadable, argv = tmp_path / "root" / "music" / "user_artists.dat", ["--data-root", str(tmp_path / "root")]
+    else:
+        unreadable, argv = _labelled(tmp_path / "mine") / "ratings.csv", []
+    unreadable.chmod(0)
+    command = [sys.executable, str(REPO / "pipelines" / "train.py"), "--dataset", dataset if dataset == "music"
+               else str(tmp_path / "mine"), "--epochs", "1", *argv]
+    done = subprocess.run([*UNPRIVILEGED, *command] if os.geteuid() == 0 else command, capture_output=True,
+                          text=True, timeout=120, cwd=tmp_path)
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert f"error: {unreadable}: cannot be read (Permission denied)" in done.stderr
+    assert "Traceback" not in done.stderr and not [w for w in WRITTEN if (tmp_path / w).exists()]
 
 
 def test_a_folder_name_too_long_for_the_disk_is_refused_before_work(tmp_path):
@@ -388,3 +424,91 @@ def test_a_disk_that_fills_while_the_run_is_written_leaves_nothing_torn(small_di
     assert "MiB free" in done.stderr and "Traceback" not in done.stderr, done.stderr[-2000:]
     assert '"test/auc"' in done.stdout  # the result is on the console, not lost
     assert list(small_disk.iterdir()) == []
+
+
+class _SilentGcs:
+    """A server that answers a connection's HTTP/2 preface with SETTINGS, as Ray's GCS does, and
+    then says nothing: the probe passes, and ray.init retries it every 30 s, forever."""
+
+    def __init__(self):
+        import threading
+
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self):
+        import threading
+
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._answer, args=(conn,), daemon=True).start()
+
+    @staticmethod
+    def _answer(conn):
+        from mikgnn.distributed.cluster import HTTP2_SETTINGS
+
+        with conn:
+            try:
+                conn.recv(1024)
+                conn.sendall(HTTP2_SETTINGS)
+                while conn.recv(1024):
+                    pass
+            except OSError:
+                pass
+
+
+@pytest.mark.ray
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_ends_a_join_that_ray_would_retry_forever(tmp_path, shared_data, signum):
+    """SIGTERM (or Ctrl-C) while ray.init waits on a silent GCS: it waited for Ray's next 30 s
+    retry to return before. Now the job ends within seconds, exit 130, one line, nothing written."""
+    import time
+
+    gcs = _SilentGcs()
+    proc = subprocess.Popen([sys.executable, str(REPO / "pipelines" / "tune.py"), "--dataset", "music",
+                             "--data-root", str(shared_data), "--address", f"127.0.0.1:{gcs.port}"],
+                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline and not _joining(proc.pid):
+            time.sleep(0.2)
+        time.sleep(5)  # past the probe, inside Ray's C++ wait for the GCS
+        sent = time.monotonic()
+        proc.send_signal(signum)
+        _, err = proc.communicate(timeout=60)
+        took = time.monotonic() - sent
+    finally:
+        proc.kill()
+        gcs.listener.close()
+    assert proc.returncode == 130 and took < 10, (proc.returncode, took, err[-2000:])
+    assert f"error: interrupted ({signal.Signals(signum).name}) while joining the Ray cluster at 127.0.0.1:" in err
+    assert "Traceback" not in err and not (tmp_path / "mlflow.db").exists() and not (tmp_path / "ray_results").exists()
+
+
+def _joining(pid: int) -> bool:
+    """Whether the process holds an open TCP connection (the probe's, then ray.init's)."""
+    try:
+        links = [os.readlink(p) for p in Path(f"/proc/{pid}/fd").iterdir()]
+    except OSError:
+        return False
+    inodes = {link[8:-1] for link in links if link.startswith("socket:[")}
+    rows = Path(f"/proc/{pid}/net/tcp").read_text().splitlines()[1:]
+    return any(row.split()[9] in inodes and row.split()[3] == "01" for row in rows)  # ESTABLISHED
+
+
+def test_a_join_that_never_completes_ends_at_its_bound(tmp_path):
+    """The whole join is bounded (JOIN_S, 120 s; 3 s here): exit 1 with one line, not a hang."""
+    gcs = _SilentGcs()
+    code = ("import sys; from mikgnn.distributed import cluster; cluster.JOIN_S = 3.0; "
+            f"cluster.connect('127.0.0.1:{gcs.port}')")
+    try:
+        done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    finally:
+        gcs.listener.close()
+    assert done.returncode == 1, done.stderr[-2000:]
+    assert f"error: could not join the Ray cluster at 127.0.0.1:{gcs.port}: no answer in 3 s" in done.stderr
+    assert "Traceback" not in done.stderr

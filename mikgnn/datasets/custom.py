@@ -1,6 +1,7 @@
 """A user's own dataset: a folder of ratings, KG triples and an optional item map.
 
-Layout (CSV and TSV files need a header line naming their columns; extra columns are ignored):
+Layout (CSV and TSV files need a header line naming their columns; extra columns are ignored;
+a field may be "quoted", as pandas and spreadsheets write one holding the delimiter):
 
     my_data/
       ratings.csv|tsv|parquet   user, item[, label | rating]
@@ -22,8 +23,8 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from mikgnn.datasets.delimited import KEY, NUMBER, SKIP, Column, TextFormat
-from mikgnn.datasets.errors import DatasetError, MissingFilesError
+from mikgnn.datasets.delimited import KEY, NUMBER, SKIP, Column, TextFormat, split_line
+from mikgnn.datasets.errors import DatasetError, MissingFilesError, check_readable
 from mikgnn.datasets.spec import DatasetSpec, RawFile
 
 _DELIMITERS = {".csv": ",", ".tsv": "\t"}
@@ -77,6 +78,7 @@ def _find(folder: Path, stem: str, required: bool) -> Path | None:
 
 
 def _raw(path: Path, required: tuple[str, ...], optional: tuple[str, ...] = ()) -> RawFile:
+    check_readable(path)
     if path.suffix == ".parquet":
         header = pq.read_schema(path).names
     else:
@@ -92,7 +94,11 @@ def _raw(path: Path, required: tuple[str, ...], optional: tuple[str, ...] = ()) 
         if "\ufffd" in text or any(ord(c) < 32 and c not in "\t\r\n" for c in text):
             raise DatasetError(f"{path}:1: not {path.suffix[1:].upper()} text (its first line holds bytes that are "
                                "not UTF-8 text): is it a binary or another encoding? Save it as UTF-8 text")
-        header = [h.strip() for h in text.rstrip("\r\n").split(_DELIMITERS[path.suffix])]
+        try:
+            header = [h.strip() for h in split_line(text.rstrip("\r\n"), TextFormat(_DELIMITERS[path.suffix], True,
+                                                                                    (), quoted=True))]
+        except ValueError as exc:
+            raise DatasetError(f"{path}:1: {exc}") from None
     absent = [c for c in required if c not in header]
     if absent:
         raise DatasetError(f"{path}:1: header {header} lacks the column(s) {absent}; "
@@ -101,7 +107,7 @@ def _raw(path: Path, required: tuple[str, ...], optional: tuple[str, ...] = ()) 
     kinds.update({"rating": NUMBER, "label": NUMBER})
     wanted = set(required) | set(optional)
     columns = tuple(Column(h, kinds[h] if h in wanted else SKIP) for h in header)
-    fmt = TextFormat(_DELIMITERS.get(path.suffix, ","), True, columns)
+    fmt = TextFormat(_DELIMITERS.get(path.suffix, ","), True, columns, quoted=True)
     return RawFile(path.name, fmt, parquet=path.suffix == ".parquet")
 
 

@@ -8,6 +8,7 @@ by line to report the first offending 1-based line of the file.
 
 from __future__ import annotations
 
+import csv
 import io
 import math
 import re
@@ -38,11 +39,13 @@ class Column:
 
 @dataclass(frozen=True)
 class TextFormat:
-    """The layout of a delimited file: its delimiter, whether line 1 is a header, its columns."""
+    """The layout of a delimited file: its delimiter, whether line 1 is a header, its columns,
+    and whether a field may be "quoted" (a user's own CSV; the official formats never quote)."""
 
     delimiter: str
     header: bool
     columns: tuple[Column, ...]
+    quoted: bool = False
 
     @property
     def read_columns(self) -> list[str]:
@@ -92,7 +95,7 @@ def read_chunk(chunk: Chunk, fmt: TextFormat) -> pa.Table:
             read_options=pacsv.ReadOptions(
                 column_names=names, skip_rows=1 if skip_header else 0, use_threads=False
             ),
-            parse_options=pacsv.ParseOptions(delimiter=fmt.delimiter, quote_char=False),
+            parse_options=pacsv.ParseOptions(delimiter=fmt.delimiter, quote_char='"' if fmt.quoted else False),
             convert_options=pacsv.ConvertOptions(
                 column_types={c.name: _ARROW_TYPES[c.kind] for c in fmt.columns if c.kind != SKIP},
                 include_columns=fmt.read_columns,
@@ -151,8 +154,21 @@ def _scan(chunk: Chunk, data: bytes, fmt: TextFormat, skip_header: bool) -> None
             raise line_error(chunk.path, first_line + k, f"{problem}: {text[:200]!r}")
 
 
+def split_line(text: str, fmt: TextFormat) -> list[str]:
+    """A line's fields; a ValueError for a quoted field that is never closed."""
+    if not fmt.quoted:
+        return text.split(fmt.delimiter)
+    try:
+        return next(csv.reader([text], delimiter=fmt.delimiter, quotechar='"', strict=True))
+    except csv.Error as exc:
+        raise ValueError(f'a double quote (") opens a field that the line never closes ({exc})') from None
+
+
 def _check_line(text: str, fmt: TextFormat) -> str | None:
-    fields = text.split(fmt.delimiter)
+    try:
+        fields = split_line(text, fmt)
+    except ValueError as exc:
+        return str(exc)
     if len(fields) != len(fmt.columns):
         delim = {"\t": "tab", ",": "comma", " ": "space"}.get(fmt.delimiter, repr(fmt.delimiter))
         return f"expected {len(fmt.columns)} {delim}-separated fields, found {len(fields)}"

@@ -27,3 +27,13 @@ class MissingFilesError(DatasetError):
 def line_error(path: Path | str, line: int, message: str) -> DatasetError:
     """An error located at a 1-based line of a file."""
     return DatasetError(f"{path}:{line}: {message}")
+
+
+def check_readable(path: Path) -> None:
+    """A DatasetError naming ``path`` and the cause when this process cannot open it."""
+    try:
+        with open(path, "rb"):
+            pass
+    except OSError as exc:
+        raise DatasetError(f"{path}: cannot be read ({exc.strerror or exc}): give the user that runs this "
+                           "read access to it") from None

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from mikgnn.datasets.delimited import TextFormat
 from mikgnn.datasets.download import RemoteFile, fetch, mirrored
-from mikgnn.datasets.errors import MissingFilesError
+from mikgnn.datasets.errors import MissingFilesError, check_readable
 
 
 @dataclass(frozen=True)
@@ -67,6 +67,8 @@ class DatasetSpec:
         """Raise a MissingFilesError naming every absent file and where to get it."""
         missing = [f.name for f in self.files if not self.path(f).is_file()]
         if not missing:
+            for f in self.files:
+                check_readable(self.path(f))
             return
         sources = []
         for name in missing:

@@ -14,9 +14,13 @@ import ipaddress
 import logging
 import math
 import os
+import select
 import signal
 import socket
+import sys
 import threading
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import ray
@@ -36,6 +40,7 @@ TRAIN_POLL_ENV, TRAIN_POLL_S = "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.2"
 # dashboard that dies still fails at once. RAY_DASHBOARD_STARTUP_TIMEOUT_S, when set, wins.
 DASHBOARD_ENV, DASHBOARD_START_S = "RAY_DASHBOARD_STARTUP_TIMEOUT_S", 300
 PROBE_S = 10.0  # how long a named cluster's address may take to accept a connection
+JOIN_S = 120.0  # how long joining a named cluster may take in all
 
 
 def local_logical_cpus() -> int:
@@ -86,7 +91,7 @@ def _init(address: str | None, quiet: bool) -> None:
         # address, where that cluster does not listen, and wait for it forever.
         _probe(address)
         try:
-            with loopback_node() if _is_loopback(address) else contextlib.nullcontext():
+            with loopback_node() if _is_loopback(address) else contextlib.nullcontext(), bounded_join(address):
                 ray.init(address=address, log_to_driver=not quiet, runtime_env=runtime_env)
         except Exception as exc:
             raise ClusterStartError(f"could not join the Ray cluster at {address}: {error_line(exc, 400)}") from exc
@@ -111,6 +116,57 @@ def _init(address: str | None, quiet: bool) -> None:
         advice = (f"; Ray waited {dashboard_start_s()} s for its dashboard: on a busy "
                   f"machine set {DASHBOARD_ENV} higher" if "dashboard" in str(exc).lower() else "")
         raise ClusterStartError(f"the local Ray cluster did not start: {error_line(exc, 400)}{advice}") from exc
+
+
+@contextlib.contextmanager
+def bounded_join(address: str, seconds: float | None = None) -> Iterator[None]:
+    """Around ``ray.init(address=...)``: the join ends on SIGTERM or Ctrl-C, and after ``seconds``
+    (``JOIN_S``) in all.
+
+    A server that answers like a GCS and then says nothing kept ray.init retrying every 30 s,
+    forever, inside Ray's C++ client, where Python runs no signal handler: a SIGTERM waited up to
+    30 s for a retry to return. Python's C-level handler still writes each signal to the wakeup
+    pipe (``signal.set_wakeup_fd``); a thread reads it and ends the process with one line. Nothing
+    has been written before a pipeline joins its cluster, so nothing is left half-done."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    read, write = os.pipe()
+    os.set_blocking(write, False)
+    before = signal.set_wakeup_fd(write, warn_on_full_buffer=False)
+    bound = JOIN_S if seconds is None else seconds
+    deadline = time.monotonic() + bound
+    done = threading.Event()
+
+    def leave(code: int, message: str) -> None:
+        print(f"error: {message}", file=sys.stderr, flush=True)
+        os._exit(code)
+
+    def watch() -> None:
+        while not done.is_set():
+            left = deadline - time.monotonic()
+            ready, _, _ = select.select([read], [], [], min(1.0, max(left, 0.0)))
+            if done.is_set():
+                return
+            signums = os.read(read, 64) if ready else b""
+            caught = [signal.Signals(n).name for n in signums if n in (signal.SIGINT, signal.SIGTERM)]
+            if caught:
+                leave(130, f"interrupted ({caught[0]}) while joining the Ray cluster at {address}")
+            if left <= 0:
+                leave(1, f"could not join the Ray cluster at {address}: no answer in {bound:.0f} s (something "
+                      "accepts connections there but does not complete Ray's handshake); check that the head is "
+                      "up and that the address is its GCS port")
+
+    watcher = threading.Thread(target=watch, name="bounded-join", daemon=True)
+    watcher.start()
+    try:
+        yield
+    finally:
+        done.set()
+        signal.set_wakeup_fd(before)
+        watcher.join()
+        os.close(read)
+        os.close(write)
 
 
 HTTP2_SETTINGS = b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"  # an empty SETTINGS frame: type 4
