@@ -9,6 +9,7 @@ from ray.tune.experiment import Trial
 
 from mikgnn.distributed.console import SearchConsole, trial_table
 from mikgnn.distributed.train_loop import FINAL, WARNING
+from mikgnn.distributed.tuner import best_result
 
 METRIC = "valid/recall@20"
 
@@ -73,16 +74,20 @@ class _Result:
 
 
 def test_the_final_table_lists_every_trial_best_first_with_readable_values():
+    """Best first as the search ranks them: the trials that trained to their end, then those
+    stopped early (t1, ASHA at epoch 3, reports a higher metric than the converged t2, which is
+    the best configuration the search prints, logs and serves)."""
     results = [
-        _Result({"trial_id": "t1", METRIC: 0.1, "valid/auc": 0.7, "epoch": 3, "done": True}, {"lambda": 8.26e-7}),
+        _Result({"trial_id": "t1", METRIC: 0.3, "valid/auc": 0.7, "epoch": 3, "done": True}, {"lambda": 8.26e-7}),
         _Result({"trial_id": "t2", METRIC: 0.2, "valid/auc": 0.8, FINAL: True}, {"lambda": 9.1e-5}),
         _Result({"trial_id": "t3"}, {"lambda": 1e-6}, error=RuntimeError("boom")),
         _Result({"trial_id": "t4", METRIC: 0.05, "valid/auc": 0.6, FINAL: True,
                  WARNING: "not converged: validation AUC still rising at epoch 20 of 20"}, {"lambda": 1e-5}),
     ]
     lines = trial_table(results, METRIC, ("lambda",))
-    assert [line.split()[0] for line in lines] == ["trial", "t2", "t1", "t4", "t3"]
-    assert lines[3].split()[:3] == ["t4", "not", "converged"]
+    assert [line.split()[0] for line in lines] == ["trial", "t2", "t4", "t1", "t3"]
     assert lines[1].split() == ["t2", "finished", "9.10e-05", "0.2000", "0.8000"]
-    assert lines[2].split() == ["t1", "ASHA", "at", "epoch", "3", "8.26e-07", "0.1000", "0.7000"]
+    assert lines[2].split()[:3] == ["t4", "not", "converged"]
+    assert lines[3].split() == ["t1", "ASHA", "at", "epoch", "3", "8.26e-07", "0.3000", "0.7000"]
     assert lines[4].split() == ["t3", "failed", "1.00e-06", "-", "-"]
+    assert best_result([r for r in results if METRIC in r.metrics]).metrics["trial_id"] == "t2"

@@ -117,7 +117,10 @@ class SearchConsole(tune.Callback):
 
 
 def trial_table(results, metric: str, searched: tuple[str, ...]) -> list[str]:
-    """Every trial of a ResultGrid, best first: its searched values and validation metrics."""
+    """Every trial of a ResultGrid, best first, as ``tuner.best_result`` ranks them: those that
+    trained to their end, then those stopped early, each by ``metric``; its searched values and
+    validation metrics. A trial ASHA stopped at a rung reports that epoch's metric, and can lead
+    the trial that went on to converge, which is the one the search logs and serves."""
     rows = []
     for result in results:
         metrics = result.metrics or {}
@@ -129,10 +132,10 @@ def trial_table(results, metric: str, searched: tuple[str, ...]) -> list[str]:
                   else "finished" if metrics.get(FINAL)
                   else f"ASHA at epoch {epoch}" if metrics.get("done") else f"stopped at epoch {epoch}")
         auc = metrics.get("valid/auc")
-        rows.append((score, [str(metrics.get("trial_id", "?")), status]
+        rows.append((bool(metrics.get(FINAL)), score, [str(metrics.get("trial_id", "?")), status]
                      + [_value(result.config.get(k, "")) for k in searched]
                      + [f"{value:.4f}" if score > -math.inf else "-", f"{auc:.4f}" if isinstance(auc, float) else "-"]))
     header = ["trial", "status", *searched, metric, "valid/auc"]
-    body = [cells for _, cells in sorted(rows, key=lambda r: -r[0])]
+    body = [cells for _, _, cells in sorted(rows, key=lambda r: (not r[0], -r[1]))]
     widths = [max(len(row[i]) for row in [header, *body]) for i in range(len(header))]
     return ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in [header, *body]]
