@@ -6,8 +6,11 @@ import os
 import re
 from dataclasses import asdict, dataclass, field, replace
 
-MODELS = ("mikgnn", "kgcn", "kgcn-ls", "mf", "svd", "fm", "fm-transe", "per", "cke", "ripplenet", "kgat", "ckan",
-          "kgin", "agcn", "lightgcn")
+# Every model: the name the flags take, and the name the paper's tables print.
+MODEL_TITLES = {"mikgnn": "MI-KGNN", "kgcn": "KGCN", "kgcn-ls": "KGCN-LS", "mf": "MF", "svd": "SVD", "fm": "LibFM",
+                "fm-transe": "LibFM + TransE", "per": "PER", "cke": "CKE", "ripplenet": "RippleNet", "kgat": "KGAT",
+                "ckan": "CKAN", "kgin": "KGIN", "agcn": "AGCN", "lightgcn": "LightGCN"}
+MODELS = tuple(MODEL_TITLES)
 LOSSES = ("bce", "bpr")
 DEVICES = ("auto", "cpu", "cuda")
 ATTENTIONS = ("dual", "uniform", "relation")
@@ -29,7 +32,7 @@ MAX_FIELD = 64
 # than any run here needs, and would starve the machine before failing.
 MAX_DIM, MAX_NEIGHBOURS, MAX_HOPS, MAX_BATCH = 4096, 1024, 8, 1 << 20
 SEARCH_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
-FIELD_MODELS = ("mikgnn", "kgcn", "kgcn-ls")  # the models with a receptive field of n^h entities
+FIELD_MODELS = ("mikgnn", "kgcn", "kgcn-ls")  # a receptive field of n^h entities, whose neighbours attend
 FIELD_MEMORY_SHARE = 0.5  # of the machine's memory, that one step's receptive field may take
 
 

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from mikgnn.bpr import NegativeSampler
-from mikgnn.config import ModelConfig, TrainConfig, check_field_memory
+from mikgnn.config import FIELD_MODELS, MODEL_TITLES, ModelConfig, TrainConfig, check_field_memory
 from mikgnn.label_smoothness import InteractionTable
 from mikgnn.models import Recommender, build_model
 from mikgnn.processed import ProcessedDataset
@@ -59,7 +59,8 @@ def build(data: ProcessedDataset, model_cfg: ModelConfig, train_cfg: TrainConfig
         ls_table = InteractionTable(train.user, train.item, train.label, data.n_entities).to(device)
     if train_cfg.loss == "bpr" and train is not None:
         negatives = NegativeSampler(train.user, train.item, train.label, data.n_items, train_cfg.seed).to(device)
-    attends = MODEL_NAMES.get(model_cfg.model) if model_cfg.attention != "uniform" else None
+    attends = (MODEL_TITLES[model_cfg.model] if model_cfg.model in FIELD_MODELS and model_cfg.attention != "uniform"
+               else None)
     return Experiment(model, optimizer, splits, data.n_items, ls_table, negatives, attends)
 
 
@@ -74,7 +75,6 @@ AUC = "valid/auc"
 # normalised entropy still >= UNIFORM. Where the attention learns (docs/model.md) it is 1.0000
 # for the first three epochs, then 0.89, 0.68, ... as the embeddings grow.
 ATTENTION_EPOCHS, UNIFORM = 6, 0.999
-MODEL_NAMES = {"mikgnn": "MI-KGNN", "kgcn": "KGCN", "kgcn-ls": "KGCN-LS"}  # the models whose neighbours attend
 LEARNING_ATTENTION = "--set l2_relations=false --set logits=dot --set logit_scale=1000 --variant w-a"
 
 

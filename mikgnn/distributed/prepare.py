@@ -8,7 +8,6 @@ raw files; the output goes to shared storage on a multi-node cluster. The files 
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +18,7 @@ import ray
 from mikgnn.datasets import DatasetError, DatasetSpec
 from mikgnn.datasets.delimited import Chunk
 from mikgnn.distributed.cluster import connect
+from mikgnn.distributed.ray_workarounds import ray_data_errors_unlogged, without_retry_advice
 from mikgnn.prepare import CHUNK_BYTES, concat_rows, label_block, parse_chunk
 from mikgnn.prepare import prepare as prepare_with
 from mikgnn.storage import Location
@@ -71,20 +71,14 @@ def _on_this_node() -> dict[str, str]:
 
 def _run(ds) -> pa.Table:
     """Execute a Ray Data dataset in order and gather it, surfacing our own input errors."""
-    data_log = logging.getLogger("ray.data")
-    level = data_log.level
-    data_log.setLevel(logging.CRITICAL)  # Ray Data logs a task's error with its traceback, then raises it
     try:
-        tables = ray.get(ds.to_arrow_refs())
+        with ray_data_errors_unlogged():
+            tables = ray.get(ds.to_arrow_refs())
     except Exception as exc:  # Ray wraps task errors; find the DatasetError inside
         cause = _dataset_error(exc)
         if cause is None:
             raise
-        # Ray Data (2.60) appends its retry advice to the message ("Failed to apply UDF transform
-        # after 1/1 attempts ... configure DataContext ..."): bad input is not transient
-        raise DatasetError(str(cause).split("\nFailed to ", 1)[0]) from None
-    finally:
-        data_log.setLevel(level)
+        raise DatasetError(without_retry_advice(str(cause))) from None
     return concat_rows(tables)
 
 

@@ -1,7 +1,7 @@
-"""Every use of Ray's internals, in one place (Ray 2.60.0).
+"""Every use of Ray's internals, and every workaround of a Ray behaviour, in one place (Ray 2.60.0).
 
-Each function works around a behaviour of Ray that its public API does not reach, says which,
-and names the test that fails without it. Nothing else in the project imports ``ray._private``,
+Each function works around a behaviour of Ray (most of them through what its public API does
+not reach), says which, and names the test that fails without it. Nothing else in the project imports ``ray._private``,
 a ``ray.*._internal`` module or an underscore name of Ray (``tests/test_ray_workarounds.py``
 checks). When a Ray release offers a public way, the function goes.
 """
@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import json
+import logging
 import os
 import signal
 import socket
@@ -73,6 +74,30 @@ def sigint_kept() -> Iterator[None]:
     finally:
         if before is not None and threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGINT, before)
+
+
+@contextlib.contextmanager
+def ray_data_errors_unlogged() -> Iterator[None]:
+    """Around gathering a Ray Data dataset whose tasks raise the user's input errors.
+
+    Ray Data 2.60.0 logs a failed task's error with its traceback (logger ``ray.data``) before it
+    raises it, so a bad line of a user's file printed a traceback above our one error line.
+    Test: ``test_refused.py::test_bad_data_found_by_a_ray_data_task_is_one_line_too``."""
+    logger = logging.getLogger("ray.data")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def without_retry_advice(message: str) -> str:
+    """A task error's message without the advice Ray Data 2.60.0 appends to it ("Failed to apply
+    UDF transform after 1/1 attempts ... configure DataContext ..."), even with
+    ``raise_original_map_exception``: bad input is not transient.
+    Test: ``test_refused.py::test_bad_data_found_by_a_ray_data_task_is_one_line_too``."""
+    return message.split("\nFailed to ", 1)[0]
 
 
 def set_dashboard_start_s(seconds: int) -> None:

@@ -29,12 +29,11 @@ from ray.tune.search import BasicVariantGenerator
 
 from mikgnn.distributed.cluster import plan_concurrency
 from mikgnn.distributed.console import SearchConsole
-from mikgnn.distributed.driver import driver_alive
 from mikgnn.distributed.errors import error_line
 from mikgnn.distributed.run_owner import RunOwner, RunSpec, end_running
-from mikgnn.distributed.search_driver import SearchStopped, fit, run_config
-from mikgnn.distributed.tracking import DRIVER_TAG, KIND_TAG, SEARCH_TAG, experiment_id, ready_store
-from mikgnn.distributed.train_loop import FINAL, loop_config, train_in_trial
+from mikgnn.distributed.search_driver import SearchStopped, count_ended, fit, run_config
+from mikgnn.distributed.tracking import DRIVER_TAG, KIND_TAG, experiment_id, ready_store, running_searches
+from mikgnn.distributed.train_loop import loop_config, train_in_trial
 from mikgnn.reproduction.cells import Cell
 from mikgnn.storage import resolve
 
@@ -124,14 +123,8 @@ def running_driver(tracking_uri: str, experiment: str, name: str) -> str | None:
     """The driver (host:pid:start) of reproduction ``name`` when one still runs it on this host."""
     client = MlflowClient(ready_store(tracking_uri))
     found = client.get_experiment_by_name(experiment)
-    if found is None:
-        return None
-    for run in client.search_runs([found.experiment_id], filter_string=f"tags.`{KIND_TAG}` = 'search' and "
-                                  f"tags.`{SEARCH_TAG}` = '{name}' and attributes.status = 'RUNNING'"):
-        driver = run.data.tags.get(DRIVER_TAG, "")
-        if driver_alive(driver):
-            return driver
-    return None
+    runs = running_searches(client, found.experiment_id, name) if found is not None else []
+    return next((run.data.tags[DRIVER_TAG] for run, alive in runs if alive), None)
 
 
 def reproduction_name(experiment: str, cells: tuple[Cell, ...]) -> str:
@@ -160,12 +153,6 @@ def cell_label(trial, cells: dict[str, Cell]) -> str:
 
 def trial_folder(trial) -> str:
     return f"cell_{trial.trial_id}"
-
-
-def count_ended(results) -> int:
-    """The trials of a grid that ended: failed, or reported their final result (a trial Tune
-    stops on an interrupt ends TERMINATED too)."""
-    return sum(r.error is not None or bool((r.metrics or {}).get(FINAL)) for r in results)
 
 
 def run_grid(job: ReproductionJob, cells: dict[str, Cell], todo: list[Cell], phase: str, concurrency: int) -> bool:

@@ -58,6 +58,14 @@ class StoppedCheckpoints(tune.Callback):
             checkpoint.filesystem.delete_dir(checkpoint.path)
 
 
+def count_ended(results: tune.ResultGrid) -> int:
+    """The trials that ended: failed, sent their final report, or were stopped by their scheduler
+    (a rung of ASHA). One that Tune merely terminated on an interrupt (a SIGTERM with every trial
+    started) has not: its search or grid is incomplete, not done."""
+    return sum(r.error is not None or bool((r.metrics or {}).get(FINAL)) or bool((r.metrics or {}).get("done"))
+               for r in results)
+
+
 def run_config(name: str, storage_path: str, owner: RunOwner, console: SearchConsole, stall_s: float | None,
                keep: int) -> tuple[tune.RunConfig, SearchGuard]:
     """The RunConfig of a search, and its guard (``guard.stalled``: why it stopped the search).

@@ -195,17 +195,24 @@ def open_search_run(tracking_uri: str, experiment: str, name: str, command: str,
     return run.info.run_id
 
 
+def running_searches(client: MlflowClient, experiment_id: str, name: str | None = None) -> list[tuple]:
+    """The RUNNING search runs of the experiment (of search ``name`` only, when given), each with
+    whether its driver lives (``driver.driver_alive``: None for one of another host)."""
+    named = f" and tags.`{SEARCH_TAG}` = '{name}'" if name else ""
+    runs = client.search_runs([experiment_id], filter_string=f"tags.`{KIND_TAG}` = 'search' and "
+                              f"attributes.status = 'RUNNING'{named}")
+    return [(run, driver_alive(run.data.tags.get(DRIVER_TAG, ""))) for run in runs]
+
+
 def end_orphaned_searches(client: MlflowClient, experiment_id: str, by: str) -> None:
     """End KILLED, with the reason, each RUNNING search run of the experiment (other than
     ``by``, the search now starting, whose resume deals with its own runs) whose driver on
     this host is gone (killed outright: nothing else leaves one RUNNING), and its RUNNING
     trial runs; a reproduction re-opens the cell runs it continues."""
-    for run in client.search_runs([experiment_id], filter_string=f"tags.`{KIND_TAG}` = 'search' and "
-                                  "attributes.status = 'RUNNING'"):
-        driver = run.data.tags.get(DRIVER_TAG, "")
-        if run.data.tags.get(SEARCH_TAG) == by or driver_alive(driver) is not False:
+    for run, alive in running_searches(client, experiment_id):
+        if run.data.tags.get(SEARCH_TAG) == by or alive is not False:
             continue
-        host, pid, _ = driver.rsplit(":", 2)
+        host, pid, _ = run.data.tags[DRIVER_TAG].rsplit(":", 2)
         reason = (f"killed: its driver (process {pid} on {host}) ended without closing its runs (killed "
                   f"outright); found by {by}")
         search = run.data.tags[SEARCH_TAG]

@@ -29,7 +29,7 @@ from mikgnn.distributed.cluster import TRIAL_DRIVER_CPU, plan_concurrency
 from mikgnn.distributed.console import SearchConsole
 from mikgnn.distributed.errors import error_line
 from mikgnn.distributed.run_owner import RunOwner, RunSpec, end_running
-from mikgnn.distributed.search_driver import SearchStopped, fit, run_config
+from mikgnn.distributed.search_driver import SearchStopped, count_ended, fit, run_config
 from mikgnn.distributed.tracking import (
     FAILURE_TAG,
     close_search_run,
@@ -284,11 +284,7 @@ def summarize(results, num_samples: int, stalled: str | None = None) -> dict:
     failure = stalled
     if failure is None and not scored and len(results):
         failure = f"all {len(results)} trial(s) failed before reporting {METRIC}"
-    # A trial has ended when it failed, sent its final report, or its scheduler stopped it; one
-    # that Tune merely terminated on an interrupt (a SIGTERM with every trial already started)
-    # has not, and the search is then incomplete, not done.
-    ended = [r for r in results if r.error or (r.metrics or {}).get(FINAL) or (r.metrics or {}).get("done")]
-    done = len(ended) >= num_samples
+    done = count_ended(results) >= num_samples
     summary = {"complete": done and failure is None, "failure": failure, "errors": results.num_errors,
                "trial_id": None, "params": {}, "metrics": {}}
     if scored:
