@@ -41,17 +41,35 @@ def _pss_kib(pid: int) -> int:
     return 0
 
 
-def run_measured(cmd: list[str], env: dict | None = None, interval: float = 0.2) -> tuple[float, float, int]:
-    """Run ``cmd``; return (wall seconds, peak PSS of its process tree in GiB, exit code)."""
+def _label(pid: int) -> str:
+    """A process's title: Ray renames its workers (``ray::ImplicitFunc.train``)."""
+    try:
+        words = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return "?"
+    text = " ".join(w.decode(errors="replace") for w in words if w)
+    return text if text.startswith("ray::") else " ".join(Path(w).name for w in text.split()[:2])
+
+
+def run_measured(cmd: list[str], env: dict | None = None, interval: float = 0.2, cwd: Path | None = None,
+                 per_process: dict | None = None) -> tuple[float, float, int]:
+    """Run ``cmd``; return (wall seconds, peak PSS of its process tree in GiB, exit code).
+    ``per_process``, when given, gets each process's (peak PSS in MiB, title) by pid."""
     start = time.perf_counter()
-    proc = subprocess.Popen(cmd, env={**os.environ, **(env or {})})
+    proc = subprocess.Popen(cmd, env={**os.environ, **(env or {})}, cwd=cwd)
     peak = 0
     done = threading.Event()
 
     def sample() -> None:
         nonlocal peak
         while not done.is_set():
-            peak = max(peak, sum(_pss_kib(p) for p in _tree(proc.pid)))
+            sizes = {p: _pss_kib(p) for p in _tree(proc.pid)}
+            peak = max(peak, sum(sizes.values()))
+            if per_process is not None:
+                for p, kib in sizes.items():
+                    mib, title = per_process.get(p, (0, ""))
+                    label = _label(p)  # a Ray worker's title changes with its task: the longest is kept
+                    per_process[p] = (max(mib, round(kib / 1024)), max(title, label, key=len))
             time.sleep(interval)
 
     sampler = threading.Thread(target=sample, daemon=True)

@@ -60,7 +60,8 @@ def _write_kg(path, rng, n_items, n_entities, n_relations, n_triples) -> None:
 def _write_ratings(path, rng, n_users, movie_ids, n_rows, n_positive) -> None:
     n_items = movie_ids.size
     counts = np.clip(rng.lognormal(np.log(n_rows / n_users) - 0.5, 1.0, n_users), 1, n_items // 2)
-    counts = np.maximum(1, (counts * n_rows / counts.sum()).astype(np.int64))
+    # at most every item once: a (user, item) pair rated twice is refused by preparation
+    counts = np.clip((counts * n_rows / counts.sum()).astype(np.int64), 1, n_items)
     user = np.repeat(np.arange(1, n_users + 1), counts)
     k = np.arange(user.size) - np.repeat(np.cumsum(counts) - counts, counts)
     start = rng.integers(0, n_items, n_users)
