@@ -186,12 +186,17 @@ def _data_loss(model: Recommender, batch: Rows, cfg: TrainConfig,
 
 @torch.no_grad()
 def predict(model: Recommender, rows: Rows) -> np.ndarray:
+    """The logit of every row, scored ``pairs_per_call`` rows a call. Each call's scores are
+    copied out: a model's output may be a view of its call's temporaries, and a list of those
+    views kept every call's temporaries alive (at movie scale 7.7 GB for the 5.4 M validation
+    rows, docs/benchmarks.md)."""
     model.eval()
     device = _device(model)
     step = model.pairs_per_call()
-    out = [model(rows.user[s : s + step].to(device), rows.item[s : s + step].to(device)).cpu()
-           for s in range(0, len(rows), step)]
-    return torch.cat(out).numpy()
+    out = torch.empty(len(rows))  # [N]
+    for s in range(0, len(rows), step):
+        out[s : s + step] = model(rows.user[s : s + step].to(device), rows.item[s : s + step].to(device))
+    return out.numpy()
 
 
 def _device(model: nn.Module) -> torch.device:
