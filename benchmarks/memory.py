@@ -51,6 +51,12 @@ def _label(pid: int) -> str:
     return text if text.startswith("ray::") else " ".join(Path(w).name for w in text.split()[:2])
 
 
+def _rank(title: str) -> tuple[bool, bool, int]:
+    """Which of a process's titles names it best: a Ray task's (``ray::ImplicitFunc.train``) over
+    an idle worker's and the interpreter's command line."""
+    return title.startswith("ray::"), not title.startswith("ray::IDLE"), len(title)
+
+
 def run_measured(cmd: list[str], env: dict | None = None, interval: float = 0.2, cwd: Path | None = None,
                  per_process: dict | None = None) -> tuple[float, float, int]:
     """Run ``cmd``; return (wall seconds, peak PSS of its process tree in GiB, exit code).
@@ -68,8 +74,8 @@ def run_measured(cmd: list[str], env: dict | None = None, interval: float = 0.2,
             if per_process is not None:
                 for p, kib in sizes.items():
                     mib, title = per_process.get(p, (0, ""))
-                    label = _label(p)  # a Ray worker's title changes with its task: the longest is kept
-                    per_process[p] = (max(mib, round(kib / 1024)), max(title, label, key=len))
+                    label = _label(p)  # a Ray worker's title changes with its task: its busiest is kept
+                    per_process[p] = (max(mib, round(kib / 1024)), max(title, label, key=_rank))
             time.sleep(interval)
 
     sampler = threading.Thread(target=sample, daemon=True)
