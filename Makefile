@@ -19,7 +19,7 @@ lint: install
 
 test: lint
 	./scripts/install_test_deps.sh
-	$(PY) -m pytest -q -p no:cacheprovider
+	$(PY) -m pytest -q -p no:cacheprovider --durations=25
 
 bench-prepare: install
 	$(PY) benchmarks/prepare_scale.py

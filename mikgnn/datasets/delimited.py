@@ -158,8 +158,8 @@ def split_line(text: str, fmt: TextFormat) -> list[str]:
     """A line's fields; a ValueError for a quoted field that is never closed."""
     if not fmt.quoted:
         return text.split(fmt.delimiter)
-    try:
-        return next(csv.reader([text], delimiter=fmt.delimiter, quotechar='"', strict=True))
+    try:  # an empty line is one empty field, as str.split reads it
+        return next(csv.reader([text], delimiter=fmt.delimiter, quotechar='"', strict=True)) or [""]
     except csv.Error as exc:
         raise ValueError(f'a double quote (") opens a field that the line never closes ({exc})') from None
 

@@ -164,6 +164,7 @@ def bounded_join(address: str, seconds: float | None = None) -> Iterator[None]:
     finally:
         done.set()
         signal.set_wakeup_fd(before)
+        os.write(write, b"\0")  # wakes the watcher at once: no signal, and done is set
         watcher.join()
         os.close(read)
         os.close(write)
