@@ -435,6 +435,7 @@ class _SilentGcs:
 
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.port = self.listener.getsockname()[1]
+        self.accepted = 0  # the probe's connection, then ray.init's
         threading.Thread(target=self._serve, daemon=True).start()
 
     def _serve(self):
@@ -445,6 +446,7 @@ class _SilentGcs:
                 conn, _ = self.listener.accept()
             except OSError:
                 return
+            self.accepted += 1
             threading.Thread(target=self._answer, args=(conn,), daemon=True).start()
 
     @staticmethod
@@ -475,9 +477,9 @@ def test_a_signal_ends_a_join_that_ray_would_retry_forever(tmp_path, shared_data
                             cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 90
-        while time.monotonic() < deadline and not _joining(proc.pid):
+        while time.monotonic() < deadline and gcs.accepted < 2:  # ray.init has connected
             time.sleep(0.2)
-        time.sleep(5)  # past the probe, inside Ray's C++ wait for the GCS
+        time.sleep(3)  # inside Ray's C++ wait for the GCS
         sent = time.monotonic()
         proc.send_signal(signum)
         _, err = proc.communicate(timeout=60)
@@ -488,17 +490,6 @@ def test_a_signal_ends_a_join_that_ray_would_retry_forever(tmp_path, shared_data
     assert proc.returncode == 130 and took < 10, (proc.returncode, took, err[-2000:])
     assert f"error: interrupted ({signal.Signals(signum).name}) while joining the Ray cluster at 127.0.0.1:" in err
     assert "Traceback" not in err and not (tmp_path / "mlflow.db").exists() and not (tmp_path / "ray_results").exists()
-
-
-def _joining(pid: int) -> bool:
-    """Whether the process holds an open TCP connection (the probe's, then ray.init's)."""
-    try:
-        links = [os.readlink(p) for p in Path(f"/proc/{pid}/fd").iterdir()]
-    except OSError:
-        return False
-    inodes = {link[8:-1] for link in links if link.startswith("socket:[")}
-    rows = Path(f"/proc/{pid}/net/tcp").read_text().splitlines()[1:]
-    return any(row.split()[9] in inodes and row.split()[3] == "01" for row in rows)  # ESTABLISHED
 
 
 def test_a_join_that_never_completes_ends_at_its_bound(tmp_path):
