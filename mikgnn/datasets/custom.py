@@ -95,8 +95,7 @@ def _raw(path: Path, required: tuple[str, ...], optional: tuple[str, ...] = ()) 
             raise DatasetError(f"{path}:1: not {path.suffix[1:].upper()} text (its first line holds bytes that are "
                                "not UTF-8 text): is it a binary or another encoding? Save it as UTF-8 text")
         try:
-            header = [h.strip() for h in split_line(text.rstrip("\r\n"), TextFormat(_DELIMITERS[path.suffix], True,
-                                                                                    (), quoted=True))]
+            header = [h.strip() for h in split_line(text.rstrip("\r\n"), _DELIMITERS[path.suffix], quoted=True)]
         except ValueError as exc:
             raise DatasetError(f"{path}:1: {exc}") from None
     absent = [c for c in required if c not in header]

@@ -154,19 +154,19 @@ def _scan(chunk: Chunk, data: bytes, fmt: TextFormat, skip_header: bool) -> None
             raise line_error(chunk.path, first_line + k, f"{problem}: {text[:200]!r}")
 
 
-def split_line(text: str, fmt: TextFormat) -> list[str]:
+def split_line(text: str, delimiter: str, quoted: bool) -> list[str]:
     """A line's fields; a ValueError for a quoted field that is never closed."""
-    if not fmt.quoted:
-        return text.split(fmt.delimiter)
+    if not quoted:
+        return text.split(delimiter)
     try:  # an empty line is one empty field, as str.split reads it
-        return next(csv.reader([text], delimiter=fmt.delimiter, quotechar='"', strict=True)) or [""]
+        return next(csv.reader([text], delimiter=delimiter, quotechar='"', strict=True)) or [""]
     except csv.Error as exc:
         raise ValueError(f'a double quote (") opens a field that the line never closes ({exc})') from None
 
 
 def _check_line(text: str, fmt: TextFormat) -> str | None:
     try:
-        fields = split_line(text, fmt)
+        fields = split_line(text, fmt.delimiter, fmt.quoted)
     except ValueError as exc:
         return str(exc)
     if len(fields) != len(fmt.columns):
